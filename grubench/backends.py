@@ -1,0 +1,119 @@
+"""The backend registry: the one place a backend is added.
+
+    >>> from grubench import backends
+    >>> backends.names()
+    >>> be = backends.get("numpy")
+    >>> y, h_n = be.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh)
+
+Each entry names a module of :mod:`grubench.kernels` that defines ``availability()``,
+``version()`` and ``prepare(args)`` (with optional keyword options such as a device), and
+:class:`Backend` builds the convenience API over it. Kernel modules are imported on first
+use, so listing backends costs nothing and a missing optional package only makes its
+backend unavailable, with the reason.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+
+from grubench.kernels.contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
+
+
+@dataclass(frozen=True)
+class Entry:
+    module: str
+    description: str
+    options: dict = field(default_factory=dict)
+    device: str = "cpu"
+
+
+REGISTRY: dict[str, Entry] = {
+    "numpy": Entry("reference", "exact NumPy reference (the oracle of every test)"),
+    "torch-cpu": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on the CPU",
+                       {"device": "cpu"}),
+    "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
+                        {"device": "cuda"}, device="cuda"),
+}
+
+
+class Backend:
+    """One registered backend: availability, version, the prepared path and the
+    convenience API (``gru_forward``, ``gru_backward``, ``lstm_forward``, ``lstm_backward``)."""
+
+    def __init__(self, name: str, entry: Entry):
+        self.name = name
+        self.entry = entry
+        self.description = entry.description
+        self.device = entry.device
+
+    @functools.cached_property
+    def _module(self):
+        return importlib.import_module(f"grubench.kernels.{self.entry.module}")
+
+    @functools.cached_property
+    def _status(self) -> tuple[bool, str | None]:
+        try:
+            return self._module.availability(**self.entry.options)
+        except ImportError as error:
+            return False, f"{type(error).__name__}: {error}"
+
+    @property
+    def available(self) -> bool:
+        return self._status[0]
+
+    @property
+    def why_unavailable(self) -> str | None:
+        return self._status[1]
+
+    @property
+    def version(self) -> str:
+        return self._module.version(**self.entry.options) if self.available else "unavailable"
+
+    def prepare(self, args: RNNArgs) -> Prepared:
+        """Lay validated arguments out for this backend (see :mod:`...contract`)."""
+        if not self.available:
+            raise BackendUnavailable(f"backend {self.name!r} is unavailable: "
+                                     f"{self.why_unavailable}")
+        return self._module.prepare(args, **self.entry.options)
+
+    @functools.cached_property
+    def _api(self):
+        return convenience_api(self.prepare)
+
+    @property
+    def gru_forward(self):
+        return self._api[0]
+
+    @property
+    def gru_backward(self):
+        return self._api[1]
+
+    @property
+    def lstm_forward(self):
+        return self._api[2]
+
+    @property
+    def lstm_backward(self):
+        return self._api[3]
+
+    def __repr__(self) -> str:
+        state = "available" if self.available else f"unavailable: {self.why_unavailable}"
+        return f"<Backend {self.name} ({state})>"
+
+
+def names() -> list[str]:
+    """Every registered backend name, available here or not."""
+    return list(REGISTRY)
+
+
+@functools.cache
+def get(name: str) -> Backend:
+    """The backend called ``name``; ValueError listing the valid names otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown backend {name!r}; valid names: {', '.join(REGISTRY)}")
+    return Backend(name, REGISTRY[name])
+
+
+def available() -> list[Backend]:
+    return [get(n) for n in names() if get(n).available]

@@ -1,0 +1,308 @@
+"""The kernel contract every backend implements, and the validation that guards it.
+
+Two levels:
+
+* The convenience API (NumPy in, NumPy out), identical in every backend module::
+
+      y, h_n      = gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None)
+      grads       = gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, *, reset_after=True, lengths=None)
+      y, h_n, c_n = lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None)
+      grads       = lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, *, lengths=None)
+
+* The prepared path the harness times: ``prepare(args) -> Prepared`` lays the validated
+  arrays out on the backend's device once; ``Prepared.forward()`` (inference, nothing saved)
+  and ``Prepared.training_step()`` (forward saving what backward needs, then backward) run
+  on them repeatedly; ``synchronize()`` waits for asynchronous devices.
+
+A backend module defines ``availability()``, ``version()`` and ``prepare(args)``, then gets
+the convenience API from :func:`convenience_api`, so the four functions are written once.
+
+Shapes (time-major, torch layout and gate order):
+    x (T,B,I); h0, c0, h_n, c_n (B,H); y, dy (T,B,H)
+    GRU:  w_ih (3H,I), w_hh (3H,H), b_ih, b_hh (3H,)   gates r, z, n
+    LSTM: w_ih (4H,I), w_hh (4H,H), b_ih, b_hh (4H,)   gates i, f, g, o
+    lengths (B,) integers, 0 <= lengths[b] <= T; steps t >= lengths[b] leave the state
+    unchanged and give y[t, b] = 0 (ONNX sequence_lens semantics).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+CELLS = ("gru", "lstm")
+GATES = {"gru": 3, "lstm": 4}
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Named gate offsets (multiply by H for the row offset inside w_ih / w_hh / biases).
+GRU_R, GRU_Z, GRU_N = 0, 1, 2
+LSTM_I, LSTM_F, LSTM_G, LSTM_O = 0, 1, 2, 3
+
+
+class BackendUnavailable(RuntimeError):
+    """Raised when a backend that is not available on this machine is asked to run."""
+
+
+@dataclass(frozen=True)
+class RNNArgs:
+    """One validated call: C-contiguous arrays of one float dtype, sizes checked.
+
+    ``dy``, ``dh_n`` and ``dc_n`` are the upstream gradients (None for forward-only calls).
+    ``lengths`` is None or an int64 array (B,).
+    """
+
+    cell: str
+    reset_after: bool
+    x: np.ndarray
+    h0: np.ndarray
+    c0: np.ndarray | None
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    lengths: np.ndarray | None = None
+    dy: np.ndarray | None = None
+    dh_n: np.ndarray | None = None
+    dc_n: np.ndarray | None = None
+
+    @property
+    def T(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def B(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def I(self) -> int:  # noqa: E743 - the conventional name of the input size
+        return self.x.shape[2]
+
+    @property
+    def H(self) -> int:
+        return self.h0.shape[1]
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+    @property
+    def has_grads(self) -> bool:
+        return self.dy is not None
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The differentiable inputs by gradient key, in contract order."""
+        named = {"x": self.x, "h0": self.h0}
+        if self.cell == "lstm":
+            named["c0"] = self.c0
+        named.update(w_ih=self.w_ih, w_hh=self.w_hh, b_ih=self.b_ih, b_hh=self.b_hh)
+        return named
+
+
+class Prepared:
+    """Inputs laid out for one backend, ready to run repeatedly.
+
+    Subclasses implement ``forward`` and ``training_step``; results stay on the backend's
+    device until ``to_numpy`` fetches them, so the timed region holds no host transfers.
+    """
+
+    #: bytes of state the last ``training_step`` saved for its backward pass (None: unknown)
+    saved_bytes: int | None = None
+
+    def __init__(self, args: RNNArgs):
+        self.args = args
+
+    def forward(self):
+        """Inference: returns (y, h_n) for GRU, (y, h_n, c_n) for LSTM; saves nothing."""
+        raise NotImplementedError
+
+    def training_step(self):
+        """Forward that saves what backward needs, then backward with the prepared upstream
+        gradients. Returns (outputs, grads) with grads keyed as :meth:`RNNArgs.inputs`."""
+        raise NotImplementedError
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (a no-op for synchronous CPU backends)."""
+
+    def to_numpy(self, result):
+        """Fetch a result of ``forward``/``training_step`` as NumPy arrays (same structure)."""
+        return result
+
+
+# --------------------------------------------------------------------------------------
+# Validation: everything a user can get wrong is caught here, before any kernel sees it.
+# --------------------------------------------------------------------------------------
+
+def _as_float_array(name: str, value) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    if value.dtype not in DTYPES:
+        raise TypeError(f"{name} has dtype {value.dtype}; expected float32 or float64")
+    return value
+
+
+def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...], meaning: str) -> None:
+    if array.shape != expected:
+        raise ValueError(f"{name} has shape {array.shape}; expected {expected} {meaning}")
+
+
+def _validate_lengths(lengths, T: int, B: int) -> np.ndarray | None:
+    if lengths is None:
+        return None
+    array = np.asarray(lengths)
+    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"lengths must hold integers, got dtype {array.dtype}")
+    if array.shape != (B,):
+        raise ValueError(f"lengths has shape {array.shape}; expected ({B},) = (B,)")
+    if B and (array.min() < 0 or array.max() > T):
+        raise ValueError(f"lengths must lie in [0, T={T}]; got values from "
+                         f"{array.min()} to {array.max()}")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def available_memory_bytes() -> int:
+    """Memory a new allocation can use now: MemAvailable, else total physical memory."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def working_set_bytes(args: RNNArgs) -> int:
+    """Bytes a training call allocates beyond its inputs: outputs, the gate activations and
+    states saved for backward, and gradients (an upper bound for inference)."""
+    T, B, I, H, G = args.T, args.B, args.I, args.H, args.gates
+    states = 2 if args.cell == "lstm" else 1
+    elements = (T * B * H * (1 + states)        # y and the saved state sequences
+                + T * B * G * H * 2            # gate pre-activations and activations
+                + T * B * I                    # dx
+                + G * H * (I + H + 2))         # weight gradients
+    return elements * args.dtype.itemsize
+
+
+def check_fits_in_memory(args: RNNArgs, headroom: float = 0.9) -> None:
+    """Raise MemoryError, before anything is allocated, when a call cannot fit."""
+    need = working_set_bytes(args)
+    have = available_memory_bytes()
+    if need > headroom * have:
+        raise MemoryError(
+            f"{args.cell} with T={args.T}, B={args.B}, I={args.I}, H={args.H} "
+            f"({args.dtype}) needs about {need / 2**30:.1f} GiB; "
+            f"{have / 2**30:.1f} GiB of memory is available")
+
+
+def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool = True,
+             lengths=None, dy=None, dh_n=None, dc_n=None) -> RNNArgs:
+    """Check a call against the contract and return it as :class:`RNNArgs`.
+
+    Raises TypeError for wrong types or dtypes, ValueError for wrong shapes, sizes or
+    lengths, MemoryError for a problem that cannot fit; never lets a bad call through.
+    Non-contiguous and Fortran-ordered arrays are accepted and copied to C order.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELLS)}")
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise TypeError(f"reset_after must be True or False, got {reset_after!r}")
+    G = GATES[cell]
+    x = _as_float_array("x", x)
+    if x.ndim != 3:
+        raise ValueError(f"x has shape {x.shape}; expected 3 dimensions (T, B, I)")
+    T, B, I = x.shape
+    if T < 1 or B < 1 or I < 1:
+        raise ValueError(f"x has shape {x.shape}; T, B and I must all be >= 1")
+    w_hh = _as_float_array("w_hh", w_hh)
+    if w_hh.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] or w_hh.shape[1] < 1:
+        raise ValueError(f"w_hh has shape {w_hh.shape}; expected ({G}*H, H) for {cell}")
+    H = w_hh.shape[1]
+    arrays = {"x": x, "w_hh": w_hh}
+    expected = {
+        "h0": ((B, H), "(B, H)"),
+        "w_ih": ((G * H, I), f"({G}*H, I)"),
+        "b_ih": ((G * H,), f"({G}*H,)"),
+        "b_hh": ((G * H,), f"({G}*H,)"),
+    }
+    given = {"h0": h0, "w_ih": w_ih, "b_ih": b_ih, "b_hh": b_hh}
+    if cell == "lstm":
+        expected["c0"] = ((B, H), "(B, H)")
+        given["c0"] = c0
+    grads_given = [g is not None for g in ((dy, dh_n, dc_n) if cell == "lstm" else (dy, dh_n))]
+    if any(grads_given):
+        expected["dy"] = ((T, B, H), "(T, B, H)")
+        expected["dh_n"] = ((B, H), "(B, H)")
+        given.update(dy=dy, dh_n=dh_n)
+        if cell == "lstm":
+            expected["dc_n"] = ((B, H), "(B, H)")
+            given["dc_n"] = dc_n
+    for name, value in given.items():
+        if value is None:
+            raise TypeError(f"{name} is required")
+        arrays[name] = _as_float_array(name, value)
+        shape, meaning = expected[name]
+        _check_shape(name, arrays[name], shape, meaning)
+    dtypes = {a.dtype for a in arrays.values()}
+    if len(dtypes) > 1:
+        listed = ", ".join(f"{n}={a.dtype}" for n, a in arrays.items())
+        raise TypeError(f"all arrays must share one dtype; got {listed}")
+    contiguous = {n: np.ascontiguousarray(a) for n, a in arrays.items()}
+    args = RNNArgs(cell=cell, reset_after=bool(reset_after),
+                   lengths=_validate_lengths(lengths, T, B),
+                   c0=contiguous.pop("c0", None), dy=contiguous.pop("dy", None),
+                   dh_n=contiguous.pop("dh_n", None), dc_n=contiguous.pop("dc_n", None),
+                   **contiguous)
+    check_fits_in_memory(args)
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# The convenience API, built once over a backend's ``prepare``.
+# --------------------------------------------------------------------------------------
+
+def convenience_api(prepare: Callable[[RNNArgs], Prepared]):
+    """Return (gru_forward, gru_backward, lstm_forward, lstm_backward) over ``prepare``."""
+
+    def run_forward(args: RNNArgs):
+        prepared = prepare(args)
+        result = prepared.forward()
+        prepared.synchronize()
+        return prepared.to_numpy(result)
+
+    def run_backward(args: RNNArgs) -> dict[str, np.ndarray]:
+        prepared = prepare(args)
+        result = prepared.training_step()
+        prepared.synchronize()
+        _outputs, grads = prepared.to_numpy(result)
+        return grads
+
+    def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, *, reset_after=True, lengths=None):
+        """GRU over a sequence. Returns y (T,B,H) and h_n (B,H)."""
+        return run_forward(validate("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                    reset_after=reset_after, lengths=lengths))
+
+    def gru_backward(x, h0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, *, reset_after=True,
+                     lengths=None):
+        """Gradients of sum(y*dy) + sum(h_n*dh_n): dict x, h0, w_ih, w_hh, b_ih, b_hh."""
+        return run_backward(validate("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh,
+                                     reset_after=reset_after, lengths=lengths,
+                                     dy=dy, dh_n=dh_n))
+
+    def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, lengths=None):
+        """LSTM over a sequence. Returns y (T,B,H), h_n (B,H) and c_n (B,H)."""
+        return run_forward(validate("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                    lengths=lengths))
+
+    def lstm_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, *, lengths=None):
+        """Gradients of sum(y*dy) + sum(h_n*dh_n) + sum(c_n*dc_n): dict x, h0, c0, w_ih,
+        w_hh, b_ih, b_hh."""
+        return run_backward(validate("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                     lengths=lengths, dy=dy, dh_n=dh_n, dc_n=dc_n))
+
+    return gru_forward, gru_backward, lstm_forward, lstm_backward
