@@ -107,27 +107,58 @@ class RNNArgs:
 class Prepared:
     """Inputs laid out for one backend, ready to run repeatedly.
 
-    Subclasses implement ``forward`` and ``training_step``; results stay on the backend's
-    device until ``to_numpy`` fetches them, so the timed region holds no host transfers.
+    Subclasses implement ``forward``, ``forward_train`` and ``backward``; results stay on
+    the backend's device until ``to_numpy`` fetches them, so a timed region holds no host
+    transfers. A training loop calls ``forward_train``, computes the upstream gradients from
+    the outputs, then ``backward``; the harness calls ``training_step``, which uses the
+    upstream gradients given to ``validate``.
     """
 
-    #: bytes of state the last ``training_step`` saved for its backward pass (None: unknown)
+    #: bytes of state the last ``forward_train`` saved for backward (None: unknown)
     saved_bytes: int | None = None
 
     def __init__(self, args: RNNArgs):
         self.args = args
+        self._upstream = None
 
     def forward(self):
         """Inference: returns (y, h_n) for GRU, (y, h_n, c_n) for LSTM; saves nothing."""
         raise NotImplementedError
 
-    def training_step(self):
-        """Forward that saves what backward needs, then backward with the prepared upstream
-        gradients. Returns (outputs, grads) with grads keyed as :meth:`RNNArgs.inputs`."""
+    def forward_train(self):
+        """Forward that keeps what backward needs: returns (outputs, saved)."""
         raise NotImplementedError
+
+    def backward(self, saved, upstream) -> dict:
+        """Gradients from ``saved`` (of ``forward_train``) and ``upstream`` = (dy, dh_n) for
+        GRU or (dy, dh_n, dc_n) for LSTM, in this backend's arrays (see ``from_numpy``).
+        Returns a dict keyed as :meth:`RNNArgs.inputs`."""
+        raise NotImplementedError
+
+    def upstream(self) -> tuple:
+        """The upstream gradients given to ``validate``, on this backend's device."""
+        if not self.args.has_grads:
+            raise ValueError("no upstream gradients were given (dy, dh_n[, dc_n])")
+        if self._upstream is None:
+            arrays = (self.args.dy, self.args.dh_n)
+            if self.args.cell == "lstm":
+                arrays += (self.args.dc_n,)
+            self._upstream = tuple(self.from_numpy(a) for a in arrays)
+        return self._upstream
+
+    def training_step(self):
+        """``forward_train`` then ``backward`` with the prepared upstream gradients.
+        Returns (outputs, grads)."""
+        upstream = self.upstream()
+        outputs, saved = self.forward_train()
+        return outputs, self.backward(saved, upstream)
 
     def synchronize(self) -> None:
         """Wait for queued device work (a no-op for synchronous CPU backends)."""
+
+    def from_numpy(self, array: np.ndarray):
+        """A NumPy array as this backend's array type (identity on NumPy backends)."""
+        return array
 
     def to_numpy(self, result):
         """Fetch a result of ``forward``/``training_step`` as NumPy arrays (same structure)."""

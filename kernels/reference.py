@@ -70,17 +70,19 @@ def gru_forward_saving(args: RNNArgs):
     return (y, h), steps
 
 
-def gru_backward_from(args: RNNArgs, steps) -> dict[str, np.ndarray]:
-    """Backpropagation through time over the intermediates of :func:`gru_forward_saving`."""
+def gru_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
+    """Backpropagation through time over the intermediates of :func:`gru_forward_saving`;
+    upstream = (dy (T,B,H), dh_n (B,H))."""
     H = args.H
     mask = step_masks(args)
     w_hh_n = args.w_hh[2 * H:]
+    dy, dh_n = upstream
     grads = {name: np.zeros_like(value) for name, value in args.inputs().items()}
-    dh = args.dh_n.copy()
+    dh = dh_n.copy()
     for t in reversed(range(args.T)):
         s = steps[t]
         h_prev, r, z, n, gh_n = s["h_prev"], s["r"], s["z"], s["n"], s["gh_n"]
-        d_candidate = mask[t] * (args.dy[t] + dh)       # gradient reaching h' of this step
+        d_candidate = mask[t] * (dy[t] + dh)       # gradient reaching h' of this step
         dh_prev = (1 - mask[t]) * dh + d_candidate * z  # carried state + the z*h path
         dz = d_candidate * (h_prev - n)
         da_n = d_candidate * (1 - z) * (1 - n * n)      # through tanh
@@ -135,15 +137,17 @@ def lstm_forward_saving(args: RNNArgs):
     return (y, h, c), steps
 
 
-def lstm_backward_from(args: RNNArgs, steps) -> dict[str, np.ndarray]:
-    """Backpropagation through time over the intermediates of :func:`lstm_forward_saving`."""
+def lstm_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
+    """Backpropagation through time over the intermediates of :func:`lstm_forward_saving`;
+    upstream = (dy (T,B,H), dh_n (B,H), dc_n (B,H))."""
     mask = step_masks(args)
     grads = {name: np.zeros_like(value) for name, value in args.inputs().items()}
-    dh, dc = args.dh_n.copy(), args.dc_n.copy()
+    dy, dh_n, dc_n = upstream
+    dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(args.T)):
         s = steps[t]
         i, f, g, o, tanh_c = s["i"], s["f"], s["g"], s["o"], s["tanh_c"]
-        dh_candidate = mask[t] * (args.dy[t] + dh)
+        dh_candidate = mask[t] * (dy[t] + dh)
         dc_candidate = mask[t] * dc + dh_candidate * o * (1 - tanh_c * tanh_c)
         da = np.concatenate([
             dc_candidate * g * i * (1 - i),              # input gate
@@ -173,10 +177,13 @@ class ReferencePrepared(Prepared):
         outputs, _steps = FORWARD[self.args.cell](self.args)
         return outputs
 
-    def training_step(self):
+    def forward_train(self):
         outputs, steps = FORWARD[self.args.cell](self.args)
         self.saved_bytes = sum(a.nbytes for step in steps for a in step.values())
-        return outputs, BACKWARD[self.args.cell](self.args, steps)
+        return outputs, steps
+
+    def backward(self, saved, upstream):
+        return BACKWARD[self.args.cell](self.args, saved, upstream)
 
 
 def prepare(args: RNNArgs) -> ReferencePrepared:

@@ -10,8 +10,6 @@ Shapes are those of :mod:`grubench.kernels.contract`.
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from .contract import GRU_N, BackendUnavailable, Prepared, RNNArgs, convenience_api
@@ -68,7 +66,7 @@ class TorchPrepared(Prepared):
     def __init__(self, args: RNNArgs, device: str):
         super().__init__(args)
         self.device = torch.device(device)
-        tensor = functools.partial(torch.as_tensor, device=self.device)
+        tensor = self.from_numpy
         module_type = torch.nn.GRU if args.cell == "gru" else torch.nn.LSTM
         self.module = module_type(args.I, args.H).to(device=self.device,
                                                      dtype=getattr(torch, args.dtype.name))
@@ -78,8 +76,6 @@ class TorchPrepared(Prepared):
                 getattr(self.module, name).copy_(tensor(value))
         self.x, self.h0 = tensor(args.x), tensor(args.h0)
         self.c0 = tensor(args.c0) if args.cell == "lstm" else None
-        upstream = (args.dy, args.dh_n, args.dc_n) if args.cell == "lstm" else (args.dy, args.dh_n)
-        self.upstream = [tensor(g) for g in upstream] if args.has_grads else None
         self.lengths = args.lengths
         self.mask = None
         if args.lengths is not None:
@@ -120,9 +116,8 @@ class TorchPrepared(Prepared):
         with torch.no_grad():
             return self._run(self.x, self.h0, self.c0)
 
-    def training_step(self):
-        if self.upstream is None:
-            raise ValueError("training_step needs upstream gradients (dy, dh_n[, dc_n])")
+    def forward_train(self):
+        """Outputs with their autograd graph; ``saved`` holds the leaves to differentiate."""
         x = self.x.detach().requires_grad_()
         h0 = self.h0.detach().requires_grad_()
         c0 = None if self.c0 is None else self.c0.detach().requires_grad_()
@@ -132,8 +127,12 @@ class TorchPrepared(Prepared):
                 outputs = self._run_counting_saved(x, h0, c0)
             else:
                 outputs = self._run(x, h0, c0)
-            grads = torch.autograd.grad(outputs, leaves, grad_outputs=self.upstream)
-        return tuple(o.detach() for o in outputs), dict(zip(self.args.inputs(), grads))
+        return tuple(o.detach() for o in outputs), (outputs, leaves)
+
+    def backward(self, saved, upstream):
+        outputs, leaves = saved
+        grads = torch.autograd.grad(outputs, leaves, grad_outputs=upstream)
+        return dict(zip(self.args.inputs(), grads))
 
     def _run_counting_saved(self, x, h0, c0):
         """The first training forward records the bytes autograd saves for backward."""
@@ -149,6 +148,9 @@ class TorchPrepared(Prepared):
                   if t is not None}
         self.saved_bytes = sum(n for ptr, n in storages.items() if ptr not in inputs)
         return outputs
+
+    def from_numpy(self, array):
+        return torch.as_tensor(array, device=self.device)
 
     def synchronize(self) -> None:
         if self.device.type == "cuda":
