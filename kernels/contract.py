@@ -220,6 +220,17 @@ def working_set_bytes(args: RNNArgs) -> int:
     return elements * args.dtype.itemsize
 
 
+def format_bytes(n: float) -> str:
+    """Bytes for people: '512 B', '1.5 KiB', '3.0 MiB', '12.0 GiB'."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"
+
+
 def check_fits_in_memory(args: RNNArgs, headroom: float = 0.9) -> None:
     """Raise MemoryError, before anything is allocated, when a call cannot fit."""
     need = working_set_bytes(args)
@@ -227,8 +238,8 @@ def check_fits_in_memory(args: RNNArgs, headroom: float = 0.9) -> None:
     if need > headroom * have:
         raise MemoryError(
             f"{args.cell} with T={args.T}, B={args.B}, I={args.I}, H={args.H} "
-            f"({args.dtype}) needs about {need / 2**30:.1f} GiB; "
-            f"{have / 2**30:.1f} GiB of memory is available")
+            f"({args.dtype}) needs about {format_bytes(need)}; "
+            f"{format_bytes(have)} of memory is available")
 
 
 def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool = True,

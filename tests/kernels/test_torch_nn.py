@@ -1,0 +1,70 @@
+"""The torch backends against the float64 reference, through the contract's prepared path."""
+import numpy as np
+import pytest
+
+from grubench import tolerances
+from grubench.kernels import reference, torch_nn
+from grubench.kernels.contract import BackendUnavailable
+from grubench.problems import Problem
+
+torch = pytest.importorskip("torch")
+
+CASES = [
+    Problem("gru", 5, 3, 4, 6, dtype="float64"),
+    Problem("gru", 5, 3, 4, 6, dtype="float64", reset_after=False),
+    Problem("gru", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
+    Problem("gru", 7, 4, 3, 5, dtype="float64", reset_after=False, variable_lengths=True),
+    Problem("lstm", 5, 3, 4, 6, dtype="float64"),
+    Problem("lstm", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
+    Problem("gru", 6, 2, 8, 8, dtype="float32"),
+    Problem("lstm", 6, 2, 8, 8, dtype="float32"),
+]
+
+
+@pytest.mark.parametrize("problem", CASES, ids=lambda p: f"{p.cell}-{p.reset_after}-"
+                         f"{p.variable_lengths}-{p.dtype}")
+def test_training_step_matches_reference(problem):
+    args = problem.make_args(seed=7)
+    if problem.variable_lengths:
+        args.lengths[0] = 0            # torch cannot pack length 0: the backend routes it
+        args.lengths[-1] = problem.T
+    want_outputs, want_grads = reference.prepare(args).training_step()
+    prepared = torch_nn.prepare(args)
+    outputs, grads = prepared.to_numpy(prepared.training_step())
+    forward = tolerances.forward_tolerance(problem.dtype)
+    gradient = tolerances.gradient_tolerance(problem.dtype)
+    for got, want in zip(outputs, want_outputs):
+        assert got.dtype == np.dtype(problem.dtype)
+        assert forward.allclose(got, want)
+    assert set(grads) == set(args.inputs())
+    for name, want in want_grads.items():
+        assert grads[name].shape == want.shape, name
+        assert gradient.allclose(grads[name], want), name
+    inference = prepared.to_numpy(prepared.forward())
+    for got, want in zip(inference, want_outputs):
+        assert forward.allclose(got, want)
+
+
+def test_saved_bytes_counts_what_autograd_keeps():
+    args = Problem("gru", 10, 4, 8, 16).make_args()
+    prepared = torch_nn.prepare(args)
+    assert prepared.saved_bytes is None
+    prepared.training_step()
+    # at least the gates of every step are saved: T*B*3H float32 values
+    assert prepared.saved_bytes >= 10 * 4 * 3 * 16 * 4
+    first = prepared.saved_bytes
+    prepared.training_step()
+    assert prepared.saved_bytes == first
+
+
+def test_cuda_unavailable_says_why():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    ok, why = torch_nn.availability("cuda")
+    assert not ok and why == "torch.cuda.is_available() is False"
+    with pytest.raises(BackendUnavailable, match="is_available"):
+        torch_nn.prepare(Problem("gru", 2, 1, 2, 2).make_args(), device="cuda")
+
+
+def test_version_names_torch():
+    assert torch_nn.version().startswith(f"torch {torch.__version__}")

@@ -1,0 +1,60 @@
+"""The registry: names, lookup, availability, and the convenience API over prepare."""
+import numpy as np
+import pytest
+
+from grubench import backends, tolerances
+from grubench.kernels import reference
+from grubench.kernels.contract import BackendUnavailable
+from grubench.problems import Problem
+
+
+def test_names_include_the_foundation_backends():
+    assert {"numpy", "torch-cpu", "torch-cuda"} <= set(backends.names())
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as error:
+        backends.get("numpy-gpu")
+    message = str(error.value)
+    assert "unknown backend 'numpy-gpu'" in message
+    for name in backends.names():
+        assert name in message
+
+
+def test_numpy_is_always_available():
+    be = backends.get("numpy")
+    assert be.available and be.why_unavailable is None
+    assert be.version.startswith("numpy ")
+
+
+def test_a_backend_whose_module_fails_to_import_is_unavailable_with_the_reason(monkeypatch):
+    monkeypatch.setitem(backends.REGISTRY, "broken",
+                        backends.Entry("no_such_module", "a module that is missing"))
+    be = backends.Backend("broken", backends.REGISTRY["broken"])
+    assert not be.available
+    assert "No module named" in be.why_unavailable
+    args = Problem("gru", 2, 1, 2, 2).make_args()
+    with pytest.raises(BackendUnavailable, match="backend 'broken' is unavailable"):
+        be.prepare(args)
+    with pytest.raises(BackendUnavailable):
+        be.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
+
+
+def test_backend_api_equals_the_module_api():
+    args = Problem("lstm", 4, 2, 3, 5, dtype="float64").make_args(seed=2)
+    be = backends.get("numpy")
+    call = (args.x, args.h0, args.c0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
+    for got, want in zip(be.lstm_forward(*call), reference.lstm_forward(*call)):
+        np.testing.assert_array_equal(got, want)
+    grads = be.lstm_backward(*call, args.dy, args.dh_n, args.dc_n)
+    assert set(grads) == {"x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"}
+
+
+def test_every_available_backend_runs_the_convenience_api():
+    args = Problem("gru", 3, 2, 3, 4, dtype="float64").make_args(seed=4)
+    want, _ = reference.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih,
+                                    args.b_hh)
+    for be in backends.available():
+        y, h_n = be.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
+        assert isinstance(y, np.ndarray) and y.dtype == np.float64, be.name
+        assert tolerances.forward_tolerance(y.dtype).allclose(y, want), be.name
