@@ -20,6 +20,17 @@ class Tolerance:
         return bool(np.all(np.abs(np.asarray(out, np.float64) - ref)
                            <= self.atol + self.rtol * np.abs(ref)))
 
+    def assert_close(self, out, ref, what: str = "result") -> None:
+        """Raise AssertionError naming ``what`` and its errors unless ``out`` has ``ref``'s
+        shape and passes :meth:`allclose` (so a broadcast can never pass silently)."""
+        out, ref = np.asarray(out), np.asarray(ref)
+        if out.shape != ref.shape:
+            raise AssertionError(f"{what}: shape {out.shape}, expected {ref.shape}")
+        if not self.allclose(out, ref):
+            max_abs, rel = errors(out, ref)
+            raise AssertionError(f"{what}: max abs error {max_abs:.3g}, relative error "
+                                 f"{rel:.3g} (rtol={self.rtol}, atol={self.atol})")
+
 
 # float64 against float64: the same math in another summation order; sums of a few hundred
 # products lose a few ulps (2.2e-16 each), so 1e-12 leaves room without hiding a wrong term.
