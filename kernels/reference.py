@@ -41,11 +41,20 @@ def step_masks(args: RNNArgs) -> np.ndarray:
     return (steps < args.lengths[None, :]).astype(args.dtype)[:, :, None]
 
 
+def zero_padding(args: RNNArgs, array: np.ndarray) -> np.ndarray:
+    """``array`` (T, B, ...) with the steps t >= lengths[b] set to 0. Padding may hold
+    anything, NaN included, and must not reach any result: 0 * NaN is NaN, not 0."""
+    if args.lengths is None:
+        return array
+    return np.where(step_masks(args) != 0, array, 0).astype(args.dtype, copy=False)
+
+
 # ----------------------------------------------------------------------------- GRU
 
 def gru_forward_saving(args: RNNArgs):
     """Forward pass; returns (y, h_n) and the per-step intermediates backward needs."""
-    x, w_ih, w_hh, b_ih, b_hh = args.x, args.w_ih, args.w_hh, args.b_ih, args.b_hh
+    x = zero_padding(args, args.x)
+    w_ih, w_hh, b_ih, b_hh = args.w_ih, args.w_hh, args.b_ih, args.b_hh
     H = args.H
     mask = step_masks(args)
     w_hh_rz, w_hh_n = w_hh[:2 * H], w_hh[2 * H:]
@@ -64,9 +73,9 @@ def gru_forward_saving(args: RNNArgs):
             gh_n = (r * h) @ w_hh_n.T + b_hh_n          # W_hn (r*h) + b_hn, reset before
         n = np.tanh(gate(gi, GRU_N, H) + (r * gh_n if args.reset_after else gh_n))
         h_candidate = (1 - z) * n + z * h
-        y[t] = mask[t] * h_candidate
+        y[t] = np.where(mask[t] != 0, h_candidate, 0)
         steps.append(dict(h_prev=h, r=r, z=z, n=n, gh_n=gh_n))
-        h = mask[t] * h_candidate + (1 - mask[t]) * h
+        h = np.where(mask[t] != 0, h_candidate, h)
     return (y, h), steps
 
 
@@ -76,7 +85,9 @@ def gru_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
     H = args.H
     mask = step_masks(args)
     w_hh_n = args.w_hh[2 * H:]
+    x = zero_padding(args, args.x)
     dy, dh_n = upstream
+    dy = zero_padding(args, dy)
     grads = {name: np.zeros_like(value) for name, value in args.inputs().items()}
     dh = dh_n.copy()
     for t in reversed(range(args.T)):
@@ -105,7 +116,7 @@ def gru_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
         grads["b_hh"] += np.concatenate([da_rz, dgh_n], axis=1).sum(axis=0)
         dgi = np.concatenate([da_r, da_z, da_n], axis=1)  # (B, 3H) input part of all gates
         grads["x"][t] = dgi @ args.w_ih
-        grads["w_ih"] += dgi.T @ args.x[t]
+        grads["w_ih"] += dgi.T @ x[t]
         grads["b_ih"] += dgi.sum(axis=0)
         dh = dh_prev
     grads["h0"] = dh
@@ -118,11 +129,12 @@ def lstm_forward_saving(args: RNNArgs):
     """Forward pass; returns (y, h_n, c_n) and the per-step intermediates backward needs."""
     H = args.H
     mask = step_masks(args)
+    x = zero_padding(args, args.x)
     h, c = args.h0, args.c0
     y = np.zeros((args.T, args.B, H), dtype=args.dtype)
     steps = []
     for t in range(args.T):
-        a = args.x[t] @ args.w_ih.T + args.b_ih + h @ args.w_hh.T + args.b_hh  # (B, 4H)
+        a = x[t] @ args.w_ih.T + args.b_ih + h @ args.w_hh.T + args.b_hh  # (B, 4H)
         i = sigmoid(gate(a, LSTM_I, H))
         f = sigmoid(gate(a, LSTM_F, H))
         g = np.tanh(gate(a, LSTM_G, H))
@@ -130,10 +142,10 @@ def lstm_forward_saving(args: RNNArgs):
         c_candidate = f * c + i * g
         tanh_c = np.tanh(c_candidate)
         h_candidate = o * tanh_c
-        y[t] = mask[t] * h_candidate
+        y[t] = np.where(mask[t] != 0, h_candidate, 0)
         steps.append(dict(h_prev=h, c_prev=c, i=i, f=f, g=g, o=o, tanh_c=tanh_c))
-        h = mask[t] * h_candidate + (1 - mask[t]) * h
-        c = mask[t] * c_candidate + (1 - mask[t]) * c
+        h = np.where(mask[t] != 0, h_candidate, h)
+        c = np.where(mask[t] != 0, c_candidate, c)
     return (y, h, c), steps
 
 
@@ -142,7 +154,9 @@ def lstm_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
     upstream = (dy (T,B,H), dh_n (B,H), dc_n (B,H))."""
     mask = step_masks(args)
     grads = {name: np.zeros_like(value) for name, value in args.inputs().items()}
+    x = zero_padding(args, args.x)
     dy, dh_n, dc_n = upstream
+    dy = zero_padding(args, dy)
     dh, dc = dh_n.copy(), dc_n.copy()
     for t in reversed(range(args.T)):
         s = steps[t]
@@ -156,7 +170,7 @@ def lstm_backward_from(args: RNNArgs, steps, upstream) -> dict[str, np.ndarray]:
             dh_candidate * tanh_c * o * (1 - o),         # output gate
         ], axis=1)                                       # (B, 4H)
         grads["x"][t] = da @ args.w_ih
-        grads["w_ih"] += da.T @ args.x[t]
+        grads["w_ih"] += da.T @ x[t]
         grads["w_hh"] += da.T @ s["h_prev"]
         grads["b_ih"] += da.sum(axis=0)
         dh = (1 - mask[t]) * dh + da @ args.w_hh
