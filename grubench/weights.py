@@ -1,18 +1,47 @@
 """GRU and LSTM weights: a seeded initializer like torch's, and exact conversions between
-the torch layout (grubench's contract) and Keras and ONNX layouts."""
+the torch layout (grubench's contract) and the Keras and ONNX layouts.
+
+torch layout (a dict, as :func:`init_weights` returns; pass it on as ``**weights``)::
+
+    w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)
+    GRU gates r, z, n (G = 3); LSTM gates i, f, g, o (G = 4)
+
+Keras 3 (``layer.get_weights()`` / ``layer.set_weights(...)`` order, U = H units)::
+
+    kernel (I, G*U), recurrent_kernel (U, G*U); GRU gates z, r, h; LSTM gates i, f, c, o
+    bias: GRU reset_after=True (2, 3U) = [input bias, recurrent bias]
+          GRU reset_after=False and LSTM (G*U,): one bias
+
+ONNX (forward direction only, D = 1; no LSTM peepholes)::
+
+    W [1, G*H, I], R [1, G*H, H], B [1, 2*G*H] = [Wb, Rb]; GRU gates z, r, h; LSTM i, o, f, c
+    GRU linear_before_reset = 1 is reset_after=True, 0 (ONNX's default) is reset_after=False;
+    the weights are the same in both modes, only the node attribute differs.
+
+Every conversion is a permutation of gate blocks plus a transpose or reshape, so it is exact,
+with one exception: where Keras keeps a single bias (GRU reset_after=False, LSTM) torch's two
+biases are summed going to Keras, and coming back the sum becomes ``b_ih`` with ``b_hh = 0``.
+That round trip gives the same outputs (up to the rounding of one addition) but not the same
+two arrays; every other round trip returns the identical arrays.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 from grubench.kernels.contract import GATES
 
+# Gate names along the G*H axis of each layout; Keras' "h"/"c" and ONNX's "h"/"c" are the
+# candidate gate torch calls "n" (GRU) and "g" (LSTM), so one name serves all three.
+TORCH_GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
+KERAS_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
+ONNX_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "o", "f", "g")}
+
 
 def init_weights(cell: str, input_size: int, hidden_size: int, *, seed: int = 0,
                  dtype=np.float32) -> dict[str, np.ndarray]:
     """torch.nn.GRU/LSTM's default initialization: every weight and bias ~ U(-1/sqrt(H),
     1/sqrt(H)). Returns w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)."""
-    if cell not in GATES:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(GATES)}")
+    _check_cell(cell)
     if input_size < 1 or hidden_size < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, "
                          f"{hidden_size}")
@@ -23,3 +52,142 @@ def init_weights(cell: str, input_size: int, hidden_size: int, *, seed: int = 0,
               "b_ih": (rows,), "b_hh": (rows,)}
     return {name: rng.uniform(-bound, bound, shape).astype(dtype)
             for name, shape in shapes.items()}
+
+
+def reorder_gates(array: np.ndarray, source: tuple[str, ...], target: tuple[str, ...],
+                  axis: int = 0) -> np.ndarray:
+    """``array`` with its len(source) equal gate blocks along ``axis`` put in ``target``
+    order (a new array; values are moved, never computed)."""
+    blocks = dict(zip(source, np.split(array, len(source), axis=axis)))
+    return np.concatenate([blocks[name] for name in target], axis=axis)
+
+
+# ----------------------------------------------------------------------------- validation
+
+def _check_cell(cell: str) -> None:
+    if cell not in GATES:
+        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(GATES)}")
+
+
+def _as_float(name: str, value) -> np.ndarray:
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{name} must hold floats, got dtype {array.dtype}")
+    return array
+
+
+def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...],
+                 meaning: str) -> None:
+    if array.shape != expected:
+        raise ValueError(f"{name} has shape {array.shape}; expected {expected} = {meaning}")
+
+
+def _torch_weights(cell: str, weights: dict) -> dict[str, np.ndarray]:
+    """The torch-layout dict checked: keys w_ih, w_hh, b_ih, b_hh with consistent shapes."""
+    _check_cell(cell)
+    missing = {"w_ih", "w_hh", "b_ih", "b_hh"} - set(weights)
+    if missing:
+        raise ValueError(f"torch weights lack {', '.join(sorted(missing))}; expected "
+                         "the keys w_ih, w_hh, b_ih, b_hh")
+    G = GATES[cell]
+    arrays = {name: _as_float(name, weights[name]) for name in ("w_ih", "w_hh", "b_ih", "b_hh")}
+    w_hh = arrays["w_hh"]
+    if w_hh.ndim != 2 or w_hh.shape[1] < 1 or w_hh.shape[0] != G * w_hh.shape[1]:
+        raise ValueError(f"w_hh has shape {w_hh.shape}; expected ({G}*H, H) for {cell}")
+    H = w_hh.shape[1]
+    w_ih = arrays["w_ih"]
+    if w_ih.ndim != 2 or w_ih.shape[0] != G * H:
+        raise ValueError(f"w_ih has shape {w_ih.shape}; expected ({G * H}, I) = ({G}*H, I)")
+    for name in ("b_ih", "b_hh"):
+        _check_shape(name, arrays[name], (G * H,), f"({G}*H,)")
+    return arrays
+
+
+# ----------------------------------------------------------------------------- Keras
+
+def to_keras(cell: str, weights: dict, *, reset_after: bool = True) -> list[np.ndarray]:
+    """torch layout -> Keras ``[kernel, recurrent_kernel, bias]`` for ``layer.set_weights``.
+
+    ``reset_after`` (GRU only) must match the Keras layer's. For a GRU with
+    reset_after=False and for an LSTM, Keras has one bias: it gets ``b_ih + b_hh``.
+    """
+    w = _torch_weights(cell, weights)
+    source, target = TORCH_GATES[cell], KERAS_GATES[cell]
+    kernel = reorder_gates(w["w_ih"], source, target).T
+    recurrent_kernel = reorder_gates(w["w_hh"], source, target).T
+    b_ih, b_hh = (reorder_gates(w[name], source, target) for name in ("b_ih", "b_hh"))
+    if cell == "gru" and reset_after:
+        bias = np.stack([b_ih, b_hh])
+    else:
+        bias = b_ih + b_hh
+    return [np.ascontiguousarray(kernel), np.ascontiguousarray(recurrent_kernel), bias]
+
+
+def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
+               reset_after: bool = True) -> dict[str, np.ndarray]:
+    """Keras ``kernel, recurrent_kernel, bias`` (``*layer.get_weights()``) -> torch layout.
+
+    ``reset_after`` (GRU only) must match the Keras layer's. Where Keras has one bias (GRU
+    with reset_after=False, LSTM) it becomes ``b_ih`` and ``b_hh`` is zero: the outputs are
+    the same, since only the sum b_ih + b_hh enters those equations.
+    """
+    _check_cell(cell)
+    G = GATES[cell]
+    recurrent_kernel = _as_float("recurrent_kernel", recurrent_kernel)
+    U = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else -1
+    if U < 1 or recurrent_kernel.shape[1] != G * U:
+        raise ValueError(f"recurrent_kernel has shape {recurrent_kernel.shape}; expected "
+                         f"(U, {G}*U) for a Keras {cell.upper()}")
+    kernel = _as_float("kernel", kernel)
+    if kernel.ndim != 2 or kernel.shape[1] != G * U:
+        raise ValueError(f"kernel has shape {kernel.shape}; expected (I, {G * U}) = (I, {G}*U)")
+    bias = _as_float("bias", bias)
+    two_biases = cell == "gru" and reset_after
+    if two_biases:
+        _check_shape("bias", bias, (2, G * U), f"(2, {G}*U) [input, recurrent] "
+                     "(a Keras GRU with reset_after=True)")
+        input_bias, recurrent_bias = bias
+    else:
+        what = "a Keras GRU with reset_after=False" if cell == "gru" else "a Keras LSTM"
+        _check_shape("bias", bias, (G * U,), f"({G}*U,) ({what})")
+        input_bias, recurrent_bias = bias, np.zeros_like(bias)
+    source, target = KERAS_GATES[cell], TORCH_GATES[cell]
+    return {"w_ih": np.ascontiguousarray(reorder_gates(kernel.T, source, target)),
+            "w_hh": np.ascontiguousarray(reorder_gates(recurrent_kernel.T, source, target)),
+            "b_ih": reorder_gates(input_bias, source, target),
+            "b_hh": reorder_gates(recurrent_bias, source, target)}
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+def to_onnx(cell: str, weights: dict) -> dict[str, np.ndarray]:
+    """torch layout -> ONNX ``{"W", "R", "B"}`` inputs of a forward GRU/LSTM node.
+
+    For a GRU, set the node's ``linear_before_reset`` to ``int(reset_after)``.
+    """
+    w = _torch_weights(cell, weights)
+    source, target = TORCH_GATES[cell], ONNX_GATES[cell]
+    W, R, Wb, Rb = (reorder_gates(w[name], source, target)
+                    for name in ("w_ih", "w_hh", "b_ih", "b_hh"))
+    return {"W": W[None], "R": R[None], "B": np.concatenate([Wb, Rb])[None]}
+
+
+def from_onnx(cell: str, W, R, B=None) -> dict[str, np.ndarray]:
+    """ONNX ``W, R[, B]`` of a forward GRU/LSTM node -> torch layout (B absent: zeros, as
+    ONNX defines). A GRU's ``linear_before_reset`` = 1 means reset_after=True."""
+    _check_cell(cell)
+    G = GATES[cell]
+    R = _as_float("R", R)
+    H = R.shape[2] if R.ndim == 3 else -1
+    if H < 1 or R.shape[:2] != (1, G * H):
+        raise ValueError(f"R has shape {R.shape}; expected [1, {G}*H, H] (one direction: "
+                         "bidirectional and stacked ONNX RNNs are not converted)")
+    W = _as_float("W", W)
+    if W.ndim != 3 or W.shape[:2] != (1, G * H):
+        raise ValueError(f"W has shape {W.shape}; expected [1, {G * H}, I] = [1, {G}*H, I]")
+    B = np.zeros((1, 2 * G * H), W.dtype) if B is None else _as_float("B", B)
+    _check_shape("B", B, (1, 2 * G * H), f"[1, 2*{G}*H] = [Wb, Rb]")
+    source, target = ONNX_GATES[cell], TORCH_GATES[cell]
+    w_ih, w_hh, b_ih, b_hh = (reorder_gates(array, source, target)
+                              for array in (W[0], R[0], *np.split(B[0], 2)))
+    return {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
