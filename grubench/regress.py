@@ -1,0 +1,275 @@
+"""`grubench regress`: a performance gate for CI that survives noisy machines.
+
+Absolute times on a shared 2-core VM move 5-20% between runs, and more between machines, so
+the gate never compares seconds. Each case is timed interleaved with a calibration workload
+in the same worker process (a NumPy float32 matrix product with the case's forward FLOPs,
+see :func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
+the ratio case/calibration, and the median of the per-pair ratios is what is compared with
+the committed baseline. A case slower than the tolerance is measured again, longer, before
+it is declared a regression.
+
+Exit codes: 0 no confirmed regression, 1 a confirmed regression, 2 a missing or corrupt
+baseline (or another usage error).
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+SCHEMA = "grubench.regress/1"
+DEFAULT_BASELINE = Path("reports/baseline/regress-ci.json")
+DEFAULT_TOLERANCE = 0.25
+#: test-only: a factor > 1 in this variable makes every measured case spin that much longer
+SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
+
+
+@dataclass(frozen=True)
+class RegressCase:
+    """One gated case; ``key`` names it in baselines and tables."""
+
+    backend: str
+    cell: str
+    mode: str               # "inference" | "training"
+    T: int
+    B: int
+    I: int  # noqa: E741 - the conventional name of the input size
+    H: int
+    reset_after: bool = True
+    variable_lengths: bool = False
+    dtype: str = "float32"
+    threads: int = 1
+
+    @property
+    def key(self) -> str:
+        variant = "" if self.cell == "lstm" else ("/reset_after" if self.reset_after
+                                                 else "/reset_before")
+        lengths = "/lengths" if self.variable_lengths else ""
+        return (f"{self.backend}/{self.cell}{variant}{lengths}/{self.mode}/"
+                f"{self.T},{self.B},{self.I},{self.H}/{self.dtype}/t{self.threads}")
+
+
+# The pinned CI suite: our own kernels at sizes where a regression in any part shows (GEMV-
+# bound batch 1, GEMM-bound batch 32, training, both GRU variants, lengths, LSTM).
+CI_SUITE = (
+    RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64),
+    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128),
+    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, reset_after=False),
+    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, variable_lengths=True),
+    RegressCase("numba-cpu", "gru", "training", 64, 32, 32, 64),
+    RegressCase("numba-cpu", "lstm", "inference", 100, 1, 64, 64),
+    RegressCase("numba-cpu", "lstm", "training", 64, 32, 32, 64),
+)
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def calibration_workload(case: RegressCase) -> Callable[[], object]:
+    """A NumPy float32 product with the forward FLOPs of the case's matrix products:
+    (T*B, I+H) x (I+H, G*H). It runs on the same cores, caches and BLAS as the case."""
+    gates = 3 if case.cell == "gru" else 4
+    rng = np.random.default_rng(0)
+    left = rng.standard_normal((case.T * case.B, case.I + case.H)).astype(np.float32)
+    right = rng.standard_normal((case.I + case.H, gates * case.H)).astype(np.float32)
+    return lambda: left @ right
+
+
+def slowed(run: Callable[[], object], factor: float) -> Callable[[], object]:
+    """``run`` made ``factor`` times slower by spinning after it (test-only injection)."""
+    def run_slowed():
+        start = time.perf_counter()
+        result = run()
+        deadline = start + factor * (time.perf_counter() - start)
+        while time.perf_counter() < deadline:
+            pass
+        return result
+    return run_slowed
+
+
+def _repetitions(run: Callable[[], object], min_block_s: float) -> int:
+    """How many calls make one timed block last at least ``min_block_s``."""
+    start = time.perf_counter()
+    run()
+    once = max(time.perf_counter() - start, 1e-7)
+    return max(1, int(np.ceil(min_block_s / once)))
+
+
+def _time_block(run: Callable[[], object], repetitions: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repetitions):
+        run()
+    return (time.perf_counter() - start) / repetitions
+
+
+def interleaved_ratios(case_run: Callable[[], object], reference_run: Callable[[], object],
+                       pairs: int, min_block_s: float = 0.004) -> list[float]:
+    """Per-pair ratios case/reference, timed in ABBA order so a drift in machine speed
+    during the pair weighs on both sides alike."""
+    case_reps = _repetitions(case_run, min_block_s)
+    reference_reps = _repetitions(reference_run, min_block_s)
+    ratios = []
+    for pair in range(pairs):
+        if pair % 2 == 0:
+            case_s = _time_block(case_run, case_reps)
+            reference_s = _time_block(reference_run, reference_reps)
+        else:
+            reference_s = _time_block(reference_run, reference_reps)
+            case_s = _time_block(case_run, case_reps)
+        ratios.append(case_s / reference_s)
+    return ratios
+
+
+def measure_case(case: RegressCase, pairs: int) -> dict:
+    """Time one case against its calibration in this process (already thread-pinned).
+    Returns {"key", "ratio", "ratios", "case_s", "status", "reason"}."""
+    from grubench import backends
+    from grubench.problems import Problem
+
+    backend = backends.get(case.backend)
+    if not backend.available:
+        return {"key": case.key, "status": "unavailable", "reason": backend.why_unavailable}
+    problem = Problem(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
+                      reset_after=case.reset_after, variable_lengths=case.variable_lengths)
+    prepared = backend.prepare(problem.make_args(seed=0))
+    step = prepared.forward if case.mode == "inference" else prepared.training_step
+
+    def run():
+        step()
+        prepared.synchronize()
+
+    run()  # compile and warm caches outside the timed pairs
+    factor = float(os.environ.get(SLOWDOWN_ENV, "1") or 1)
+    case_run = slowed(run, factor) if factor != 1 else run
+    ratios = interleaved_ratios(case_run, calibration_workload(case), pairs)
+    return {"key": case.key, "status": "ok", "reason": None,
+            "ratio": statistics.median(ratios), "ratios": ratios,
+            "case_s": _time_block(run, 3)}
+
+
+# ----------------------------------------------------------------------------- comparing
+
+class BaselineError(Exception):
+    """A baseline file that is missing or cannot be read as a regress baseline."""
+
+
+def load_baseline(path: str | os.PathLike) -> dict:
+    """The baseline document; BaselineError naming the path and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise BaselineError(f"baseline {path} does not exist; record one with "
+                            f"`python -m grubench regress --update --baseline {path}`")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BaselineError(f"baseline {path} is not valid JSON: {error}") from error
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise BaselineError(f"baseline {path} is not a grubench regress baseline "
+                            f"(expected schema {SCHEMA!r})")
+    cases = document.get("cases")
+    if not isinstance(cases, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("ratio"), (int, float)) and v["ratio"] > 0
+            for v in cases.values()):
+        raise BaselineError(f"baseline {path} has no valid 'cases' mapping of key -> "
+                            f"{{'ratio': positive number}}")
+    return document
+
+
+@dataclass(frozen=True)
+class Verdict:
+    key: str
+    baseline_ratio: float | None
+    current_ratio: float | None
+    verdict: str            # ok | faster | regression | slower-unconfirmed | new | missing | failed
+    note: str = ""
+
+    @property
+    def change(self) -> float | None:
+        """Relative change of the normalized time: +0.30 = 30% slower than the baseline."""
+        if self.baseline_ratio is None or self.current_ratio is None:
+            return None
+        return self.current_ratio / self.baseline_ratio - 1
+
+
+def classify(baseline_ratio: float, current_ratio: float, tolerance: float) -> str:
+    """ok, faster, or slower (beyond the tolerance, to be confirmed by re-measuring)."""
+    change = current_ratio / baseline_ratio - 1
+    if change > tolerance:
+        return "slower"
+    if change < -tolerance:
+        return "faster"
+    return "ok"
+
+
+def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: float,
+            remeasure: Callable[[list[str]], dict[str, float]]) -> list[Verdict]:
+    """Verdicts for every key in either mapping.
+
+    ``current`` maps keys to measurement rows (status, ratio, reason); ``remeasure(keys)``
+    measures the suspects again, longer, and returns their ratios: a case is a regression
+    only when the re-measurement is slower than the tolerance too.
+    """
+    verdicts: dict[str, Verdict] = {}
+    suspects = []
+    for key in sorted(set(baseline) | set(current)):
+        row = current.get(key)
+        base = baseline.get(key)
+        if row is None:
+            verdicts[key] = Verdict(key, base, None, "missing", "in the baseline, not measured")
+        elif row.get("status") != "ok":
+            verdicts[key] = Verdict(key, base, None, "failed",
+                                    f"{row.get('status')}: {row.get('reason')}")
+        elif base is None:
+            verdicts[key] = Verdict(key, None, row["ratio"], "new", "not in the baseline")
+        else:
+            state = classify(base, row["ratio"], tolerance)
+            if state == "slower":
+                suspects.append(key)
+            verdicts[key] = Verdict(key, base, row["ratio"], state)
+    if suspects:
+        again = remeasure(suspects)
+        for key in suspects:
+            ratio = again.get(key)
+            if ratio is not None and classify(baseline[key], ratio, tolerance) == "slower":
+                verdicts[key] = Verdict(key, baseline[key], ratio, "regression",
+                                        f"first {current[key]['ratio']:.4g}, re-measured")
+            else:
+                verdicts[key] = Verdict(key, baseline[key], ratio, "slower-unconfirmed",
+                                        f"first {current[key]['ratio']:.4g}; the "
+                                        f"re-measurement was within the tolerance")
+    return [verdicts[key] for key in sorted(verdicts)]
+
+
+def exit_code(verdicts: list[Verdict]) -> int:
+    return 1 if any(v.verdict == "regression" for v in verdicts) else 0
+
+
+def render_table(verdicts: list[Verdict], tolerance: float) -> str:
+    """A plain-text table of every case: baseline ratio, current ratio, change, verdict."""
+    header = ("case", "baseline", "current", "change", "verdict")
+    rows = []
+    for v in verdicts:
+        rows.append((v.key,
+                     "-" if v.baseline_ratio is None else f"{v.baseline_ratio:.4g}",
+                     "-" if v.current_ratio is None else f"{v.current_ratio:.4g}",
+                     "-" if v.change is None else f"{v.change:+.1%}",
+                     v.verdict + (f" ({v.note})" if v.note else "")))
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"ratio = case time / calibration product time, same worker, interleaved; "
+                 f"tolerance {tolerance:+.0%}")
+    return "\n".join(lines)
+
+
+def baseline_document(rows: dict[str, dict], machine: dict, tolerance: float) -> dict:
+    cases = {key: {"ratio": row["ratio"], "case_s": row["case_s"]}
+             for key, row in rows.items() if row.get("status") == "ok"}
+    return {"schema": SCHEMA, "machine": machine, "tolerance": tolerance, "cases": cases,
+            "suite": [asdict(c) for c in CI_SUITE]}

@@ -1,0 +1,139 @@
+"""The regression gate's logic on fixed numbers (no timing), its files and exit codes."""
+import json
+import time
+
+import pytest
+
+from grubench import regress
+from grubench.regress import BaselineError, Verdict, classify, compare, exit_code
+
+TOL = 0.25
+
+
+def ok(ratio):
+    return {"status": "ok", "ratio": ratio, "reason": None}
+
+
+def never_called(keys):
+    raise AssertionError(f"re-measured {keys} although nothing was slower")
+
+
+@pytest.mark.parametrize("base, current, state", [
+    (1.0, 1.25, "ok"),          # exactly at the tolerance is still ok
+    (1.0, 1.2501, "slower"),
+    (2.0, 1.5, "ok"),           # -25%
+    (2.0, 1.49, "faster"),
+    (0.5, 0.7, "slower"),       # +40%
+])
+def test_classify_thresholds(base, current, state):
+    assert classify(base, current, TOL) == state
+
+
+def test_unchanged_cases_pass_without_remeasuring():
+    verdicts = compare({"a": 1.0, "b": 2.0}, {"a": ok(1.1), "b": ok(1.9)}, TOL, never_called)
+    assert [v.verdict for v in verdicts] == ["ok", "ok"]
+    assert exit_code(verdicts) == 0
+    assert verdicts[0].change == pytest.approx(0.1)
+
+
+def test_a_slowdown_confirmed_by_remeasuring_is_a_regression():
+    asked = []
+
+    def remeasure(keys):
+        asked.extend(keys)
+        return {"a": 1.4}
+
+    verdicts = compare({"a": 1.0, "b": 1.0}, {"a": ok(1.3), "b": ok(1.0)}, TOL, remeasure)
+    assert asked == ["a"]
+    by_key = {v.key: v for v in verdicts}
+    assert by_key["a"].verdict == "regression"
+    assert by_key["a"].current_ratio == 1.4
+    assert by_key["b"].verdict == "ok"
+    assert exit_code(verdicts) == 1
+
+
+def test_a_slowdown_the_remeasure_does_not_confirm_is_not_a_regression():
+    verdicts = compare({"a": 1.0}, {"a": ok(1.3)}, TOL, lambda keys: {"a": 1.1})
+    assert verdicts[0].verdict == "slower-unconfirmed"
+    assert exit_code(verdicts) == 0
+
+
+def test_cases_in_only_one_side_are_reported_not_crashed():
+    verdicts = compare({"old": 1.0}, {"new": ok(2.0)}, TOL, never_called)
+    by_key = {v.key: v for v in verdicts}
+    assert by_key["old"].verdict == "missing" and by_key["old"].change is None
+    assert by_key["new"].verdict == "new"
+    assert exit_code(verdicts) == 0
+
+
+def test_a_failed_measurement_is_reported():
+    current = {"a": {"status": "unavailable", "reason": "no GPU"}}
+    verdicts = compare({"a": 1.0}, current, TOL, never_called)
+    assert verdicts[0].verdict == "failed" and "no GPU" in verdicts[0].note
+
+
+def test_table_lists_every_case_with_change():
+    table = regress.render_table([Verdict("k/1", 1.0, 1.5, "regression"),
+                                  Verdict("k/2", None, 2.0, "new")], TOL)
+    lines = table.splitlines()
+    assert lines[0].split() == ["case", "baseline", "current", "change", "verdict"]
+    assert "k/1" in lines[2] and "+50.0%" in lines[2] and "regression" in lines[2]
+    assert "k/2" in lines[3] and "new" in lines[3]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("{not json", "is not valid JSON"),
+    (json.dumps({"schema": "other"}), "is not a grubench regress baseline"),
+    (json.dumps({"schema": regress.SCHEMA, "cases": {"a": {"ratio": -1}}}), "no valid 'cases'"),
+    (json.dumps({"schema": regress.SCHEMA, "cases": []}), "no valid 'cases'"),
+])
+def test_missing_or_corrupt_baseline(tmp_path, content, message):
+    path = tmp_path / "baseline.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BaselineError, match=message):
+        regress.load_baseline(path)
+
+
+def test_baseline_document_round_trips(tmp_path):
+    rows = {"a": {"status": "ok", "ratio": 1.5, "case_s": 0.01},
+            "b": {"status": "failed", "reason": "boom"}}
+    document = regress.baseline_document(rows, {"cpu": "test"}, TOL)
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(document))
+    loaded = regress.load_baseline(path)
+    assert loaded["cases"] == {"a": {"ratio": 1.5, "case_s": 0.01}}
+    assert loaded["machine"] == {"cpu": "test"}
+
+
+def test_case_keys_name_every_field_that_changes_the_time():
+    base = regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64)
+    assert base.key == "numba-cpu/gru/reset_after/inference/100,1,64,64/float32/t1"
+    variants = [regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
+                                    reset_after=False),
+                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
+                                    variable_lengths=True),
+                regress.RegressCase("numba-cpu", "gru", "training", 100, 1, 64, 64),
+                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
+                                    threads=2)]
+    assert len({base.key, *(v.key for v in variants)}) == 5
+    assert len({c.key for c in regress.CI_SUITE}) == len(regress.CI_SUITE)
+
+
+def test_slowed_stretches_a_call_by_its_factor():
+    def work():
+        time.sleep(0.01)
+
+    start = time.perf_counter()
+    regress.slowed(work, 2.0)()
+    assert time.perf_counter() - start >= 0.02
+
+
+def test_interleaved_ratios_gives_one_positive_ratio_per_pair():
+    def work():
+        sum(range(20000))
+
+    ratios = regress.interleaved_ratios(work, work, pairs=6, min_block_s=0.002)
+    assert len(ratios) == 6
+    assert all(r > 0 for r in ratios)
