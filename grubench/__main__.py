@@ -1,0 +1,6 @@
+"""``python -m grubench``: see grubench.cli."""
+import sys
+
+from grubench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Accuracy of a case: its outputs (and, in training, every gradient) against the float64
+NumPy reference on the same inputs cast to float64.
+
+The reference is slow (one NumPy step at a time), so it is computed once per
+(problem, seed, mode) into a cache folder that every worker of a run reads, and only for
+problems of at most ``REFERENCE_MAX_FLOPS`` training FLOPs: above that the row's
+accuracy is left empty and its note says why. (Truncating T would compare a different
+problem from the one timed; a cap keeps every reported error exact.)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+
+from grubench.files import write_atomic
+from grubench.problems import Problem
+from grubench.tolerances import errors
+
+#: Largest problem (Problem.flops(training=True)) whose float64 reference is computed:
+#: about 1 to 3 s of NumPy per problem on one core of this machine.
+REFERENCE_MAX_FLOPS = 6e10
+
+OUTPUT_NAMES = {"gru": ("y", "h_n"), "lstm": ("y", "h_n", "c_n")}
+_ARRAY_FIELDS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n")
+
+
+def as_float64(args):
+    """The same inputs (RNNArgs) cast to float64."""
+    cast = {name: getattr(args, name).astype(np.float64) for name in _ARRAY_FIELDS
+            if getattr(args, name) is not None}
+    return dataclasses.replace(args, **cast)
+
+
+def named_arrays(cell: str, result, training: bool) -> dict[str, np.ndarray]:
+    """A NumPy result of forward() (outputs) or training_step() ((outputs, grads)) as
+    {"y", "h_n"[, "c_n"], "grad_x", "grad_h0", ...}."""
+    outputs, grads = result if training else (result, {})
+    named = dict(zip(OUTPUT_NAMES[cell], outputs))
+    named.update({f"grad_{key}": value for key, value in grads.items()})
+    return named
+
+
+def compare(arrays: dict[str, np.ndarray], reference: dict[str, np.ndarray]
+            ) -> tuple[float, float, str]:
+    """(largest max-abs error, largest relative error, name of the array with the largest
+    relative error) over the reference's arrays."""
+    missing = sorted(set(reference) - set(arrays))
+    if missing:
+        raise ValueError(f"result lacks {', '.join(missing)}")
+    worst_abs, worst_rel, worst_name = 0.0, -1.0, ""
+    for name, ref in reference.items():
+        max_abs, rel = errors(arrays[name], ref)
+        worst_abs = max(worst_abs, max_abs)
+        if rel > worst_rel:
+            worst_rel, worst_name = rel, name
+    return worst_abs, worst_rel, worst_name
+
+
+def compute_reference(problem: Problem, seed: int, training: bool) -> dict[str, np.ndarray]:
+    """The float64 reference arrays of a case's inputs (``problem.make_args(seed)``)."""
+    from grubench import backends
+
+    args = as_float64(problem.make_args(seed, with_grads=training))
+    prepared = backends.get("numpy").prepare(args)
+    result = prepared.training_step() if training else prepared.forward()
+    return named_arrays(problem.cell, prepared.to_numpy(result), training)
+
+
+class ReferenceCache:
+    """Reference arrays as .npz files in ``directory``, computed on first request."""
+
+    def __init__(self, directory: str | Path, max_flops: float = REFERENCE_MAX_FLOPS):
+        self.directory = Path(directory)
+        self.max_flops = max_flops
+
+    def skip_reason(self, problem: Problem) -> str | None:
+        if problem.flops(training=True) > self.max_flops:
+            return (f"accuracy not measured: the float64 reference is computed only up to "
+                    f"{self.max_flops:.0e} training FLOPs")
+        return None
+
+    def path(self, problem: Problem, seed: int, training: bool) -> Path:
+        key = repr((dataclasses.astuple(problem), seed, training)).encode()
+        return self.directory / f"reference-{hashlib.sha1(key).hexdigest()[:16]}.npz"
+
+    def ensure(self, problem: Problem, seed: int, training: bool) -> Path:
+        """The path of the reference file, computing it if it is not cached yet."""
+        path = self.path(problem, seed, training)
+        if not path.exists():
+            buffer = io.BytesIO()
+            np.savez(buffer, **compute_reference(problem, seed, training))
+            write_atomic(path, buffer.getvalue())
+        return path
+
+
+def load(path: str | Path) -> dict[str, np.ndarray]:
+    with np.load(path) as archive:
+        return {name: archive[name] for name in archive.files}

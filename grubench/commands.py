@@ -1,0 +1,201 @@
+"""grubench's own commands: run, compare-cells, list, show (see grubench.cli for the hook).
+
+Heavy modules (pandas, the runner) are imported inside the handlers so ``--help`` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from grubench import suites
+
+DEFAULT_OUT = "reports/latest"
+
+
+def _comma_list(kind: str, valid=None):
+    """An argparse type: 'a,b' -> ('a', 'b'), checked against ``valid`` when given."""
+    def parse(text: str):
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind} names")
+        if valid is not None:
+            try:
+                suites.check_names(kind, items, valid)
+            except ValueError as error:
+                raise argparse.ArgumentTypeError(str(error)) from None
+        return items
+    return parse
+
+
+def _size(text: str):
+    try:
+        return suites.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        return value
+    return parse
+
+
+def _both(choices):
+    """'both' -> every choice, else the one named."""
+    return lambda value: tuple(choices) if value in (None, "both") else (value,)
+
+
+def add_case_options(parser: argparse.ArgumentParser, cells: bool = True) -> None:
+    """The options run and compare-cells share: which cases, how long, where to."""
+    parser.add_argument("--suite", default="default", metavar="NAME",
+                        help=f"one of {', '.join(suites.names())}, or a .toml suite file "
+                             f"(default: default)")
+    parser.add_argument("--scale", type=_positive(float), default=1.0,
+                        help="multiply T by this (deepbench on a CPU: e.g. 0.01)")
+    parser.add_argument("--backends", type=_comma_list("backend"), metavar="A,B",
+                        help="backends to run (default: every available one on the "
+                             "suite's device; see `grubench list`)")
+    if cells:
+        parser.add_argument("--cells", type=_comma_list("cell", suites.CELLS),
+                            metavar="gru,lstm", help="cells to run (default: the suite's)")
+    parser.add_argument("--variant", choices=(*suites.VARIANTS, "both"),
+                        help="GRU variant(s) (default: the suite's)")
+    parser.add_argument("--mode", choices=(*suites.MODES, "both"),
+                        help="inference, training or both (default: the suite's)")
+    parser.add_argument("--size", type=_size, action="append", metavar="T,B,I,H",
+                        help="a problem size; repeat for several; replaces the suite's")
+    parser.add_argument("--dtype", choices=suites.DTYPES, help="default: the suite's")
+    parser.add_argument("--threads", type=_positive(int), nargs="+", metavar="N",
+                        help="thread counts, one worker each (default: the suite's)")
+    parser.add_argument("--min-runs", type=_positive(int), metavar="N",
+                        help="at least N timed runs per case")
+    parser.add_argument("--min-time", type=_positive(float), metavar="S",
+                        help="at least S seconds of timed runs per case")
+    parser.add_argument("--timeout", type=_positive(float), metavar="S",
+                        help="seconds a case may take before its worker is killed")
+    parser.add_argument("--baseline", metavar="BACKEND",
+                        help="speedups are against this backend (default: the suite's, "
+                             "torch-cpu; torch-cuda for gpu)")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"report folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run(args, cells=None):
+    from grubench import backends
+    from grubench.runner import run_suite
+
+    if args.baseline is not None:
+        suites.check_names("baseline backend", [args.baseline], backends.names())
+    started = time.monotonic()
+    frame = run_suite(
+        args.suite, backends=args.backends, cells=cells or args.cells,
+        variants=None if args.variant is None else _both(suites.VARIANTS)(args.variant),
+        modes=None if args.mode is None else _both(suites.MODES)(args.mode),
+        sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
+        min_time=args.min_time, baseline=args.baseline, scale=args.scale, out=args.out,
+        progress=not args.no_progress, case_timeout=args.timeout)
+    return frame, time.monotonic() - started
+
+
+def _finish(frame, seconds: float, out: str) -> int:
+    print(f"\n{len(frame)} cases in {seconds:.1f} s; report: {out}/report.md "
+          f"(results.json, results.csv, plots)")
+    if frame.attrs.get("interrupted"):
+        print("interrupted: the cases measured so far are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+def handle_run(args) -> int:
+    from grubench import report
+
+    frame, seconds = _run(args)
+    print(report.render_report(frame))
+    return _finish(frame, seconds, args.out)
+
+
+def handle_compare_cells(args) -> int:
+    from grubench import report
+
+    frame, seconds = _run(args, cells=suites.CELLS)
+    print(report.render_report(frame, metrics=("time",)))
+    print()
+    print(report.render_text(report.cell_comparison(frame)))
+    return _finish(frame, seconds, args.out)
+
+
+def handle_list(args) -> int:
+    from grubench import backends
+    from grubench.worker import load_plugins
+
+    load_plugins()
+    print("backends:")
+    width = max(len(n) for n in backends.names())
+    for name in backends.names():
+        backend = backends.get(name)
+        state = "available" if backend.available else f"unavailable: {backend.why_unavailable}"
+        print(f"  {name:<{width}}  [{backend.device}] {backend.description} ({state})")
+    print("\nsuites:")
+    for name in suites.names():
+        suite = suites.get(name)
+        print(f"  {name}: {suite.description}; {len(suite.cases())} cases per backend, "
+              f"threads {list(suite.threads)}, baseline {suite.baseline}")
+        for group in suite.groups:
+            sizes = " ".join(",".join(map(str, s)) for s in group.sizes[:8])
+            more = f" ... ({len(group.sizes)} sizes)" if len(group.sizes) > 8 else ""
+            print(f"      {'/'.join(group.cells)} {'/'.join(group.modes)}: {sizes}{more}")
+    print("  or a .toml file: see `python -m grubench run --help` and grubench/suites.py")
+    return 0
+
+
+def handle_show(args) -> int:
+    from grubench import report
+
+    frame = report.load_results(args.path)
+    metrics = args.metrics or ("time", "memory", "accuracy")
+    print(report.render_report(frame, metrics=metrics))
+    if {"gru", "lstm"} <= set(frame["cell"]):
+        print()
+        print(report.render_text(report.cell_comparison(frame)))
+    return 0
+
+
+def add_subcommand(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run", help="measure a suite (the default command)",
+        description="Measure speed, memory and accuracy of every case of a suite on the "
+                    "selected backends, print the tables and write the report folder.")
+    add_case_options(run)
+    run.set_defaults(handler=handle_run)
+
+    compare = subparsers.add_parser(
+        "compare-cells", help="GRU against LSTM on the same sizes and backends",
+        description="Run GRU and LSTM on the same sizes and backends and print them side "
+                    "by side: parameters, inference and training time, memory, accuracy.")
+    add_case_options(compare, cells=False)
+    compare.set_defaults(handler=handle_compare_cells, out="reports/compare-cells")
+
+    listing = subparsers.add_parser(
+        "list", help="backends (with availability) and suites (with sizes)",
+        description="List the registered backends with their availability and the suites "
+                    "with their sizes.")
+    listing.set_defaults(handler=handle_list)
+
+    show = subparsers.add_parser(
+        "show", help="print the tables of an earlier results.json",
+        description="Re-render the tables of an earlier run from its results.json (or "
+                    "its report folder).")
+    show.add_argument("path", help="results.json or the folder holding it")
+    show.add_argument("--metrics", type=_comma_list("metric", ("time", "compile", "gflops",
+                                                               "memory", "accuracy")),
+                      metavar="M,N", help="tables to print: time, compile, gflops, memory, "
+                                          "accuracy (default: time,memory,accuracy)")
+    show.set_defaults(handler=handle_show)

@@ -1,0 +1,97 @@
+"""The machine context every results file carries: CPU, cores, BLAS libraries, GPU,
+library versions, git commit and timestamp. Importing nothing heavy: torch and numba
+versions come from package metadata, the GPU from nvidia-smi when it exists."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from grubench.threads import cpu_count
+
+PACKAGES = ("numpy", "numba", "numba-cuda", "torch", "scipy", "pandas", "threadpoolctl")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def _run(command: list[str], cwd=None) -> str | None:
+    if shutil.which(command[0]) is None:
+        return None
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, cwd=cwd)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def git_commit() -> str | None:
+    """The commit of the grubench checkout, with '+dirty' when files are modified."""
+    root = Path(__file__).resolve().parent.parent
+    commit = _run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root)
+    if commit and _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root):
+        commit += "+dirty"
+    return commit
+
+
+def gpus() -> list[dict[str, str]]:
+    """GPU name, driver and memory per nvidia-smi; [] without an NVIDIA driver."""
+    text = _run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                 "--format=csv,noheader"])
+    if not text:
+        return []
+    rows = [line.split(", ") for line in text.splitlines()]
+    return [dict(name=r[0], driver=r[1], memory=r[2]) for r in rows if len(r) == 3]
+
+
+def blas_libraries() -> list[dict[str, object]]:
+    """What threadpoolctl sees loaded in this process (NumPy's BLAS at least)."""
+    import numpy  # noqa: F401 - loads NumPy's BLAS so threadpoolctl can see it
+    from threadpoolctl import threadpool_info
+
+    keys = ("internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: info.get(k) for k in keys} for info in threadpool_info()]
+
+
+def context() -> dict[str, object]:
+    """The machine context of a run."""
+    return {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cores": cpu_count(),
+        "logical_cpus": os.cpu_count(),
+        "blas": blas_libraries(),
+        "gpus": gpus(),
+        "versions": versions(),
+        "commit": git_commit(),
+        "python_executable": sys.executable,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def short_name(context: dict) -> str:
+    """One line naming the machine, for each result row."""
+    return f"{context.get('hostname')} ({context.get('cpu_model')}, {context.get('cores')} cores)"

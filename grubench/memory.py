@@ -1,0 +1,99 @@
+"""Peak memory of one call, by the counter that sees the backend's allocations.
+
+* NumPy and Numba on the CPU: ``tracemalloc`` (NumPy and Numba's NRT allocate through
+  Python's tracked allocator; shared/NOTES.md).
+* torch on the CPU: tracemalloc does not see torch's allocator; the torch profiler with
+  ``profile_memory=True`` records every allocation and free, and the peak is the largest
+  running sum of those events during the call.
+* torch on CUDA: the caching allocator's ``max_memory_allocated`` above what was
+  allocated before the call.
+* Other devices (e.g. numba-cuda): no per-call counter; the peak is reported as None.
+
+Each peak is the memory the call allocates beyond what already exists (the prepared
+inputs), so it compares with the analytic working set of Problem.expected_bytes minus
+the inputs. ``rss_bytes`` is the worker process's peak resident set (ru_maxrss), which
+grows over a worker's life: it bounds every case the worker ran so far.
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import tracemalloc
+from typing import Callable
+
+
+def leaves(result) -> list:
+    """The arrays in a result: tuples/lists/dicts flattened."""
+    if isinstance(result, dict):
+        return [leaf for value in result.values() for leaf in leaves(value)]
+    if isinstance(result, (tuple, list)):
+        return [leaf for value in result for leaf in leaves(value)]
+    return [result]
+
+
+def _is_torch(array) -> bool:
+    return type(array).__module__.split(".")[0] == "torch"
+
+
+def counter_for(result) -> str:
+    """The name of the counter that sees the allocations of a call returning ``result``."""
+    first = leaves(result)[0]
+    if _is_torch(first):
+        return "torch-cuda-allocator" if first.is_cuda else "torch-profiler"
+    if hasattr(first, "__cuda_array_interface__"):
+        return "none"
+    return "tracemalloc"
+
+
+def _peak_tracemalloc(call: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _peak_torch_profiler(call: Callable[[], object]) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        call()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    running = peak = 0
+    for event in sorted(events, key=lambda e: e.start_ns()):
+        running += event.nbytes()
+        peak = max(peak, running)
+    return peak
+
+
+def _peak_torch_cuda(call: Callable[[], object]) -> int:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    call()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+PEAK_COUNTERS: dict[str, Callable[[Callable[[], object]], int]] = {
+    "tracemalloc": _peak_tracemalloc,
+    "torch-profiler": _peak_torch_profiler,
+    "torch-cuda-allocator": _peak_torch_cuda,
+}
+
+
+def peak_bytes(call: Callable[[], object], counter: str) -> int | None:
+    """Bytes allocated at the peak of one call of ``call``, by ``counter``; None when no
+    counter sees this backend."""
+    measure = PEAK_COUNTERS.get(counter)
+    return None if measure is None else int(measure(call))
+
+
+def rss_bytes() -> int:
+    """This process's peak resident set size so far (ru_maxrss: KiB on Linux, bytes on
+    macOS)."""
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024

@@ -1,0 +1,382 @@
+"""Tables, report files and plots from a results DataFrame (grubench.runner.COLUMNS).
+
+Tables follow torch.utils.benchmark's Compare: one table per (cell, variant, mode,
+dtype, threads), backends as rows, sizes "T,B,I,H" as columns, one unit per table, the
+best value marked with ``*``, and for times the speedup against the baseline backend in
+parentheses (baseline median / median: above 1x is faster than the baseline).
+
+Files (each written atomically, grubench.files.write_atomic): results.json (schema,
+machine, suite, notes, results), results.csv, report.md and PNG plots (matplotlib's
+headless Agg backend; without matplotlib the plots are left out with a note).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from grubench.files import write_atomic
+from grubench.runner import CASE_KEY, COLUMNS, SCHEMA
+
+GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
+TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    footer: str = ""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one column becomes a table: its unit, whether lower is better, its format."""
+
+    column: str
+    label: str
+    lower_is_better: bool = True
+    scale: float = 1.0          # values are divided by this (None: pick a time unit)
+    unit: str = ""
+    digits: int = 3
+    scientific: bool = False
+
+
+METRICS = {
+    "time": Metric("median_s", "median time", unit="auto"),
+    "compile": Metric("compile_s", "first call (compile)", scale=1.0, unit="s"),
+    "gflops": Metric("gflops", "GFLOP/s, input projection counted", lower_is_better=False,
+                     unit="GFLOP/s"),
+    "memory": Metric("peak_bytes", "peak memory of one call", scale=2 ** 20, unit="MiB"),
+    "accuracy": Metric("rel_err", "relative error vs float64 reference",
+                       scientific=True, digits=2),
+}
+
+
+def time_unit(seconds) -> tuple[str, float]:
+    """The largest unit in which the smallest positive time is at least 1."""
+    positive = [s for s in seconds if s and s > 0 and not math.isnan(s)]
+    smallest = min(positive) if positive else 1.0
+    for name, scale in TIME_UNITS:
+        if smallest >= scale:
+            return name, scale
+    return TIME_UNITS[-1]
+
+
+def format_value(value: float, metric: Metric) -> str:
+    if metric.scientific:
+        return f"{value:.{metric.digits - 1}e}"
+    return f"{value:.{metric.digits}g}" if abs(value) < 10 ** metric.digits else f"{value:.0f}"
+
+
+def _size_label(row) -> str:
+    return f"{row['T']},{row['B']},{row['I']},{row['H']}"
+
+
+def _ok(frame: pd.DataFrame) -> pd.Series:
+    return frame["status"] == "ok"
+
+
+def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]:
+    """One Compare-style table per (cell, variant, mode, dtype, threads)."""
+    metric = METRICS[metric_name]
+    tables = []
+    for key, group in frame.groupby(list(GROUP_KEY), sort=False):
+        group = group.assign(size=[_size_label(r) for _, r in group.iterrows()])
+        sizes = list(dict.fromkeys(group["size"]))
+        values = pd.to_numeric(group[metric.column], errors="coerce").where(_ok(group))
+        unit, scale = metric.unit, metric.scale
+        if unit == "auto":
+            unit, scale = time_unit(values)
+        best = {}
+        for size in sizes:
+            column = values[group["size"] == size].dropna()
+            if len(column) > 1:
+                best[size] = column.min() if metric.lower_is_better else column.max()
+        rows = []
+        for backend, by_backend in group.groupby("backend", sort=False):
+            cells = [backend]
+            for size in sizes:
+                match = by_backend[by_backend["size"] == size]
+                if match.empty:
+                    cells.append("")
+                    continue
+                row = match.iloc[0]
+                value = values[match.index[0]]
+                if pd.isna(value):
+                    cells.append("-" if row["status"] == "ok" else row["status"])
+                    continue
+                text = format_value(value / scale, metric)
+                if best.get(size) == value:
+                    text = "*" + text
+                if metric_name == "time" and not pd.isna(row["speedup"]):
+                    text += f" ({row['speedup']:.2f}x)"
+                if metric_name == "time" and row["unstable"] is True:
+                    text += " !"
+                if metric_name == "memory" and not pd.isna(row["expected_bytes"]):
+                    text += f" / {row['expected_bytes'] / scale:.3g}"
+                cells.append(text)
+            rows.append(cells)
+        cell, variant, mode, dtype, threads = key
+        name = cell if variant == "-" else f"{cell} {variant}"
+        unit_text = f" ({unit})" if unit else ""
+        title = (f"{name} · {mode} · {dtype} · {threads} thread{'s' * (threads != 1)} · "
+                 f"{metric.label}{unit_text}")
+        footer = {"time": f"* best; (Nx) = speedup vs {group['baseline'].iloc[0]}; "
+                          f"! = unstable (IQR > 10% of median)",
+                  "memory": "* lowest; measured / analytic (Problem.expected_bytes)",
+                  }.get(metric_name, "* best")
+        tables.append(Table(title, ["backend", *sizes], rows, footer))
+    return tables
+
+
+def cell_comparison(frame: pd.DataFrame) -> Table:
+    """GRU against LSTM on the same backends, sizes, dtype and threads: parameters,
+    inference and training time, training peak memory and accuracy, with LSTM/GRU ratios."""
+    ok = frame[_ok(frame)]
+    index = ["backend", "T", "B", "I", "H", "dtype", "threads"]
+
+    def pick(cell, mode, column):
+        part = ok[(ok["cell"] == cell) & (ok["mode"] == mode)]
+        if cell == "gru":
+            part = part[part["variant"] == "reset_after"]
+        return part.set_index(index)[column]
+
+    keys = sorted(set(pick("gru", "inference", "median_s").index.tolist()
+                      + pick("gru", "training", "median_s").index.tolist())
+                  & set(pick("lstm", "inference", "median_s").index.tolist()
+                        + pick("lstm", "training", "median_s").index.tolist()),
+                  key=lambda k: (k[0], k[1:]))
+    columns = {m: (pick("gru", m, "median_s"), pick("lstm", m, "median_s"))
+               for m in ("inference", "training")}
+    memory = (pick("gru", "training", "peak_bytes"), pick("lstm", "training", "peak_bytes"))
+    accuracy = (pick("gru", "training", "rel_err"), pick("lstm", "training", "rel_err"))
+    rows = []
+    for key in keys:
+        backend, T, B, I, H = key[:5]
+        row = [backend, f"{T},{B},{I},{H}",
+               f"{3 * H * (I + H + 2):,} / {4 * H * (I + H + 2):,}"]
+        for gru, lstm in (*columns.values(), memory):
+            g, l_ = gru.get(key), lstm.get(key)
+            scale = 2 ** 20 if gru is memory[0] else 1e-3
+            if g is None or l_ is None or pd.isna(g) or pd.isna(l_):
+                row.append("-")
+            else:
+                row.append(f"{g / scale:.3g} / {l_ / scale:.3g} ({l_ / g:.2f}x)")
+        g, l_ = accuracy[0].get(key), accuracy[1].get(key)
+        row.append("-" if g is None or l_ is None or pd.isna(g) or pd.isna(l_)
+                   else f"{g:.1e} / {l_:.1e}")
+        rows.append(row)
+    return Table("GRU vs LSTM (GRU reset_after) · values GRU / LSTM (LSTM/GRU ratio)",
+                 ["backend", "T,B,I,H", "parameters", "inference ms", "training ms",
+                  "training peak MiB", "training rel. error"], rows,
+                 "parameters: G*H*(I+H+2) with G = 3 (GRU) and 4 (LSTM)")
+
+
+def problems_table(frame: pd.DataFrame) -> Table | None:
+    """Rows that were not measured, with their reasons (one line per distinct reason)."""
+    bad = frame[~_ok(frame)]
+    if bad.empty:
+        return None
+    rows, seen = [], set()
+    for _, row in bad.iterrows():
+        key = (row["backend"], row["status"], row["reason"])
+        if key in seen:
+            continue
+        seen.add(key)
+        count = int(((bad["backend"] == row["backend"]) & (bad["status"] == row["status"])
+                     & (bad["reason"] == row["reason"])).sum())
+        rows.append([row["backend"], row["status"], str(count), str(row["reason"])])
+    return Table("cases not measured", ["backend", "status", "cases", "reason"], rows)
+
+
+def render_text(table: Table) -> str:
+    widths = [max(len(str(r[i])) for r in [table.header, *table.rows])
+              for i in range(len(table.header))]
+    def line(cells):
+        first = str(cells[0]).ljust(widths[0])
+        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        return "  " + " | ".join([first, *rest])
+    out = [f"[ {table.title} ]", line(table.header),
+           "  " + "-+-".join("-" * w for w in widths)]
+    out += [line(r) for r in table.rows]
+    if table.footer:
+        out.append(f"  {table.footer}")
+    return "\n".join(out)
+
+
+def render_markdown(table: Table) -> str:
+    out = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |",
+           "|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|"]
+    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in table.rows]
+    if table.footer:
+        out += ["", f"_{table.footer}_"]
+    return "\n".join(out)
+
+
+def summary_tables(frame: pd.DataFrame, metrics=("time", "memory", "accuracy")) -> list[Table]:
+    tables = [t for m in metrics for t in metric_tables(frame, m)]
+    problems = problems_table(frame)
+    return tables + ([problems] if problems else [])
+
+
+def machine_lines(frame: pd.DataFrame) -> list[str]:
+    m = frame.attrs.get("machine", {})
+    versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
+    blas = ", ".join(f"{b.get('internal_api')} {b.get('version')}" for b in m.get("blas", []))
+    gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpus", [])) or "none"
+    return [f"machine: {m.get('cpu_model')}, {m.get('cores')} cores; GPU: {gpus}",
+            f"versions: {versions}", f"BLAS: {blas or 'unknown'}",
+            f"commit {m.get('commit')} · {m.get('timestamp')}"]
+
+
+def render_report(frame: pd.DataFrame, markdown: bool = False,
+                  metrics=("time", "memory", "accuracy")) -> str:
+    render = render_markdown if markdown else render_text
+    suite = frame.attrs.get("suite", {})
+    head = [f"grubench · suite {suite.get('name', '?')}: {suite.get('description', '')}",
+            *machine_lines(frame), *(f"note: {n}" for n in frame.attrs.get("notes", []))]
+    if markdown:
+        head = ["# grubench report", "", *(f"- {line}" for line in head)]
+    return "\n\n".join(["\n".join(head), *(render(t) for t in summary_tables(frame, metrics))])
+
+
+# ---------------------------------------------------------------------- files
+
+def _json_value(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "item"):          # numpy scalars
+        return _json_value(value.item())
+    return value
+
+
+def to_json(frame: pd.DataFrame) -> str:
+    results = [{k: _json_value(v) for k, v in row.items()}
+               for row in frame.astype(object).to_dict("records")]
+    document = dict(schema=SCHEMA, machine=frame.attrs.get("machine", {}),
+                    suite=frame.attrs.get("suite", {}), notes=frame.attrs.get("notes", []),
+                    interrupted=bool(frame.attrs.get("interrupted", False)), results=results)
+    return json.dumps(document, indent=1, default=str) + "\n"
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A results.json back as a DataFrame; ValueError saying what is wrong with a file
+    that is missing, not JSON, or not grubench results."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ValueError(f"{path} is not a grubench results file (schema {found!r}, "
+                         f"expected {SCHEMA!r})")
+    results = document.get("results")
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ValueError(f"{path}: 'results' must be a list of objects")
+    missing = sorted({c for r in results for c in CASE_KEY + ("backend", "status")} -
+                     {c for r in results for c in r} if results else set())
+    if missing:
+        raise ValueError(f"{path}: results lack the fields {', '.join(missing)}")
+    frame = pd.DataFrame(results, columns=list(COLUMNS))
+    frame.attrs.update(machine=document.get("machine", {}), suite=document.get("suite", {}),
+                       notes=document.get("notes", []),
+                       interrupted=document.get("interrupted", False))
+    return frame
+
+
+def write_report(frame: pd.DataFrame, out: str | Path) -> list[Path]:
+    """results.json, results.csv, report.md and the plots into ``out``; the paths."""
+    out = Path(out)
+    written = [write_atomic(out / "results.json", to_json(frame)),
+               write_atomic(out / "results.csv", frame.to_csv(index=False))]
+    plots = write_plots(frame, out)
+    markdown = render_report(frame, markdown=True,
+                             metrics=("time", "gflops", "memory", "accuracy", "compile"))
+    if {"gru", "lstm"} <= set(frame["cell"]):
+        markdown += "\n\n" + render_markdown(cell_comparison(frame))
+    markdown += "".join(f"\n\n![{p.stem}]({p.name})" for p in plots)
+    written.append(write_atomic(out / "report.md", markdown + "\n"))
+    return written + plots
+
+
+def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
+    """PNG plots: time per size and backend, GRU vs LSTM, speedup heatmap. None without
+    matplotlib or without measured rows."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        frame.attrs.setdefault("notes", []).append("plots left out: matplotlib is missing")
+        return []
+    ok = frame[_ok(frame)].copy()
+    if ok.empty:
+        return []
+    ok["size"] = [_size_label(r) for _, r in ok.iterrows()]
+    ok["case"] = ok["cell"] + " " + ok["mode"]
+    paths = []
+
+    def save(figure, name):
+        buffer = io.BytesIO()
+        figure.tight_layout()
+        figure.savefig(buffer, format="png", dpi=100)
+        plt.close(figure)
+        paths.append(write_atomic(out / name, buffer.getvalue()))
+
+    cases = list(dict.fromkeys(ok["case"]))
+    figure, axes = plt.subplots(1, len(cases), figsize=(4.5 * len(cases), 3.8), squeeze=False)
+    for axis, case in zip(axes[0], cases):
+        part = ok[(ok["case"] == case) & (ok["variant"].isin(["reset_after", "-"]))]
+        sizes = list(dict.fromkeys(part.sort_values("H")["size"]))
+        for backend, lines in part.groupby("backend"):
+            series = lines.groupby("size")["median_s"].min().reindex(sizes)
+            axis.plot(range(len(sizes)), series.values * 1e3, marker="o", label=backend)
+        axis.set_xticks(range(len(sizes)), sizes, rotation=30, fontsize=7)
+        axis.set_yscale("log")
+        axis.set_title(case)
+        axis.set_xlabel("size T,B,I,H (by hidden size)")
+        axis.set_ylabel("median ms")
+        axis.legend(fontsize=7)
+    save(figure, "time_by_size.png")
+
+    if {"gru", "lstm"} <= set(ok["cell"]):
+        part = ok[ok["variant"].isin(["reset_after", "-"])]
+        table = part.pivot_table(index=["backend", "size", "mode"], columns="cell",
+                                 values="median_s", aggfunc="min").dropna()
+        if not table.empty:
+            figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(table)), 3.8))
+            (table * 1e3).plot.bar(ax=axis)
+            axis.set_yscale("log")
+            axis.set_ylabel("median ms")
+            axis.set_title("GRU vs LSTM")
+            axis.tick_params(axis="x", labelsize=6)
+            save(figure, "gru_vs_lstm.png")
+
+    speed = ok.dropna(subset=["speedup"])
+    if not speed.empty:
+        speed = speed.assign(column=speed["case"] + " " + speed["size"])
+        grid = speed.pivot_table(index="backend", columns="column", values="speedup",
+                                 aggfunc="min")
+        figure, axis = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1]), 1 + 0.5 * len(grid)))
+        image = axis.imshow(grid.values.astype(float), cmap="RdYlGn", aspect="auto",
+                            norm=matplotlib.colors.LogNorm(vmin=0.1, vmax=10))
+        axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=6)
+        axis.set_yticks(range(len(grid)), grid.index)
+        for (i, j), value in np.ndenumerate(grid.values):
+            if not pd.isna(value):
+                axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
+        figure.colorbar(image, ax=axis, label=f"speedup vs {speed['baseline'].iloc[0]}")
+        save(figure, "speedup_heatmap.png")
+    return paths

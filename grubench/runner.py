@@ -1,0 +1,259 @@
+"""Running a suite: cases to workers, rows to a pandas DataFrame.
+
+``run_suite(...)`` measures every case of a suite on the selected backends, one worker
+process per (backend, threads) run one after the other (never two at once: they would
+share the cores), and returns one row per case. Row statuses:
+
+* ``ok``: measured;
+* ``error``: the backend raised (reason = the exception);
+* ``crashed`` / ``timeout``: the worker died or hung (reason says how); the run goes on
+  with a fresh worker;
+* ``unavailable``: a backend named explicitly that cannot run here (reason = why). The
+  default selection leaves unavailable backends out and lists them in ``attrs["notes"]``;
+* ``skipped``: not attempted: too large for the available memory (checked before
+  anything is allocated), or a slow backend above its suite's size cap (the ``numpy``
+  oracle times only small cases).
+
+Ctrl-C stops the run and keeps the rows measured so far (``attrs["interrupted"]``).
+``attrs`` also holds ``machine`` (grubench.machine.context) and ``suite``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from grubench import machine, suites
+from grubench.accuracy import ReferenceCache
+from grubench.kernels.contract import available_memory_bytes, format_bytes
+from grubench.problems import Problem
+from grubench.worker import Worker, WorkerFailed, load_plugins
+
+SCHEMA = "grubench.results/1"
+
+#: The columns of a results row, in order (results.json, results.csv, the DataFrame).
+COLUMNS = (
+    "backend", "cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads",
+    "status", "reason", "note",
+    "median_s", "iqr_s", "min_s", "runs", "unstable", "compile_s",
+    "peak_bytes", "peak_counter", "rss_bytes", "expected_bytes", "saved_bytes",
+    "max_abs_err", "rel_err", "worst_output",
+    "parameters", "flops", "gflops", "gflops_recurrent", "gemm_gflops", "gemm_fraction",
+    "timesteps_per_s", "baseline", "speedup",
+    "backend_version", "machine", "commit", "seed",
+)
+
+CASE_KEY = ("cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads")
+
+#: Memory a case may plan to use, as a fraction of what is available now.
+MEMORY_HEADROOM = 0.8
+
+
+def problem_of(row) -> Problem:
+    return Problem(row["cell"], int(row["T"]), int(row["B"]), int(row["I"]), int(row["H"]),
+                   dtype=row["dtype"], reset_after=row["variant"] != "reset_before")
+
+
+class Progress:
+    """A progress line on stderr: a bar redrawn in place on a terminal, one line per case
+    otherwise (logs, CI)."""
+
+    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
+        self.total, self.done, self.stream, self.enabled = total, 0, stream, enabled
+        self.start = time.monotonic()
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+
+    def update(self, label: str, outcome: str = "") -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        text = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{time.monotonic() - self.start:5.1f}s {label} {outcome}")
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if self.done == self.total else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and self.done != self.total:
+            self.stream.write("\n")
+
+
+def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[str], list[str]]:
+    """(backend names to run, notes). Explicit names are validated (ValueError with the
+    valid names) and kept even when unavailable; the default selection is the suite's
+    list, else every registered backend on the suite's device, available here."""
+    from grubench import backends
+
+    load_plugins()
+    valid = backends.names()
+    if names:
+        return list(suites.check_names("backend", names, valid)), []
+    candidates = suite.backends or [n for n in valid if suite.device in (None, backends.get(n).device)]
+    chosen, notes = [], []
+    for name in candidates:
+        backend = backends.get(name)
+        if backend.available:
+            chosen.append(name)
+        else:
+            notes.append(f"{name} left out: {backend.why_unavailable}")
+    return chosen, notes
+
+
+def _skip_reason(suite: suites.Suite, backend: str, problem: Problem, training: bool) -> str | None:
+    need = problem.expected_bytes(training)
+    have = available_memory_bytes()
+    if need > MEMORY_HEADROOM * have:
+        return (f"too large for memory: needs about {format_bytes(need)}, "
+                f"{format_bytes(have)} available")
+    cap = suite.slow_backends.get(backend)
+    if cap is not None and problem.flops(training) > cap:
+        return (f"{backend} is timed only up to {cap:.0e} FLOPs in suite {suite.name} "
+                f"(it is the slow reference)")
+    return None
+
+
+def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
+                     references: ReferenceCache, log_dir: Path, progress: Progress,
+                     context: dict):
+    """Rows of one backend at one thread count; a generator so that Ctrl-C keeps the
+    rows already yielded."""
+    worker = None
+    version = None
+    try:
+        for case in cases:
+            row = dict(backend=backend, **dataclasses.asdict(case), threads=threads,
+                       seed=suite.seed, baseline=suite.baseline,
+                       machine=machine.short_name(context), commit=context.get("commit"))
+            problem = problem_of(row)
+            training = case.mode == "training"
+            reason = _skip_reason(suite, backend, problem, training)
+            if reason:
+                row.update(status="skipped", reason=reason)
+            else:
+                try:
+                    if worker is None:
+                        worker = Worker(backend, threads, log_dir / f"{backend}-{threads}.log",
+                                        suite.case_timeout)
+                        version = worker.hello.get("backend_version")
+                    if not worker.hello["available"]:
+                        row.update(status="unavailable", reason=worker.hello["reason"])
+                    else:
+                        note = references.skip_reason(problem)
+                        reference = None if note else str(
+                            references.ensure(problem, suite.seed, training))
+                        row["note"] = note
+                        row.update(worker.request(
+                            dict(case=row, seed=suite.seed, reference=reference,
+                                 min_runs=suite.min_runs, min_time=suite.min_time),
+                            suite.case_timeout))
+                except WorkerFailed as failure:
+                    worker = None
+                    row.update(status=failure.status, reason=failure.reason)
+            row["backend_version"] = version
+            outcome = row["status"]
+            if outcome == "ok":
+                outcome = f"{row['median_s'] * 1e3:.3g} ms"
+            progress.update(f"{backend} t{threads} {case.cell} {case.mode} "
+                            f"{problem.label()}", outcome)
+            yield row
+    finally:
+        if worker is not None:
+            worker.close(kill=True)
+
+
+def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """Analytic and derived columns: parameters, expected bytes, FLOPs, GFLOP/s (input
+    projection counted, Problem.flops; DeepBench's recurrent-only figure as
+    gflops_recurrent), fraction of the worker's GEMM ceiling, timesteps/s and speedup
+    against the row's baseline backend on the same case (baseline median / median)."""
+    frame = frame.copy()
+    for column in COLUMNS:
+        if column not in frame:
+            frame[column] = None
+    problems = [problem_of(row) for _, row in frame.iterrows()]
+    training = frame["mode"] == "training"
+    frame["parameters"] = [p.parameter_count for p in problems]
+    frame["expected_bytes"] = [p.expected_bytes(t) for p, t in zip(problems, training)]
+    frame["flops"] = [p.flops(t) for p, t in zip(problems, training)]
+    recurrent = pd.Series([p.recurrent_flops() * (3 if t else 1)
+                           for p, t in zip(problems, training)], index=frame.index)
+    median = pd.to_numeric(frame["median_s"], errors="coerce")
+    frame["gflops"] = frame["flops"] / median / 1e9
+    frame["gflops_recurrent"] = recurrent / median / 1e9
+    frame["gemm_fraction"] = frame["gflops"] / pd.to_numeric(frame["gemm_gflops"],
+                                                             errors="coerce")
+    frame["timesteps_per_s"] = frame["T"] / median
+    baseline_rows = frame[(frame["backend"] == frame["baseline"]) & (frame["status"] == "ok")]
+    baseline_median = {tuple(r[k] for k in CASE_KEY): r["median_s"]
+                       for _, r in baseline_rows.iterrows()}
+    frame["speedup"] = [baseline_median.get(tuple(r[k] for k in CASE_KEY), float("nan"))
+                        / m for (_, r), m in zip(frame.iterrows(), median)]
+    return frame[list(COLUMNS)]
+
+
+def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | None = None,
+              cells=None, variants=None, modes=None, sizes=None, dtype: str | None = None,
+              threads=None, min_runs: int | None = None, min_time: float | None = None,
+              baseline: str | None = None, scale: float = 1.0,
+              out: str | Path | None = None, progress: bool = True,
+              case_timeout: float | None = None) -> pd.DataFrame:
+    """Measure a suite; returns one row per case (columns :data:`COLUMNS`).
+
+    ``suite`` is a built-in name, a .toml path or a :class:`grubench.suites.Suite`; the
+    keyword arguments override its settings. With ``out``, the folder is checked
+    writable before anything is measured and receives the report files
+    (grubench.report.write_report)."""
+    from grubench import report
+
+    if not isinstance(suite, suites.Suite):
+        suite = suites.get(suite, scale=scale)
+    if cells is not None:
+        suites.check_names("cell", cells, suites.CELLS)
+    if variants is not None:
+        suites.check_names("variant", variants, suites.VARIANTS)
+    if modes is not None:
+        suites.check_names("mode", modes, suites.MODES)
+    if dtype is not None:
+        suites.check_names("dtype", [dtype], suites.DTYPES)
+    suite = suite.with_overrides(cells=cells, variants=variants, modes=modes, sizes=sizes,
+                                 dtype=dtype, threads=tuple(threads) if threads else None,
+                                 min_runs=min_runs, min_time=min_time, baseline=baseline,
+                                 case_timeout=case_timeout)
+    chosen, notes = select_backends(suite, backends)
+    if out is not None:
+        from grubench.files import check_writable_dir
+        check_writable_dir(out)
+    context = machine.context()
+    cases = suite.cases()
+    bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)
+    rows: list[dict] = []
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
+        references = ReferenceCache(scratch)
+        try:
+            for backend in chosen:
+                for n_threads in suite.threads:
+                    for row in _measure_backend(backend, n_threads, cases, suite, references,
+                                                Path(scratch), bar, context):
+                        rows.append(row)
+        except KeyboardInterrupt:
+            interrupted = True
+            notes.append(f"interrupted after {len(rows)} of {bar.total} cases")
+        finally:
+            bar.finish()
+    frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
+    frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,
+                       suite=dict(name=suite.name, description=suite.description,
+                                  baseline=suite.baseline, min_runs=suite.min_runs,
+                                  min_time=suite.min_time, threads=list(suite.threads)))
+    if out is not None:
+        report.write_report(frame, out)
+    return frame

@@ -1,0 +1,241 @@
+"""Benchmark suites: which cases a run measures, and how long it spends on each.
+
+A case is (backend, cell, variant, mode, T, B, I, H, dtype, threads). A suite lists groups
+of cells x variants x modes x sizes (DeepBench has different sizes per cell and mode),
+plus the timing settings. Built-in suites:
+
+* ``quick``: CI smoke test, tiny sizes, < 30 s.
+* ``default``: what ``python -m grubench`` runs; < 2 minutes on a 2-core machine with
+  compilation. The ``numpy`` backend (the float64-capable oracle, slow by design) is only
+  timed on cases up to ``slow_backend_max_flops`` so it cannot eat the budget.
+* ``deepbench``: DeepBench's GRU and LSTM inference and training sizes (input size =
+  hidden size); ``scale`` multiplies T (e.g. 0.01 on a CPU).
+* ``gpu``: CUDA backends at GPU sizes, baseline torch-cuda.
+
+User suites come from a TOML file (``--suite path/to/suite.toml``)::
+
+    name = "mine"
+    threads = [1]
+    min_runs = 5
+    min_time = 0.2
+    [[group]]
+    cells = ["gru", "lstm"]
+    modes = ["inference", "training"]
+    variants = ["reset_after"]
+    sizes = [[100, 1, 64, 64], [100, 16, 256, 256]]
+
+Keys left out take the defaults of :class:`Suite` and :class:`Group`.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from grubench.kernels.contract import CELLS
+
+VARIANTS = ("reset_after", "reset_before")
+MODES = ("inference", "training")
+DTYPES = ("float32", "float64")
+
+Size = tuple[int, int, int, int]  # T, B, I, H
+
+
+@dataclass(frozen=True)
+class Group:
+    sizes: tuple[Size, ...]
+    cells: tuple[str, ...] = CELLS
+    variants: tuple[str, ...] = ("reset_after",)
+    modes: tuple[str, ...] = MODES
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case without its backend and threads (a worker adds those)."""
+
+    cell: str
+    variant: str
+    mode: str
+    T: int
+    B: int
+    I: int  # noqa: E741 - the conventional name of the input size
+    H: int
+    dtype: str
+
+    @property
+    def size(self) -> Size:
+        return (self.T, self.B, self.I, self.H)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    groups: tuple[Group, ...]
+    dtype: str = "float32"
+    threads: tuple[int, ...] = (1,)
+    backends: tuple[str, ...] | None = None     # None: every backend available here
+    device: str | None = "cpu"                  # default selection: backends on this device
+    baseline: str = "torch-cpu"
+    min_runs: int = 5
+    min_time: float = 0.2
+    case_timeout: float = 300.0
+    seed: int = 0
+    slow_backends: dict = field(default_factory=lambda: {"numpy": 2e8})
+
+    def cases(self) -> list[CaseSpec]:
+        """Every case of the suite, in group order, without duplicates. LSTM has no
+        variants: its cases use variant "-"."""
+        seen: dict[CaseSpec, None] = {}
+        for group in self.groups:
+            for size in group.sizes:
+                for cell in group.cells:
+                    variants = group.variants if cell == "gru" else ("-",)
+                    for variant in variants:
+                        for mode in group.modes:
+                            seen.setdefault(CaseSpec(cell, variant, mode, *size, self.dtype))
+        return list(seen)
+
+    def sizes(self) -> list[Size]:
+        return list(dict.fromkeys(s for g in self.groups for s in g.sizes))
+
+    def with_overrides(self, *, cells=None, variants=None, modes=None, sizes=None,
+                       **settings) -> "Suite":
+        """This suite with its groups' cells/variants/modes/sizes replaced where given,
+        and other settings (dtype, threads, min_runs, ...) replaced where not None."""
+        groups = tuple(replace(g, **{k: tuple(v) for k, v in
+                                     dict(cells=cells, variants=variants, modes=modes,
+                                          sizes=sizes).items() if v is not None})
+                       for g in self.groups)
+        settings = {k: v for k, v in settings.items() if v is not None}
+        return replace(self, groups=groups, **settings)
+
+
+def _deepbench(scale: float) -> Suite:
+    """DeepBench (Baidu) RNN sizes: (H, N, T) with I = H, T scaled (at least 1)."""
+    def sizes(triples):
+        return tuple((max(1, round(T * scale)), N, H, H) for H, N, T in triples)
+
+    gru_hidden = (1536, 2048, 2560, 2816)
+    gru_steps = (1500, 750, 375, 187)
+    gru_train = [(H, 32, T) for H in gru_hidden for T in gru_steps]
+    gru_train += [(512, 32, 1), (1024, 32, 1500), (1024, 64, 1500)]
+    gru_infer = [(H, N, T) for H in gru_hidden for T in gru_steps for N in (1, 2, 4)]
+    gru_infer += [(512, N, 1) for N in (1, 2, 4)] + [(1024, N, 1500) for N in (1, 2, 4)]
+    lstm = [(H, N, 25) for H in (512, 1024, 2048, 4096) for N in (16, 32, 64, 128)]
+    lstm += [(1536, N, 50) for N in (8, 16, 32)] + [(256, N, 150) for N in (16, 32, 64)]
+    return Suite(
+        "deepbench", f"DeepBench GRU/LSTM sizes, I = H, T x {scale:g}",
+        groups=(Group(sizes(gru_train), cells=("gru",), modes=("training",)),
+                Group(sizes(gru_infer), cells=("gru",), modes=("inference",)),
+                # DeepBench lists one LSTM size set; it is used for both modes here
+                Group(sizes(lstm), cells=("lstm",))),
+        min_runs=3, min_time=0.0, case_timeout=1800.0, device=None)
+
+
+def _builtin(scale: float) -> dict[str, Suite]:
+    return {
+        "quick": Suite("quick", "CI smoke test: tiny sizes, every available backend",
+                       groups=(Group(((8, 2, 8, 8), (16, 4, 16, 32))),),
+                       min_runs=3, min_time=0.01, case_timeout=120.0),
+        "default": Suite("default", "GRU and LSTM, small to medium sizes, 1 thread",
+                         groups=(Group(((100, 1, 64, 64), (100, 16, 256, 256),
+                                        (50, 64, 512, 512))),),
+                         min_runs=5, min_time=0.1),
+        "deepbench": _deepbench(scale),
+        "gpu": Suite("gpu", "CUDA backends at GPU sizes, baseline torch-cuda",
+                     groups=(Group(((100, 64, 512, 512), (100, 64, 1024, 1024),
+                                    (50, 128, 2048, 2048))),),
+                     device="cuda", baseline="torch-cuda", min_runs=10, min_time=0.5),
+    }
+
+
+def names() -> list[str]:
+    return list(_builtin(1.0))
+
+
+def get(name: str, scale: float = 1.0) -> Suite:
+    """A built-in suite by name, or a user suite from a ``.toml`` path. ValueError with
+    the valid names for an unknown one."""
+    if not scale > 0:
+        raise ValueError(f"--scale must be > 0, got {scale}")
+    if name.endswith(".toml"):
+        return load_toml(name)
+    suites = _builtin(scale)
+    if name not in suites:
+        raise ValueError(f"unknown suite {name!r}; valid names: {', '.join(suites)} "
+                         f"(or a path to a .toml suite file)")
+    return suites[name]
+
+
+def check_names(kind: str, given, valid) -> tuple[str, ...]:
+    """``given`` as a tuple, or ValueError naming the bad entries and the valid names."""
+    given = tuple(given)
+    bad = [g for g in given if g not in valid]
+    if bad:
+        raise ValueError(f"unknown {kind} {', '.join(map(repr, bad))}; "
+                         f"valid names: {', '.join(valid)}")
+    return given
+
+
+def parse_size(text: str) -> Size:
+    """'T,B,I,H' as four positive integers; ValueError naming the bad token."""
+    tokens = text.split(",")
+    if len(tokens) != 4:
+        raise ValueError(f"size {text!r} must be four comma-separated integers T,B,I,H")
+    values = []
+    for name, token in zip("TBIH", tokens):
+        try:
+            value = int(token)
+        except ValueError:
+            raise ValueError(f"size {text!r}: {name}={token!r} is not an integer") from None
+        if value < 1:
+            raise ValueError(f"size {text!r}: {name}={token!r} must be >= 1")
+        values.append(value)
+    return tuple(values)
+
+
+def _positive_int(table: dict, key: str, default: int) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def load_toml(path: str | Path) -> Suite:
+    """A user suite from a TOML file (format in the module docstring)."""
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read suite file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"suite file {path} is not valid TOML: {error}") from None
+    where = f"suite file {path}"
+    group_tables = table.get("group") or [table]
+    groups = []
+    for g in group_tables:
+        sizes = g.get("sizes")
+        if not sizes:
+            raise ValueError(f"{where}: every group needs sizes = [[T, B, I, H], ...]")
+        try:
+            parsed = tuple(parse_size(",".join(str(v) for v in s)) for s in sizes)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}: {error}") from None
+        groups.append(Group(
+            parsed,
+            cells=check_names("cell", g.get("cells", CELLS), CELLS),
+            variants=check_names("variant", g.get("variants", ("reset_after",)), VARIANTS),
+            modes=check_names("mode", g.get("modes", MODES), MODES)))
+    dtype = table.get("dtype", "float32")
+    check_names("dtype", [dtype], DTYPES)
+    return Suite(
+        name=str(table.get("name", path.stem)),
+        description=str(table.get("description", f"user suite from {path}")),
+        groups=tuple(groups), dtype=dtype,
+        threads=tuple(_positive_int({"t": t}, "t", 1) for t in table.get("threads", [1])),
+        backends=tuple(table["backends"]) if "backends" in table else None,
+        device=table.get("device", "cpu"),
+        baseline=str(table.get("baseline", "torch-cpu")),
+        min_runs=_positive_int(table, "min_runs", 5),
+        min_time=float(table.get("min_time", 0.2)))

@@ -1,0 +1,195 @@
+"""Worker processes: each backend runs in its own process with its thread count pinned.
+
+Thread pools of different libraries in one process spin against each other (20x and more
+on 2 cores, shared/NOTES.md), and a crashing kernel must not take the run down. So the
+runner starts ``python -m grubench.worker BACKEND THREADS`` with the thread environment
+of :func:`grubench.threads.thread_env` (pools start pinned, before any heavy import),
+then sends it one case per line of JSON on stdin and reads one JSON row per line back.
+
+* A case that raises gives a row with status "error" and the exception as reason.
+* A worker that dies (segfault, abort) gives status "crashed" with the signal and the
+  last line of its stderr; one that exceeds the per-case timeout is killed and gives
+  status "timeout". The runner then starts a fresh worker for the next case.
+
+Plugins: ``GRUBENCH_PLUGINS`` (comma-separated module names) are imported by the runner
+and every worker before the registry is read, so an out-of-tree module can add entries
+to :data:`grubench.backends.REGISTRY` (the tests inject their crashing backends this way).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLUGINS_ENV = "GRUBENCH_PLUGINS"
+
+
+def load_plugins() -> list[str]:
+    """Import the modules named in ``GRUBENCH_PLUGINS``; returns their names."""
+    modules = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for module in modules:
+        importlib.import_module(module)
+    return modules
+
+
+# ---------------------------------------------------------------------- inside the worker
+
+def run_case(backend, request: dict, gemm_cache: dict) -> dict:
+    """Measure one case in this process: compile call, accuracy, timing, memory."""
+    from grubench import accuracy, memory, timing
+    from grubench.problems import Problem
+
+    case = request["case"]
+    training = case["mode"] == "training"
+    problem = Problem(case["cell"], case["T"], case["B"], case["I"], case["H"],
+                      dtype=case["dtype"], reset_after=case["variant"] != "reset_before")
+    args = problem.make_args(request["seed"], with_grads=training)
+    prepared = backend.prepare(args)
+    call = prepared.training_step if training else prepared.forward
+
+    row: dict = {}
+    row["compile_s"], result = timing.time_call(call, prepared.synchronize)
+    counter = memory.counter_for(result)
+    if request.get("reference"):
+        arrays = accuracy.named_arrays(problem.cell, prepared.to_numpy(result), training)
+        row["max_abs_err"], row["rel_err"], row["worst_output"] = accuracy.compare(
+            arrays, accuracy.load(request["reference"]))
+    del result
+
+    stats = timing.summarize(timing.measure(call, prepared.synchronize,
+                                            min_runs=request["min_runs"],
+                                            min_time=request["min_time"]))
+    row.update(median_s=stats.median_s, iqr_s=stats.iqr_s, min_s=stats.min_s,
+               runs=stats.runs, unstable=stats.unstable)
+    row["peak_bytes"] = memory.peak_bytes(lambda: (call(), prepared.synchronize()), counter)
+    row["peak_counter"] = counter
+    row["rss_bytes"] = memory.rss_bytes()
+    row["saved_bytes"] = prepared.saved_bytes if training else None
+    if case["dtype"] not in gemm_cache:
+        gemm_cache[case["dtype"]] = timing.gemm_ceiling_gflops(case["dtype"])
+    row["gemm_gflops"] = gemm_cache[case["dtype"]]
+    row["status"] = "ok"
+    return row
+
+
+def serve(backend_name: str, threads: int, requests, replies) -> None:
+    """The worker's loop: a hello line, then one reply line per request line."""
+    from grubench import backends
+    from grubench.kernels.contract import BackendUnavailable
+    from grubench.threads import pin_threads
+
+    load_plugins()
+    backend = backends.get(backend_name)
+    available = backend.available        # imports the kernel module (torch, numba, ...)
+    pinned = pin_threads(threads)        # ... so its pools exist now and get pinned too
+    hello = dict(available=available, reason=backend.why_unavailable,
+                 backend_version=backend.version, pinned=pinned)
+    replies.write(json.dumps(hello, default=str) + "\n")
+    replies.flush()
+    gemm_cache: dict = {}
+    for line in requests:
+        request = json.loads(line)
+        try:
+            row = run_case(backend, request, gemm_cache)
+        except BackendUnavailable as error:
+            row = dict(status="unavailable", reason=str(error))
+        except Exception as error:  # a backend's failure is a result row, not our crash
+            row = dict(status="error", reason=f"{type(error).__name__}: {error}")
+        replies.write(json.dumps(row) + "\n")
+        replies.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    backend_name, threads = (argv or sys.argv[1:])[:2]
+    # stdout carries the protocol alone: anything a kernel prints goes to stderr.
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    serve(backend_name, int(threads), sys.stdin, replies)
+
+
+# ---------------------------------------------------------------------- in the runner
+
+class WorkerFailed(RuntimeError):
+    """The worker died or hung; ``status`` is "crashed" or "timeout"."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Worker:
+    """A running worker process for one (backend, threads), driven from the runner."""
+
+    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float):
+        from grubench.threads import thread_env
+
+        self.backend, self.threads = backend, threads
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "grubench.worker", backend, str(threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+            env={**os.environ, **thread_env(threads)}, text=True, bufsize=1)
+        self.hello = self._read(timeout, "starting")
+
+    def request(self, message: dict, timeout: float) -> dict:
+        """Send one case; its reply row, or WorkerFailed (the worker is then closed)."""
+        try:
+            self.process.stdin.write(json.dumps(message) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died; _read reports how
+        return self._read(timeout, "running the case")
+
+    def _read(self, timeout: float, doing: str) -> dict:
+        deadline = time.monotonic() + timeout
+        stream = self.process.stdout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close(kill=True)
+                raise WorkerFailed("timeout", f"no answer after {timeout:g} s {doing}; "
+                                              f"worker killed")
+            ready, _, _ = select.select([stream], [], [], min(left, 1.0))
+            if ready:
+                line = stream.readline()
+                if line:
+                    return json.loads(line)
+                raise WorkerFailed("crashed", self._death_reason(doing))
+
+    def _death_reason(self, doing: str) -> str:
+        code = self.process.wait()
+        self.close()
+        how = (f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
+        lines = [l for l in self.log_path.read_text(errors="replace").splitlines() if l.strip()]
+        last = f": {lines[-1].strip()[:300]}" if lines else ""
+        return f"worker died ({how}) while {doing}{last}"
+
+    def close(self, kill: bool = False) -> None:
+        """End the worker: kill it, or close its input and let it exit (kill after 5 s)."""
+        if kill and self.process.poll() is None:
+            self.process.kill()
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.close()
+                self.process.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._log.close()
+
+
+if __name__ == "__main__":
+    main()
