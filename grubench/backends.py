@@ -34,6 +34,7 @@ REGISTRY: dict[str, Entry] = {
                        {"device": "cpu"}),
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
                         {"device": "cuda"}, device="cuda"),
+    "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels, BLAS GEMMs, float64 gate math"),
 }
 
 

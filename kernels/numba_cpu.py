@@ -1,0 +1,652 @@
+"""The "numba-cpu" backend: GRU (both variants) and LSTM, forward and exact BPTT, in @njit code.
+
+Structure of every pass (haste's and cuDNN's, on the CPU):
+
+* forward: one GEMM projects the inputs of all T steps, ``gi = x @ w_ih.T``; then per step
+  one recurrent product for all gates, ``gh = h @ w_hh.T``, and one fused pointwise loop that
+  adds the biases, applies the gates and updates the state (reset-before GRUs need a second,
+  (B,H)x(H,H) product per step, because r multiplies h before W_hn).
+* backward: per step a fused pointwise loop writes the gate pre-activation gradients of all
+  T steps into one buffer, then one recurrent product carries dh back a step; the weight and
+  input gradients are then single large GEMMs over all T*B rows.
+
+Design choices, each measured (the backend's report in the issue holds the figures):
+
+* Gate math runs in float64 inside the pointwise loops. For float32 problems tanh and sigmoid
+  are an arithmetic-only rational approximation (:func:`tanh_rational`, relative error
+  3.7e-11 over [-9.02, 9.02], so float32 results are correctly rounded to within 1e-10 of a
+  half ulp); with ``error_model='numpy'`` and fastmath flags the loops vectorize (libm's
+  scalar ``tanh`` does not). float64 problems use ``math.tanh`` itself, so float64 results
+  match the reference to its rounding.
+* fastmath without ``nnan``/``ninf``: NaN and Inf inputs propagate like in the reference.
+* GEMMs call the BLAS numba already links (SciPy's OpenBLAS, via numba's ``numba_xxgemm``
+  helper) through :func:`gemm`, which takes strided column blocks and accumulates
+  (beta = 1), so no pass copies or allocates. At small batches a hand-written
+  vector-matrix product beats the BLAS call's overhead (:data:`GEMV_MAX_BATCH`).
+* Threads: the kernels never start numba's own thread pool (no ``parallel=True``); the only
+  threads are the BLAS pool's, which the harness pins (grubench.threads). With one pool there
+  is nothing to spin against, and results are bit-identical run to run at a fixed count.
+* Lengths (ONNX semantics): a sequence past its length keeps its state, writes y = 0 and
+  gets zero gate gradients; the products still run over the full batch.
+* Training saves only the gate activations (plus W_hn h + b_hn for reset-after GRUs, plus the
+  cell states for LSTMs); backward reads the previous hidden states from the output y and h0,
+  so no state sequence is saved twice.
+
+All kernels and their helpers live in this one module on purpose: numba's on-disk cache
+(``cache=True``) is keyed on the source file of the cached function alone, so an
+approximation edited in another module would leave stale compiled kernels behind.
+
+Shapes are those of :mod:`grubench.kernels.contract`; G = 3 (GRU) or 4 (LSTM).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .contract import (GRU_N, GRU_R, GRU_Z, LSTM_F, LSTM_G, LSTM_I, LSTM_O,
+                       BackendUnavailable, Prepared, RNNArgs, convenience_api)
+
+try:
+    import numba
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.core import cgutils
+    from numba.extending import intrinsic, overload
+    from numba.np.linalg import ensure_blas, get_blas_kind
+except ImportError as error:  # numba is a dependency; a broken install must not crash us
+    numba = None
+    _IMPORT_ERROR = f"numba cannot be imported: {error}"
+
+
+def availability() -> tuple[bool, str | None]:
+    if numba is None:
+        return False, _IMPORT_ERROR
+    try:
+        ensure_blas()
+    except (ImportError, RuntimeError) as error:
+        return False, f"numba has no BLAS: {error}"
+    return True, None
+
+
+def version() -> str:
+    if numba is None:
+        return "numba missing"
+    import scipy
+    return f"numba {numba.__version__}, scipy {scipy.__version__} (OpenBLAS)"
+
+
+if numba is not None:
+    # No nnan/ninf: those would let LLVM assume NaN and Inf never occur.
+    FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+    JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+
+    # ------------------------------------------------------------------------- BLAS
+
+    @intrinsic
+    def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        """Column-major BLAS ?gemm through numba's own helper (the BLAS np.dot uses)."""
+        ensure_blas()
+        sig = types.int32(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        dtype = c.dtype
+        char = ir.IntType(8)
+        void_p = char.as_pointer()
+        intp = cgutils.intp_t
+
+        def codegen(context, builder, signature, args):
+            fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp,
+                                                    void_p, void_p, intp, void_p, intp,
+                                                    void_p, void_p, intp])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+            argtys = signature.args
+
+            def integer(i):
+                return context.cast(builder, args[i], argtys[i], types.intp)
+
+            def scalar_slot(i):
+                value = context.cast(builder, args[i], argtys[i], dtype)
+                return builder.bitcast(cgutils.alloca_once_value(builder, value), void_p)
+
+            def data(i):
+                array = context.make_array(argtys[i])(context, builder, args[i])
+                return builder.bitcast(array.data, void_p)
+
+            def char_of(i):
+                return builder.trunc(integer(i), char)
+
+            kind = ir.Constant(char, ord(get_blas_kind(dtype)))
+            return builder.call(fn, [kind, char_of(0), char_of(1), integer(2), integer(3),
+                                     integer(4), scalar_slot(5), data(6), integer(7),
+                                     data(8), integer(9), scalar_slot(10), data(11),
+                                     integer(12)])
+
+        return sig, codegen
+
+    @njit(**JIT)
+    def _blas_operand(matrix):
+        """(transpose flag, leading dimension) of a row-major (rows, cols) operand as BLAS's
+        column-major (cols, rows) matrix: rows contiguous -> 'n', columns contiguous -> 't'."""
+        rows, cols = matrix.shape
+        step0 = matrix.strides[0] // matrix.itemsize
+        step1 = matrix.strides[1] // matrix.itemsize
+        if step1 == 1 or cols == 1:
+            return ord("n"), (step0 if rows > 1 else cols)
+        if step0 == 1 or rows == 1:
+            return ord("t"), (step1 if cols > 1 else rows)
+        raise ValueError("gemm: an operand has neither contiguous rows nor columns")
+
+    @njit(**JIT)
+    def gemm(a, b, c, beta):
+        """c = a @ b + beta * c (beta 0 overwrites c). a (m,k), b (k,n), c (m,n); a and b
+        may be transposed views or column blocks (rows or columns contiguous), c needs
+        contiguous rows."""
+        m, k = a.shape
+        n = b.shape[1]
+        if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+            raise ValueError("gemm: shapes do not match")
+        if m == 0 or n == 0:
+            return
+        if k == 0:
+            for i in range(m):
+                for j in range(n):
+                    c[i, j] = beta * c[i, j] if beta != 0 else 0
+            return
+        c_trans, ldc = _blas_operand(c)
+        if c_trans != ord("n"):
+            raise ValueError("gemm: the output needs contiguous rows")
+        # Row-major c = a @ b is column-major c^T = b^T a^T.
+        trans_b, ldb = _blas_operand(b)
+        trans_a, lda = _blas_operand(a)
+        status = _xxgemm(trans_b, trans_a, n, m, k, 1.0, b, ldb, a, lda, beta, c, ldc)
+        if status != 0:
+            raise RuntimeError("gemm: the BLAS call failed")
+
+    #: batches up to this size use the hand-written product (measured: below it the BLAS
+    #: call's fixed cost dominates; above it OpenBLAS's blocking wins)
+    GEMV_MAX_BATCH = 2
+
+    @njit(**JIT)
+    def vector_matrix(vectors, matrix, row0, col0, out):
+        """out = vectors @ matrix[row0:row0+K, col0:col0+N]. vectors (B,K) (a column block
+        is fine), matrix with contiguous rows, out (B,N).
+        Small B: the matrix rows are streamed once per vector, four at a time, so each pass
+        over ``out`` (in L1) carries four multiply-adds; large B: BLAS."""
+        B, K = vectors.shape
+        N = out.shape[1]
+        if B > GEMV_MAX_BATCH:
+            gemm(vectors, matrix[row0:row0 + K, col0:col0 + N], out, 0.0)
+            return
+        K4 = K - K % 4
+        for b in range(B):
+            out[b, :] = 0
+            for k in range(0, K4, 4):
+                v0, v1 = vectors[b, k], vectors[b, k + 1]
+                v2, v3 = vectors[b, k + 2], vectors[b, k + 3]
+                m = row0 + k
+                for j in range(N):
+                    out[b, j] += (v0 * matrix[m, col0 + j] + v1 * matrix[m + 1, col0 + j]
+                                  + v2 * matrix[m + 2, col0 + j]
+                                  + v3 * matrix[m + 3, col0 + j])
+            for k in range(K4, K):
+                v0 = vectors[b, k]
+                for j in range(N):
+                    out[b, j] += v0 * matrix[row0 + k, col0 + j]
+
+    # ------------------------------------------------------------------- gate math
+
+    # tanh(x) / x = P(x^2) / Q(x^2) on |x| <= TANH_CLAMP, a (5,5) rational fitted for minimal
+    # relative error (3.7e-11, measured against mpmath). Past 9.02, tanh rounds to +-1 in
+    # float32, so clamping there is exact for float32 results.
+    TANH_CLAMP = 9.02
+    P0, P1, P2, P3, P4, P5 = (0.9999999999637129, 0.14099201552840093, 0.004425938176347085,
+                              4.22734483852933e-05, 1.111743183316326e-07,
+                              3.6743213984355954e-11)
+    Q1, Q2, Q3, Q4, Q5 = (0.4743253484623032, 0.029201055058884588, 0.0005008320564599259,
+                          2.6038270394379413e-06, 2.9511099047907904e-09)
+
+    @njit(**JIT)
+    def tanh_rational(x):
+        """tanh of a float64 in arithmetic only (vectorizes); accurate to 3.7e-11 relative,
+        enough for float32 results. NaN stays NaN: the clamp compares, never min/max."""
+        x = TANH_CLAMP if x > TANH_CLAMP else x
+        x = -TANH_CLAMP if x < -TANH_CLAMP else x
+        s = x * x
+        p = P0 + s * (P1 + s * (P2 + s * (P3 + s * (P4 + s * P5))))
+        q = 1.0 + s * (Q1 + s * (Q2 + s * (Q3 + s * (Q4 + s * Q5))))
+        return x * p / q
+
+    def gate_tanh(x, dtype):
+        """tanh of a float64 pre-activation, as accurate as results of ``dtype`` need."""
+        raise NotImplementedError("gate_tanh is for compiled code")
+
+    def gate_sigmoid(x, dtype):
+        """The logistic function as 0.5 + 0.5 tanh(x/2), like the reference."""
+        raise NotImplementedError("gate_sigmoid is for compiled code")
+
+    def _is_float32(dtype):
+        return getattr(dtype, "dtype", dtype) == types.float32
+
+    @overload(gate_tanh, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+    def _gate_tanh(x, dtype):
+        if _is_float32(dtype):
+            return lambda x, dtype: tanh_rational(x)
+        return lambda x, dtype: math.tanh(x)
+
+    @overload(gate_sigmoid, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+    def _gate_sigmoid(x, dtype):
+        if _is_float32(dtype):
+            return lambda x, dtype: 0.5 + 0.5 * tanh_rational(0.5 * x)
+        return lambda x, dtype: 0.5 * (1.0 + math.tanh(0.5 * x))
+
+    @njit(**JIT)
+    def tanh_for(values, out):
+        """out = gate_tanh(values) elementwise over 1-D arrays; the test and timing hook."""
+        for i in range(values.size):
+            out[i] = gate_tanh(np.float64(values[i]), out.dtype)
+
+    @njit(**JIT)
+    def sigmoid_for(values, out):
+        """out = gate_sigmoid(values) elementwise over 1-D arrays."""
+        for i in range(values.size):
+            out[i] = gate_sigmoid(np.float64(values[i]), out.dtype)
+
+    # ----------------------------------------------------------------- shared parts
+
+    @njit(**JIT)
+    def previous_states(y, h0, t):
+        """The state each sequence entered step t with, where step t is inside it: h0 at
+        t = 0, else y[t-1] (a sequence inside step t was inside step t-1, so y is unmasked
+        there). y (T,B,H), h0 (B,H); returns (B,H)."""
+        return h0 if t == 0 else y[t - 1]
+
+    @njit(**JIT)
+    def column_sums(rows, out):
+        """out = rows.sum(axis=0) with float64 accumulation. rows (M,N), out (N,)."""
+        total = np.zeros(out.shape[0], np.float64)
+        for i in range(rows.shape[0]):
+            for j in range(rows.shape[1]):
+                total[j] += rows[i, j]
+        for j in range(out.shape[0]):
+            out[j] = total[j]
+
+    @njit(**JIT)
+    def weight_gradient_from_states(d_rows, y, h0, out):
+        """out = sum over steps t of d_t.T @ h_{t-1} (h_{-1} = h0), as two GEMMs over the
+        rows of y, with no copy of the state sequence. d_rows (T*B,N) holds d_t in rows
+        t*B..t*B+B-1 (a column block is fine); y (T,B,H), h0 (B,H), out (N,H). Rows past
+        a sequence's length must be zero: y is zero there, not the carried state."""
+        T, B, H = y.shape
+        gemm(d_rows[:B].T, h0, out, 0.0)
+        if T > 1:
+            gemm(d_rows[B:].T, y.reshape((T * B, H))[:(T - 1) * B], out, 1.0)
+
+    @njit(**JIT)
+    def input_gradients(d_gates, x, w_ih, dx, dw_ih, db_ih):
+        """dx = d_gates @ w_ih, dw_ih = d_gates.T @ x, db_ih = column sums, each one pass over
+        all T*B rows. d_gates (T,B,G*H), x (T,B,I), w_ih (G*H,I)."""
+        T, B, I = x.shape
+        rows = d_gates.reshape((T * B, d_gates.shape[2]))
+        gemm(rows, w_ih, dx.reshape((T * B, I)), 0.0)
+        gemm(rows.T, x.reshape((T * B, I)), dw_ih, 0.0)
+        column_sums(rows, db_ih)
+
+    @njit(**JIT)
+    def project_inputs(x, w_ih, gi):
+        """gi = x @ w_ih.T for all steps at once. x (T,B,I), w_ih (G*H,I), gi (T,B,G*H)."""
+        T, B, I = x.shape
+        gemm(x.reshape((T * B, I)), w_ih.T, gi.reshape((T * B, gi.shape[2])), 0.0)
+
+    # -------------------------------------------------------------------------- GRU
+
+    # Slots of the GRU's saved activations, each H wide: r, z, n and (reset-after only) the
+    # recurrent part of the candidate, W_hn h + b_hn, that dr needs.
+    SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
+
+    @njit(**JIT)
+    def gru_forward_kernel(x, h0, w_ih, w_hh_t, bias_gi, b_hn, lengths, reset_after,
+                           y, h, saved, gi, gh, reset_state):
+        """GRU forward over all T steps.
+
+        x (T,B,I); h0 (B,H); w_ih (3H,I); w_hh_t (H,3H) = w_hh.T with contiguous rows;
+        bias_gi (3H,) float64: the biases added to the input part (b_ih, plus b_hh for r
+        and z, plus b_hn when reset-before); b_hn (H,) float64: the candidate's recurrent
+        bias when reset-after (r multiplies it; zero when reset-before); lengths (B,) int64.
+        Outputs: y (T,B,H); h (B,H), the running state, is h_n on return.
+        saved (T,B,4H) (reset-after) or (T,B,3H) receives r, z, n [, W_hn h + b_hn] for
+        backward; inference passes a (1,B,4H) scratch that each step overwrites.
+        Workspaces: gi (T,B,3H), gh (B,3H), reset_state (B,H) (r*h, reset-before only).
+        """
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
+        dtype = y.dtype
+        project_inputs(x, w_ih, gi)
+        h[:] = h0
+        for t in range(T):
+            slot = t if saved.shape[0] == T else 0
+            if reset_after:
+                vector_matrix(h, w_hh_t, 0, 0, gh)
+            else:
+                # r is needed before the candidate's product: W_hn (r*h).
+                vector_matrix(h, w_hh_t, 0, 0, gh[:, :N])
+                for b in range(B):
+                    for j in range(H):
+                        r = gate_sigmoid(np.float64(gi[t, b, R + j]) + bias_gi[R + j]
+                                         + gh[b, R + j], dtype)
+                        reset_state[b, j] = r * h[b, j]
+                vector_matrix(reset_state, w_hh_t, 0, N, gh[:, N:])
+            for b in range(B):
+                if t >= lengths[b]:
+                    y[t, b, :] = 0
+                    continue
+                for j in range(H):
+                    r = gate_sigmoid(np.float64(gi[t, b, R + j]) + bias_gi[R + j]
+                                     + gh[b, R + j], dtype)
+                    z = gate_sigmoid(np.float64(gi[t, b, Z + j]) + bias_gi[Z + j]
+                                     + gh[b, Z + j], dtype)
+                    gh_n = np.float64(gh[b, N + j]) + b_hn[j]
+                    a_n = np.float64(gi[t, b, N + j]) + bias_gi[N + j]
+                    n = gate_tanh(a_n + r * gh_n if reset_after else a_n + gh_n, dtype)
+                    h_new = n + z * (np.float64(h[b, j]) - n)
+                    saved[slot, b, SAVED_R * H + j] = r
+                    saved[slot, b, SAVED_Z * H + j] = z
+                    saved[slot, b, SAVED_N * H + j] = n
+                    if reset_after:
+                        saved[slot, b, SAVED_GH_N * H + j] = gh_n
+                    h[b, j] = h_new
+                    y[t, b, j] = h_new
+
+    @njit(**JIT)
+    def gru_backward_kernel(x, h0, w_ih, w_hh, lengths, reset_after, y, saved, dy, dh_n,
+                            dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
+                            d_gi, d_gh, reset_states, dh, dh_rec, d_reset):
+        """GRU backpropagation through time.
+
+        Inputs as :func:`gru_forward_kernel` (w_hh (3H,H) untransposed), y (T,B,H) and saved
+        of its training run, upstream dy (T,B,H), dh_n (B,H). Outputs: dx (T,B,I),
+        dh0 (B,H), dw_ih (3H,I), dw_hh (3H,H), db_ih, db_hh (3H,).
+        Workspaces: d_gi (T,B,3H) gradients of the gates' input parts (da_r, da_z, da_n);
+        reset-after: d_gh (T,B,3H) those of the recurrent parts (da_r, da_z, r*da_n);
+        reset-before: reset_states (T,B,H) = r*h_{t-1}, the input of W_hn; unused ones may
+        be empty. dh (B,H) float64, the gradient carried back; dh_rec, d_reset (B,H).
+        """
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] = dh_n[b, j]
+        for t in range(T - 1, -1, -1):
+            prev = previous_states(y, h0, t)
+            for b in range(B):
+                if t >= lengths[b]:
+                    d_gi[t, b, :] = 0
+                    if reset_after:
+                        d_gh[t, b, :] = 0
+                    else:
+                        reset_states[t, b, :] = 0
+                    continue
+                for j in range(H):
+                    d = dy[t, b, j] + dh[b, j]
+                    r = np.float64(saved[t, b, SAVED_R * H + j])
+                    z = np.float64(saved[t, b, SAVED_Z * H + j])
+                    n = np.float64(saved[t, b, SAVED_N * H + j])
+                    h_prev = np.float64(prev[b, j])
+                    da_n = d * (1.0 - z) * (1.0 - n * n)
+                    da_z = d * (h_prev - n) * z * (1.0 - z)
+                    d_gi[t, b, Z + j] = da_z
+                    d_gi[t, b, N + j] = da_n
+                    dh[b, j] = d * z
+                    if reset_after:
+                        gh_n = np.float64(saved[t, b, SAVED_GH_N * H + j])
+                        da_r = da_n * gh_n * r * (1.0 - r)
+                        d_gi[t, b, R + j] = da_r
+                        d_gh[t, b, R + j] = da_r
+                        d_gh[t, b, Z + j] = da_z
+                        d_gh[t, b, N + j] = da_n * r
+                    else:
+                        reset_states[t, b, j] = r * h_prev
+            if reset_after:
+                vector_matrix(d_gh[t], w_hh, 0, 0, dh_rec)
+            else:
+                vector_matrix(d_gi[t][:, N:], w_hh, N, 0, d_reset)   # d(r*h)
+                for b in range(B):
+                    if t >= lengths[b]:
+                        continue
+                    for j in range(H):
+                        r = np.float64(saved[t, b, SAVED_R * H + j])
+                        dr = np.float64(d_reset[b, j]) * np.float64(prev[b, j])
+                        d_gi[t, b, R + j] = dr * r * (1.0 - r)
+                        dh[b, j] += d_reset[b, j] * r
+                vector_matrix(d_gi[t][:, :N], w_hh, 0, 0, dh_rec)
+            for b in range(B):
+                if t < lengths[b]:
+                    for j in range(H):
+                        dh[b, j] += dh_rec[b, j]
+        for b in range(B):
+            for j in range(H):
+                dh0[b, j] = dh[b, j]
+        input_gradients(d_gi, x, w_ih, dx, dw_ih, db_ih)
+        if reset_after:
+            d_rows = d_gh.reshape((T * B, 3 * H))
+            weight_gradient_from_states(d_rows, y, h0, dw_hh)
+            column_sums(d_rows, db_hh)
+        else:
+            d_rows = d_gi.reshape((T * B, 3 * H))
+            weight_gradient_from_states(d_rows[:, :N], y, h0, dw_hh[:N])
+            gemm(d_rows[:, N:].T, reset_states.reshape((T * B, H)), dw_hh[N:], 0.0)
+            column_sums(d_rows, db_hh)
+
+    # ------------------------------------------------------------------------- LSTM
+
+    # Slots of the LSTM's saved activations, each H wide: the gates and the new cell state.
+    SAVED_I, SAVED_F, SAVED_G, SAVED_O, SAVED_C = 0, 1, 2, 3, 4
+
+    @njit(**JIT)
+    def lstm_forward_kernel(x, h0, c0, w_ih, w_hh_t, bias, lengths, y, h, c, saved, gi, gh):
+        """LSTM forward over all T steps.
+
+        x (T,B,I); h0, c0 (B,H); w_ih (4H,I); w_hh_t (H,4H) = w_hh.T with contiguous rows;
+        bias (4H,) float64 = b_ih + b_hh; lengths (B,) int64. Outputs: y (T,B,H); h, c
+        (B,H), the running states, are h_n, c_n on return. saved (T,B,5H) receives i, f,
+        g, o and the new c for backward; inference passes a (1,B,5H) scratch.
+        Workspaces: gi (T,B,4H), gh (B,4H).
+        """
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
+        dtype = y.dtype
+        project_inputs(x, w_ih, gi)
+        h[:] = h0
+        c[:] = c0
+        for t in range(T):
+            slot = t if saved.shape[0] == T else 0
+            vector_matrix(h, w_hh_t, 0, 0, gh)
+            for b in range(B):
+                if t >= lengths[b]:
+                    y[t, b, :] = 0
+                    continue
+                for j in range(H):
+                    i = gate_sigmoid(np.float64(gi[t, b, GI + j]) + bias[GI + j]
+                                     + gh[b, GI + j], dtype)
+                    f = gate_sigmoid(np.float64(gi[t, b, GF + j]) + bias[GF + j]
+                                     + gh[b, GF + j], dtype)
+                    g = gate_tanh(np.float64(gi[t, b, GG + j]) + bias[GG + j]
+                                  + gh[b, GG + j], dtype)
+                    o = gate_sigmoid(np.float64(gi[t, b, GO + j]) + bias[GO + j]
+                                     + gh[b, GO + j], dtype)
+                    c_new = f * c[b, j] + i * g
+                    h_new = o * gate_tanh(c_new, dtype)
+                    saved[slot, b, SAVED_I * H + j] = i
+                    saved[slot, b, SAVED_F * H + j] = f
+                    saved[slot, b, SAVED_G * H + j] = g
+                    saved[slot, b, SAVED_O * H + j] = o
+                    saved[slot, b, SAVED_C * H + j] = c_new
+                    c[b, j] = c_new
+                    h[b, j] = h_new
+                    y[t, b, j] = h_new
+
+    @njit(**JIT)
+    def lstm_backward_kernel(x, h0, c0, w_ih, w_hh, lengths, y, saved, dy, dh_n, dc_n,
+                             dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, d_gi, dh, dc, dh_rec):
+        """LSTM backpropagation through time.
+
+        Inputs as :func:`lstm_forward_kernel` (w_hh (4H,H) untransposed), y (T,B,H) and
+        saved of its training run, upstream dy (T,B,H), dh_n, dc_n (B,H). Outputs: dx
+        (T,B,I), dh0, dc0 (B,H), dw_ih (4H,I), dw_hh (4H,H), db_ih, db_hh (4H,).
+        Workspaces: d_gi (T,B,4H) gate pre-activation gradients; dh, dc (B,H) float64,
+        the gradients carried back; dh_rec (B,H).
+        """
+        T, B, _ = x.shape
+        H = h0.shape[1]
+        GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
+        dtype = y.dtype
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] = dh_n[b, j]
+                dc[b, j] = dc_n[b, j]
+        for t in range(T - 1, -1, -1):
+            for b in range(B):
+                if t >= lengths[b]:
+                    d_gi[t, b, :] = 0
+                    continue
+                for j in range(H):
+                    i = np.float64(saved[t, b, SAVED_I * H + j])
+                    f = np.float64(saved[t, b, SAVED_F * H + j])
+                    g = np.float64(saved[t, b, SAVED_G * H + j])
+                    o = np.float64(saved[t, b, SAVED_O * H + j])
+                    c_prev = np.float64(saved[t - 1, b, SAVED_C * H + j] if t > 0
+                                        else c0[b, j])
+                    tanh_c = gate_tanh(np.float64(saved[t, b, SAVED_C * H + j]), dtype)
+                    d_h = dy[t, b, j] + dh[b, j]
+                    d_c = dc[b, j] + d_h * o * (1.0 - tanh_c * tanh_c)
+                    d_gi[t, b, GI + j] = d_c * g * i * (1.0 - i)
+                    d_gi[t, b, GF + j] = d_c * c_prev * f * (1.0 - f)
+                    d_gi[t, b, GG + j] = d_c * i * (1.0 - g * g)
+                    d_gi[t, b, GO + j] = d_h * tanh_c * o * (1.0 - o)
+                    dc[b, j] = d_c * f
+            vector_matrix(d_gi[t], w_hh, 0, 0, dh_rec)
+            for b in range(B):
+                if t < lengths[b]:
+                    for j in range(H):
+                        dh[b, j] = dh_rec[b, j]
+        for b in range(B):
+            for j in range(H):
+                dh0[b, j] = dh[b, j]
+                dc0[b, j] = dc[b, j]
+        input_gradients(d_gi, x, w_ih, dx, dw_ih, db_ih)
+        d_rows = d_gi.reshape((T * B, 4 * H))
+        weight_gradient_from_states(d_rows, y, h0, dw_hh)
+        db_hh[:] = db_ih
+
+
+# ----------------------------------------------------------------------------- backend
+
+def saved_width(args: RNNArgs) -> int:
+    """Activations saved per (step, sequence), in units of H (see the SAVED_* slots)."""
+    if args.cell == "lstm":
+        return 5
+    return 4 if args.reset_after else 3
+
+
+class NumbaPrepared(Prepared):
+    """Weights laid out once (w_hh transposed, biases folded in float64) and the workspaces
+    every run reuses; each run allocates only what it returns (outputs, saved, gradients).
+    One Prepared runs one call at a time (its workspaces are shared)."""
+
+    def __init__(self, args: RNNArgs):
+        super().__init__(args)
+        T, B, H, G = args.T, args.B, args.H, args.gates
+        dtype = args.dtype
+        self.lengths = (np.full(B, T, np.int64) if args.lengths is None else args.lengths)
+        self.w_hh_t = np.ascontiguousarray(args.w_hh.T)
+        self.saved_width = saved_width(args) * H
+        b_ih, b_hh = args.b_ih.astype(np.float64), args.b_hh.astype(np.float64)
+        if args.cell == "lstm":
+            self.bias = b_ih + b_hh
+        else:
+            n_rows = slice(GRU_N * H, (GRU_N + 1) * H)
+            self.bias = b_ih.copy()
+            self.bias[:GRU_N * H] += b_hh[:GRU_N * H]
+            if args.reset_after:
+                self.b_hn = b_hh[n_rows].copy()
+            else:
+                self.bias[n_rows] += b_hh[n_rows]
+                self.b_hn = np.zeros(H)
+        self.gi = np.empty((T, B, G * H), dtype)
+        self.gh = np.empty((B, G * H), dtype)
+        self.scratch = np.empty((1, B, self.saved_width), dtype)
+        self.reset_state = np.empty((B, H) if not args.reset_after else (0, 0), dtype)
+        self._backward_workspace = None
+
+    def _run(self, saved):
+        a = self.args
+        y = np.empty((a.T, a.B, a.H), a.dtype)
+        h = np.empty((a.B, a.H), a.dtype)
+        if a.cell == "gru":
+            gru_forward_kernel(a.x, a.h0, a.w_ih, self.w_hh_t, self.bias, self.b_hn,
+                               self.lengths, a.reset_after, y, h, saved, self.gi, self.gh,
+                               self.reset_state)
+            return y, h
+        c = np.empty((a.B, a.H), a.dtype)
+        lstm_forward_kernel(a.x, a.h0, a.c0, a.w_ih, self.w_hh_t, self.bias, self.lengths,
+                            y, h, c, saved, self.gi, self.gh)
+        return y, h, c
+
+    def forward(self):
+        return self._run(self.scratch)
+
+    def forward_train(self):
+        """Outputs and saved = (y, activations): backward reads the previous states from y,
+        so only the activations count as saved state."""
+        a = self.args
+        activations = np.empty((a.T, a.B, self.saved_width), a.dtype)
+        outputs = self._run(activations)
+        self.saved_bytes = activations.nbytes
+        return outputs, (outputs[0], activations)
+
+    def _workspace(self):
+        """Backward's buffers, made on the first backward (inference never needs them)."""
+        if self._backward_workspace is None:
+            a = self.args
+            T, B, H, G, dtype = a.T, a.B, a.H, a.gates, a.dtype
+            empty3 = np.empty((0, 0, 0), dtype)
+            self._backward_workspace = dict(
+                d_gi=np.empty((T, B, G * H), dtype),
+                d_gh=(np.empty((T, B, G * H), dtype)
+                      if a.cell == "gru" and a.reset_after else empty3),
+                reset_states=(np.empty((T, B, H), dtype)
+                              if a.cell == "gru" and not a.reset_after else empty3),
+                dh=np.empty((B, H)), dc=np.empty((B, H)),
+                dh_rec=np.empty((B, H), dtype), d_reset=np.empty((B, H), dtype))
+        return self._backward_workspace
+
+    def backward(self, saved, upstream):
+        a = self.args
+        y, activations = saved
+        w = self._workspace()
+        grads = {name: np.empty_like(value) for name, value in a.inputs().items()}
+        if a.cell == "gru":
+            dy, dh_n = upstream
+            gru_backward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.lengths, a.reset_after, y,
+                                activations, dy, dh_n, grads["x"], grads["h0"],
+                                grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
+                                w["d_gi"], w["d_gh"], w["reset_states"], w["dh"],
+                                w["dh_rec"], w["d_reset"])
+        else:
+            dy, dh_n, dc_n = upstream
+            lstm_backward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.lengths, y,
+                                 activations, dy, dh_n, dc_n, grads["x"], grads["h0"],
+                                 grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
+                                 grads["b_hh"], w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
+        return grads
+
+
+def prepare(args: RNNArgs) -> NumbaPrepared:
+    ok, why = availability()
+    if not ok:
+        raise BackendUnavailable(why)
+    return NumbaPrepared(args)
+
+
+gru_forward, gru_backward, lstm_forward, lstm_backward = convenience_api(prepare)
