@@ -35,6 +35,8 @@ REGISTRY: dict[str, Entry] = {
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
                         {"device": "cuda"}, device="cuda"),
     "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels, BLAS GEMMs, float64 gate math"),
+    "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
+                        "persistent small-batch forward", device="cuda"),
 }
 
 
