@@ -46,9 +46,9 @@ PATHS = ("auto", "persistent", "stepwise")
 
 
 def simulator_enabled() -> bool:
-    """True when numba.cuda runs kernels on the CPU (NUMBA_ENABLE_CUDASIM=1 at import)."""
-    from numba.core import config
-    return cuda is not None and bool(config.ENABLE_CUDASIM)
+    """True when numba.cuda runs kernels on the CPU: NUMBA_ENABLE_CUDASIM=1 when numba.cuda
+    was first imported (asked of the module itself: the variable may have changed since)."""
+    return cuda is not None and cuda.jit.__module__.startswith("numba.cuda.simulator")
 
 
 def availability() -> tuple[bool, str | None]:
