@@ -1,0 +1,309 @@
+"""numba-cuda against torch-cuda (cuDNN) at the sizes of issue 4, timed with CUDA events.
+
+Self-contained (it needs only numpy, numba(-cuda), torch and the grubench checkout on
+PYTHONPATH): the harness may not be on the GPU image. For every size it prepares both
+backends from the same seeded float32 inputs (device-resident; no host transfer inside the
+timed region), warms up (numba compiles there), then times ``forward()`` and, at the
+training sizes, ``training_step()`` with CUDA events: the median of up to ``--max-reps``
+repetitions or ``--rep-seconds`` seconds. TF32 is off in torch (matmul and cuDNN). It
+also reports the numba-cuda error against the float64 NumPy reference (forward y, and the
+largest relative error over all gradients at the training sizes).
+
+Any failure in one size is recorded and the next size runs; results.json and results.md
+are rewritten after every size, so a run cut short still leaves what it measured. Sizes
+that would start after ``--budget-s`` seconds are listed as skipped.
+
+    PYTHONPATH=. python scripts/gpu_bench.py --out "$OUT"          # on a GPU
+    PYTHONPATH=. python scripts/gpu_bench.py --tiny --out /tmp/x   # simulator smoke test
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+if "--tiny" in sys.argv and "NUMBA_ENABLE_CUDASIM" not in os.environ:
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"    # before numba.cuda is imported
+
+from grubench import tolerances  # noqa: E402
+from grubench.files import write_atomic  # noqa: E402
+from grubench.kernels import numba_cuda, reference, torch_nn  # noqa: E402
+from grubench.kernels.contract import validate  # noqa: E402
+from grubench.problems import Problem  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Case:
+    cell: str
+    T: int
+    N: int
+    H: int
+    training: bool     # also time training_step (and check gradients)
+
+    def problem(self) -> Problem:
+        return Problem(self.cell, self.T, self.N, self.H, self.H, dtype="float32")
+
+
+def issue4_cases() -> list[Case]:
+    """DeepBench inference sizes at T=25 first, then the training sizes, then T=187, so a
+    run cut short still covers every kind of size."""
+    inference = [(T, N, H) for T in (25, 187) for H in (512, 1024, 1536) for N in (1, 2, 4)]
+    training = [(100, 32, 512), (100, 64, 1024)]
+    cases = []
+    for T, N, H in [s for s in inference if s[0] == 25]:
+        cases += [Case(cell, T, N, H, False) for cell in ("gru", "lstm")]
+    for T, N, H in training:
+        cases += [Case(cell, T, N, H, True) for cell in ("gru", "lstm")]
+    for T, N, H in [s for s in inference if s[0] == 187]:
+        cases += [Case(cell, T, N, H, False) for cell in ("gru", "lstm")]
+    return cases
+
+
+def tiny_cases() -> list[Case]:
+    return [Case("gru", 2, 1, 4, False), Case("lstm", 2, 2, 4, True)]
+
+
+# ------------------------------------------------------------------------------- timing
+
+class NumbaClock:
+    def __init__(self):
+        from numba import cuda
+        self.start, self.end = cuda.event(), cuda.event()
+
+    def begin(self):
+        self.start.record()
+
+    def stop(self) -> float:
+        self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end)
+
+
+class TorchClock:
+    def __init__(self):
+        import torch
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def begin(self):
+        self.start.record()
+
+    def stop(self) -> float:
+        self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end)
+
+
+def median_ms(run, prepared, clock, max_reps: int, rep_seconds: float) -> dict:
+    run()                       # warm-up: compiles numba kernels, picks cuDNN algorithms
+    prepared.synchronize()
+    times = []
+    deadline = time.perf_counter() + rep_seconds
+    while len(times) < max_reps and (len(times) < 3 or time.perf_counter() < deadline):
+        clock.begin()
+        run()
+        times.append(clock.stop())
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "reps": len(times)}
+
+
+# ------------------------------------------------------------------------------- one size
+
+def as_float64(args):
+    def cast(a):
+        return None if a is None else a.astype(np.float64)
+    return validate(args.cell, cast(args.x), cast(args.h0), cast(args.c0), cast(args.w_ih),
+                    cast(args.w_hh), cast(args.b_ih), cast(args.b_hh),
+                    reset_after=args.reset_after, dy=cast(args.dy), dh_n=cast(args.dh_n),
+                    dc_n=cast(args.dc_n))
+
+
+def accuracy(prepared, args, training: bool) -> dict:
+    exact = reference.prepare(as_float64(args))
+    if training:
+        want_outputs, want_grads = exact.training_step()
+        outputs, grads = prepared.to_numpy(prepared.training_step())
+        grad_errors = {k: tolerances.errors(grads[k], want_grads[k])[1] for k in want_grads}
+        worst = max(grad_errors, key=grad_errors.get)
+        result = {"grad_rel_err": grad_errors[worst], "grad_worst": worst}
+    else:
+        want_outputs = exact.forward()
+        outputs, result = prepared.to_numpy(prepared.forward()), {}
+    result["forward_rel_err"] = tolerances.errors(outputs[0], want_outputs[0])[1]
+    return result
+
+
+def measure_case(case: Case, options, torch_ok: bool) -> dict:
+    args = case.problem().make_args(seed=0, with_grads=True)
+    row = {**asdict(case)}
+    modes = ["forward"] + (["training"] if case.training else [])
+    try:
+        prepared = numba_cuda.prepare(args)
+        row["numba_path"] = prepared.path
+        row["numba_path_reason"] = prepared.path_reason
+        clock = NumbaClock()
+        for mode in modes:
+            run = prepared.forward if mode == "forward" else prepared.training_step
+            row[f"numba_{mode}"] = median_ms(run, prepared, clock, options.max_reps,
+                                             options.rep_seconds)
+        row.update(accuracy(prepared, args, case.training))
+        del prepared
+    except Exception as error:
+        row["numba_error"] = f"{type(error).__name__}: {error}"
+        traceback.print_exc()
+    if torch_ok:
+        try:
+            import torch
+            prepared = torch_nn.prepare(args, device="cuda")
+            clock = TorchClock()
+            for mode in modes:
+                run = prepared.forward if mode == "forward" else prepared.training_step
+                row[f"torch_{mode}"] = median_ms(run, prepared, clock, options.max_reps,
+                                                 options.rep_seconds)
+            del prepared
+            torch.cuda.empty_cache()
+        except Exception as error:
+            row["torch_error"] = f"{type(error).__name__}: {error}"
+            traceback.print_exc()
+    for mode in modes:
+        numba_t, torch_t = row.get(f"numba_{mode}"), row.get(f"torch_{mode}")
+        if numba_t and torch_t and numba_t["median_ms"] > 0:
+            row[f"speed_{mode}"] = torch_t["median_ms"] / numba_t["median_ms"]
+    return row
+
+
+# ------------------------------------------------------------------------------- context
+
+def environment() -> dict:
+    import numba
+    from importlib.metadata import PackageNotFoundError, version
+    env = {"python": platform.python_version(), "numba": numba.__version__,
+           "numba_cuda_backend": numba_cuda.version() if numba_cuda.availability()[0]
+           else numba_cuda.availability()[1]}
+    try:
+        env["numba-cuda"] = version("numba-cuda")
+    except PackageNotFoundError:
+        env["numba-cuda"] = "not installed (numba's built-in numba.cuda)"
+    try:
+        import torch
+        env["torch"] = torch.__version__
+        env["torch_cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(0)
+            env["cudnn"] = torch.backends.cudnn.version()
+    except ImportError as error:
+        env["torch"] = f"missing: {error}"
+    try:
+        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                                "--format=csv,noheader"], capture_output=True, text=True,
+                               timeout=20)
+        if query.returncode == 0 and query.stdout.strip():
+            name, driver = [s.strip() for s in query.stdout.splitlines()[0].split(",")]
+            env.update(gpu=name, driver=driver)
+    except (OSError, subprocess.SubprocessError):
+        env.setdefault("driver", "unknown (no nvidia-smi)")
+    try:
+        from numba import cuda
+        if not numba_cuda.simulator_enabled():
+            env["cuda_driver_api"] = ".".join(map(str, cuda.cudadrv.driver.driver.get_version()))
+            env["cuda_runtime_numba"] = ".".join(map(str, cuda.runtime.get_version()))
+    except Exception as error:
+        env["cuda_version_error"] = f"{type(error).__name__}: {error}"
+    env["tf32"] = "off (torch.backends.cuda.matmul.allow_tf32 = cudnn.allow_tf32 = False)"
+    return env
+
+
+def fmt_ms(entry) -> str:
+    return "-" if not entry else f"{entry['median_ms']:.3f}"
+
+
+def markdown(env: dict, rows: list[dict], skipped: list[Case]) -> str:
+    lines = ["# numba-cuda vs torch-cuda (cuDNN), float32, TF32 off", "",
+             "| " + " | ".join(f"{k}: {v}" for k, v in env.items()) + " |", "",
+             "Median of CUDA-event times per call (ms); speed = torch / numba-cuda "
+             "(> 1: numba-cuda faster). rel err: ||out - ref|| / ||ref|| against float64.", "",
+             "| cell | mode | T | N | H | numba path | numba-cuda ms | torch-cuda ms | speed "
+             "| fwd rel err | grad rel err | error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        modes = ["forward"] + (["training"] if row["training"] else [])
+        for mode in modes:
+            speed = row.get(f"speed_{mode}")
+            errors = "; ".join(row[k] for k in ("numba_error", "torch_error") if k in row)
+            grad = row.get("grad_rel_err") if mode == "training" else None
+            lines.append(
+                f"| {row['cell']} | {mode} | {row['T']} | {row['N']} | {row['H']} "
+                f"| {row.get('numba_path', '-')} | {fmt_ms(row.get(f'numba_{mode}'))} "
+                f"| {fmt_ms(row.get(f'torch_{mode}'))} "
+                f"| {'-' if speed is None else f'{speed:.2f}x'} "
+                f"| {row.get('forward_rel_err', float('nan')):.1e} "
+                f"| {'-' if grad is None else f'{grad:.1e}'} | {errors[:120]} |")
+    if skipped:
+        lines += ["", "Skipped (time budget): " + ", ".join(
+            f"{c.cell} T={c.T} N={c.N} H={c.H}" for c in skipped)]
+    return "\n".join(lines) + "\n"
+
+
+def summary(row: dict) -> str:
+    """One progress line: path, medians, speeds and errors of a measured size."""
+    keys = ("numba_path", "numba_forward", "torch_forward", "speed_forward", "numba_training",
+            "torch_training", "speed_training", "numba_error", "torch_error")
+    return ", ".join(f"{k}={row[k]}" for k in keys if k in row)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
+    parser.add_argument("--tiny", action="store_true",
+                        help="two tiny sizes (runs on the CUDA simulator without a GPU)")
+    parser.add_argument("--budget-s", type=float, default=270.0,
+                        help="start no new size after this many seconds")
+    parser.add_argument("--max-reps", type=int, default=30)
+    parser.add_argument("--rep-seconds", type=float, default=0.5)
+    options = parser.parse_args(argv)
+    started = time.perf_counter()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ok, why = numba_cuda.availability()
+    torch_ok, torch_why = torch_nn.availability("cuda")
+    if torch_ok:
+        import torch
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    env = environment()
+    env["torch_cuda_available"] = torch_ok if torch_ok else torch_why
+    rows, skipped = [], []
+    cases = tiny_cases() if options.tiny else issue4_cases()
+    for index, case in enumerate(cases):
+        if time.perf_counter() - started > options.budget_s:
+            skipped = cases[index:]
+            break
+        if not ok:
+            rows.append({**asdict(case), "numba_error": f"unavailable: {why}"})
+        else:
+            rows.append(measure_case(case, options, torch_ok))
+        print(f"[{time.perf_counter() - started:6.1f}s] {case}: {summary(rows[-1])}",
+              flush=True)
+        write_atomic(out / "results.json", json.dumps(
+            {"environment": env, "results": rows,
+             "skipped": [asdict(c) for c in cases[index + 1:]]}, indent=1, default=str))
+        write_atomic(out / "results.md", markdown(env, rows, []))
+    write_atomic(out / "results.json", json.dumps(
+        {"environment": env, "results": rows, "skipped": [asdict(c) for c in skipped]},
+        indent=1, default=str))
+    write_atomic(out / "results.md", markdown(env, rows, skipped))
+    print(markdown(env, rows, skipped))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
