@@ -26,3 +26,12 @@ def test_tolerance_by_dtype():
     assert tolerances.forward_tolerance("float64") is tolerances.FLOAT64
     assert tolerances.forward_tolerance(np.float32) is tolerances.FLOAT32_FORWARD
     assert tolerances.gradient_tolerance("float32") is tolerances.FLOAT32_GRADIENT
+
+
+def test_assert_close_names_the_failure_and_refuses_broadcasting():
+    tol = Tolerance(rtol=0.1, atol=0.01)
+    tol.assert_close([1.10], [1.0])
+    with pytest.raises(AssertionError, match=r"dx: max abs error 0.12, relative error 0.12"):
+        tol.assert_close([1.12], [1.0], "dx")
+    with pytest.raises(AssertionError, match=r"y: shape \(1,\), expected \(2,\)"):
+        tol.assert_close([1.0], [1.0, 1.0], "y")
