@@ -70,7 +70,8 @@ def torch_step(args):
     y, final = module(x, initial if args.cell == "lstm" else initial[0])
     if lengths is not None:
         y, _ = pad_packed_sequence(y, total_length=args.T)
-    kept_outputs = (y, *(state[0] for state in (final if args.cell == "lstm" else (final,))))
+    final_states = final if args.cell == "lstm" else (final,)
+    kept_outputs = (y,) + tuple(state[0] for state in final_states)
     upstream = upstream_of(args)
     loss = sum((output * torch.from_numpy(grad[..., kept, :])).sum()
                for output, grad in zip(kept_outputs, upstream))
@@ -193,7 +194,10 @@ def test_padding_never_reaches_a_result(cell, reset_after):
         assert np.array_equal(out, ref), what
     for name, ref in clean_grads.items():
         assert np.array_equal(grads[name], ref), f"d{name}"
+    # Exactly the contract's values: y = 0 past the length, an empty sequence keeps h0 (c0).
     assert not outputs[0][2:, 1].any() and not outputs[0][:, 2].any()
+    for state, initial in zip(outputs[1:], (clean.h0, clean.c0)):
+        assert np.array_equal(state[2], initial[2])
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf - inf in torch's backward
