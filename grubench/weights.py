@@ -35,6 +35,7 @@ from grubench.kernels.contract import GATES
 TORCH_GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 KERAS_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
 ONNX_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "o", "f", "g")}
+TORCH_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")   # the keys of a torch-layout dict
 
 
 def init_weights(cell: str, input_size: int, hidden_size: int, *, seed: int = 0,
@@ -85,12 +86,12 @@ def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...],
 def _torch_weights(cell: str, weights: dict) -> dict[str, np.ndarray]:
     """The torch-layout dict checked: keys w_ih, w_hh, b_ih, b_hh with consistent shapes."""
     _check_cell(cell)
-    missing = {"w_ih", "w_hh", "b_ih", "b_hh"} - set(weights)
+    missing = set(TORCH_NAMES) - set(weights)
     if missing:
         raise ValueError(f"torch weights lack {', '.join(sorted(missing))}; expected "
                          "the keys w_ih, w_hh, b_ih, b_hh")
     G = GATES[cell]
-    arrays = {name: _as_float(name, weights[name]) for name in ("w_ih", "w_hh", "b_ih", "b_hh")}
+    arrays = {name: _as_float(name, weights[name]) for name in TORCH_NAMES}
     w_hh = arrays["w_hh"]
     if w_hh.ndim != 2 or w_hh.shape[1] < 1 or w_hh.shape[0] != G * w_hh.shape[1]:
         raise ValueError(f"w_hh has shape {w_hh.shape}; expected ({G}*H, H) for {cell}")
@@ -140,7 +141,8 @@ def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
                          f"(U, {G}*U) for a Keras {cell.upper()}")
     kernel = _as_float("kernel", kernel)
     if kernel.ndim != 2 or kernel.shape[1] != G * U:
-        raise ValueError(f"kernel has shape {kernel.shape}; expected (I, {G * U}) = (I, {G}*U)")
+        raise ValueError(f"kernel has shape {kernel.shape}; expected (I, {G * U}) = "
+                         f"(I, {G}*U)")
     bias = _as_float("bias", bias)
     two_biases = cell == "gru" and reset_after
     if two_biases:
@@ -167,8 +169,7 @@ def to_onnx(cell: str, weights: dict) -> dict[str, np.ndarray]:
     """
     w = _torch_weights(cell, weights)
     source, target = TORCH_GATES[cell], ONNX_GATES[cell]
-    W, R, Wb, Rb = (reorder_gates(w[name], source, target)
-                    for name in ("w_ih", "w_hh", "b_ih", "b_hh"))
+    W, R, Wb, Rb = (reorder_gates(w[name], source, target) for name in TORCH_NAMES)
     return {"W": W[None], "R": R[None], "B": np.concatenate([Wb, Rb])[None]}
 
 

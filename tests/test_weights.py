@@ -14,17 +14,15 @@ import pytest
 from grubench import tolerances
 from grubench.kernels import reference
 from grubench.problems import Problem
-from grubench.weights import (KERAS_GATES, ONNX_GATES, TORCH_GATES, from_keras, from_onnx,
-                              init_weights, reorder_gates, to_keras, to_onnx)
-
-WEIGHT_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")
+from grubench.weights import (KERAS_GATES, ONNX_GATES, TORCH_GATES, TORCH_NAMES, from_keras,
+                              from_onnx, init_weights, reorder_gates, to_keras, to_onnx)
 # (cell, reset_after): every equation variant; reset_after means nothing to an LSTM.
 VARIANTS = [("gru", True), ("gru", False), ("lstm", True)]
 VARIANT_IDS = ["gru-reset-after", "gru-reset-before", "lstm"]
 
 
 def weights_of(args) -> dict[str, np.ndarray]:
-    return {name: getattr(args, name) for name in WEIGHT_NAMES}
+    return {name: getattr(args, name) for name in TORCH_NAMES}
 
 
 def reference_outputs(cell, x, h0, c0, weights, *, reset_after, lengths=None):

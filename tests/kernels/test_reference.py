@@ -122,7 +122,7 @@ def test_matches_torch(cell, reset_after, dtype, shape):
     assert_matches(outputs, grads, expected_outputs, expected_grads, np.dtype(dtype))
 
 
-# ----------------------------------------------------------------------------- finite differences
+# ------------------------------------------------------------------ finite differences
 
 def loss(args) -> float:
     """L = sum(y*dy) + sum(h_n*dh_n) (+ sum(c_n*dc_n)): what the gradients differentiate."""
