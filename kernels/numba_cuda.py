@@ -524,9 +524,15 @@ class NumbaCudaPrepared(Prepared):
                               f"{config.shared_memory_bytes} bytes of shared memory")
         slices = -(-H // units)
         plan = plan_for(units, 1, slices)
-        kernel = self._persistent_kernel(plan, save=False)
-        limit = cooperative_block_limit(kernel, self._persistent_launch_args(),
-                                        plan.threads, plan.shared_bytes(G, H, itemsize)[0])
+        try:   # both variants: saving may use more registers, so fewer blocks fit
+            limit = min(cooperative_block_limit(self._persistent_kernel(plan, save),
+                                                self._persistent_launch_args(), plan.threads,
+                                                plan.shared_bytes(G, H, itemsize)[0])
+                        for save in (False, True))
+        except Exception as error:  # e.g. no cudadevrt to link the grid sync against
+            return None, f"persistent kernel does not build: {type(error).__name__}: {error}"
+        if limit < 1:
+            return None, "no block of the persistent kernel fits on a multiprocessor"
         blocks = min(slices, limit)
         plan = plan_for(units, -(-slices // blocks), blocks)
         if not fits(plan):

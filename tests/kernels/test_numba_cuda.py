@@ -166,6 +166,17 @@ def test_default_config_sizes_slices_to_shared_memory():
                                                        path="persistent"))
 
 
+def test_persistent_build_failure_falls_back_to_stepwise(monkeypatch):
+    def no_devrt(*_args):
+        raise OSError("libcudadevrt.a not found")
+
+    monkeypatch.setattr(numba_cuda, "cooperative_block_limit", no_devrt)
+    prepared = numba_cuda.prepare(make_args(Problem("gru", 2, 1, 3, 4)))
+    assert prepared.path == "stepwise"
+    assert prepared.path_reason == ("persistent kernel does not build: OSError: "
+                                    "libcudadevrt.a not found")
+
+
 @pytest.mark.skipif(SIMULATED, reason="the simulator runs one block per cooperative grid")
 def test_persistent_spans_several_blocks():
     args = make_args(Problem("gru", 3, 2, 3, 5, dtype="float64", reset_after=False,
