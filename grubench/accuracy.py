@@ -18,7 +18,8 @@ import numpy as np
 
 from grubench.files import write_atomic
 from grubench.problems import Problem
-from grubench.tolerances import errors
+from grubench.tolerances import (FLOAT64, FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET,
+                                  errors)
 
 #: Largest problem (Problem.flops(training=True)) whose float64 reference is computed:
 #: about 1 to 3 s of NumPy per problem on one core of this machine.
@@ -60,6 +61,15 @@ def compare(arrays: dict[str, np.ndarray], reference: dict[str, np.ndarray]
     return worst_abs, worst_rel, worst_name
 
 
+def rel_err_target(dtype: str, training: bool) -> float:
+    """The relative error a case should stay under (grubench.tolerances): float32 has the
+    issues' targets, forward and, when gradients are compared too, gradient; float64 has
+    the float64-vs-float64 tolerance."""
+    if np.dtype(dtype) == np.float64:
+        return FLOAT64.rtol
+    return GRADIENT_REL_ERR_TARGET if training else FORWARD_REL_ERR_TARGET
+
+
 def compute_reference(problem: Problem, seed: int, training: bool) -> dict[str, np.ndarray]:
     """The float64 reference arrays of a case's inputs (``problem.make_args(seed)``)."""
     from grubench import backends
@@ -89,10 +99,15 @@ class ReferenceCache:
 
     def ensure(self, problem: Problem, seed: int, training: bool) -> Path:
         """The path of the reference file, computing it if it is not cached yet."""
+        from threadpoolctl import threadpool_limits
+
         path = self.path(problem, seed, training)
         if not path.exists():
+            # One BLAS thread: an idle worker's pools share the cores with this process.
+            with threadpool_limits(limits=1):
+                arrays = compute_reference(problem, seed, training)
             buffer = io.BytesIO()
-            np.savez(buffer, **compute_reference(problem, seed, training))
+            np.savez(buffer, **arrays)
             write_atomic(path, buffer.getvalue())
         return path
 

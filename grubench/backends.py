@@ -52,7 +52,10 @@ class Backend:
 
     @functools.cached_property
     def _module(self):
-        return importlib.import_module(f"grubench.kernels.{self.entry.module}")
+        # A dotted name is a full module path (an out-of-tree backend, e.g. a plugin
+        # loaded through GRUBENCH_PLUGINS); a plain name lives in grubench.kernels.
+        module = self.entry.module
+        return importlib.import_module(module if "." in module else f"grubench.kernels.{module}")
 
     @functools.cached_property
     def _status(self) -> tuple[bool, str | None]:

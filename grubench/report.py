@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grubench.accuracy import rel_err_target
 from grubench.files import write_atomic
 from grubench.runner import CASE_KEY, COLUMNS, SCHEMA
 
 GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
 TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
+BYTE_UNITS = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10), ("B", 1.0))
 
 
 @dataclass
@@ -42,31 +44,32 @@ class Metric:
     column: str
     label: str
     lower_is_better: bool = True
-    scale: float = 1.0          # values are divided by this (None: pick a time unit)
-    unit: str = ""
+    scale: float = 1.0          # values are divided by this
+    unit: str | tuple = ""      # a unit name, or units to pick from (pick_unit)
     digits: int = 3
     scientific: bool = False
 
 
 METRICS = {
-    "time": Metric("median_s", "median time", unit="auto"),
+    "time": Metric("median_s", "median time", unit=TIME_UNITS),
     "compile": Metric("compile_s", "first call (compile)", scale=1.0, unit="s"),
     "gflops": Metric("gflops", "GFLOP/s, input projection counted", lower_is_better=False,
                      unit="GFLOP/s"),
-    "memory": Metric("peak_bytes", "peak memory of one call", scale=2 ** 20, unit="MiB"),
+    "memory": Metric("peak_bytes", "peak memory allocated by one call", unit=BYTE_UNITS),
     "accuracy": Metric("rel_err", "relative error vs float64 reference",
                        scientific=True, digits=2),
 }
 
 
-def time_unit(seconds) -> tuple[str, float]:
-    """The largest unit in which the smallest positive time is at least 1."""
-    positive = [s for s in seconds if s and s > 0 and not math.isnan(s)]
-    smallest = min(positive) if positive else 1.0
-    for name, scale in TIME_UNITS:
-        if smallest >= scale:
+def pick_unit(values, units) -> tuple[str, float]:
+    """The largest of ``units`` (name, scale; largest first) in which the smallest
+    positive value reads at least 0.1, so one table keeps one unit and short numbers."""
+    positive = [v for v in values if v and v > 0 and not math.isnan(v)]
+    smallest = min(positive) if positive else units[0][1]
+    for name, scale in units:
+        if smallest >= 0.1 * scale:
             return name, scale
-    return TIME_UNITS[-1]
+    return units[-1]
 
 
 def format_value(value: float, metric: Metric) -> str:
@@ -92,8 +95,8 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
         sizes = list(dict.fromkeys(group["size"]))
         values = pd.to_numeric(group[metric.column], errors="coerce").where(_ok(group))
         unit, scale = metric.unit, metric.scale
-        if unit == "auto":
-            unit, scale = time_unit(values)
+        if isinstance(unit, tuple):
+            unit, scale = pick_unit(values, unit)
         best = {}
         for size in sizes:
             column = values[group["size"] == size].dropna()
@@ -119,8 +122,11 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                     text += f" ({row['speedup']:.2f}x)"
                 if metric_name == "time" and row["unstable"] is True:
                     text += " !"
-                if metric_name == "memory" and not pd.isna(row["expected_bytes"]):
-                    text += f" / {row['expected_bytes'] / scale:.3g}"
+                if metric_name == "accuracy" and value > rel_err_target(
+                        row["dtype"], row["mode"] == "training"):
+                    text += " !"
+                if metric_name == "memory" and not pd.isna(row["expected_alloc_bytes"]):
+                    text += f" / {row['expected_alloc_bytes'] / scale:.3g}"
                 cells.append(text)
             rows.append(cells)
         cell, variant, mode, dtype, threads = key
@@ -130,7 +136,10 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                  f"{metric.label}{unit_text}")
         footer = {"time": f"* best; (Nx) = speedup vs {group['baseline'].iloc[0]}; "
                           f"! = unstable (IQR > 10% of median)",
-                  "memory": "* lowest; measured / analytic (Problem.expected_bytes)",
+                  "memory": "* lowest; measured / analytic (outputs, saved state and "
+                            "gradients: Problem.expected_bytes less the inputs)",
+                  "accuracy": "* lowest; ! = above the target (float32: 1e-6 forward, "
+                              "1e-4 with gradients; grubench.tolerances)",
                   }.get(metric_name, "* best")
         tables.append(Table(title, ["backend", *sizes], rows, footer))
     return tables

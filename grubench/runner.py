@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from grubench import machine, suites
@@ -40,7 +41,8 @@ COLUMNS = (
     "backend", "cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads",
     "status", "reason", "note",
     "median_s", "iqr_s", "min_s", "runs", "unstable", "compile_s",
-    "peak_bytes", "peak_counter", "rss_bytes", "expected_bytes", "saved_bytes",
+    "peak_bytes", "peak_counter", "rss_bytes", "expected_bytes", "expected_alloc_bytes",
+    "saved_bytes",
     "max_abs_err", "rel_err", "worst_output",
     "parameters", "flops", "gflops", "gflops_recurrent", "gemm_gflops", "gemm_fraction",
     "timesteps_per_s", "baseline", "speedup",
@@ -51,6 +53,18 @@ CASE_KEY = ("cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads")
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8
+
+
+def input_bytes(problem: Problem, training: bool) -> int:
+    """Bytes of a case's inputs, which exist before the timed call: parameters, x, the
+    initial states and, in training, the upstream gradient dy (the terms of
+    Problem.expected_bytes that are inputs)."""
+    states = 2 if problem.cell == "lstm" else 1
+    T, B, I, H = problem.T, problem.B, problem.I, problem.H
+    elements = problem.parameter_count + T * B * I + states * B * H
+    if training:
+        elements += T * B * H
+    return elements * np.dtype(problem.dtype).itemsize
 
 
 def problem_of(row) -> Problem:
@@ -182,6 +196,8 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     training = frame["mode"] == "training"
     frame["parameters"] = [p.parameter_count for p in problems]
     frame["expected_bytes"] = [p.expected_bytes(t) for p, t in zip(problems, training)]
+    frame["expected_alloc_bytes"] = [p.expected_bytes(t) - input_bytes(p, t)
+                                     for p, t in zip(problems, training)]
     frame["flops"] = [p.flops(t) for p, t in zip(problems, training)]
     recurrent = pd.Series([p.recurrent_flops() * (3 if t else 1)
                            for p, t in zip(problems, training)], index=frame.index)

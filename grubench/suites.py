@@ -140,7 +140,7 @@ def _builtin(scale: float) -> dict[str, Suite]:
                        min_runs=3, min_time=0.01, case_timeout=120.0),
         "default": Suite("default", "GRU and LSTM, small to medium sizes, 1 thread",
                          groups=(Group(((100, 1, 64, 64), (100, 16, 256, 256),
-                                        (50, 64, 512, 512))),),
+                                        (20, 64, 512, 512))),),
                          min_runs=5, min_time=0.1),
         "deepbench": _deepbench(scale),
         "gpu": Suite("gpu", "CUDA backends at GPU sizes, baseline torch-cuda",
@@ -195,8 +195,7 @@ def parse_size(text: str) -> Size:
     return tuple(values)
 
 
-def _positive_int(table: dict, key: str, default: int) -> int:
-    value = table.get(key, default)
+def _positive_int(value, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{key} must be a positive integer, got {value!r}")
     return value
@@ -233,9 +232,9 @@ def load_toml(path: str | Path) -> Suite:
         name=str(table.get("name", path.stem)),
         description=str(table.get("description", f"user suite from {path}")),
         groups=tuple(groups), dtype=dtype,
-        threads=tuple(_positive_int({"t": t}, "t", 1) for t in table.get("threads", [1])),
+        threads=tuple(_positive_int(t, "threads") for t in table.get("threads", [1])),
         backends=tuple(table["backends"]) if "backends" in table else None,
         device=table.get("device", "cpu"),
         baseline=str(table.get("baseline", "torch-cpu")),
-        min_runs=_positive_int(table, "min_runs", 5),
+        min_runs=_positive_int(table.get("min_runs", 5), "min_runs"),
         min_time=float(table.get("min_time", 0.2)))

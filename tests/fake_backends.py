@@ -1,0 +1,61 @@
+"""Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
+registry's plugin hook): one that works (the NumPy reference), one that raises, one that
+aborts the process, one that segfaults and one that hangs."""
+import ctypes
+import os
+import time
+
+from grubench import backends
+from grubench.kernels import reference
+
+BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang")
+
+
+def availability(behaviour):
+    return True, None
+
+
+def version(behaviour):
+    return f"fake {behaviour}"
+
+
+class FakePrepared(reference.ReferencePrepared):
+    def __init__(self, args, behaviour):
+        super().__init__(args)
+        self.behaviour = behaviour
+
+    def misbehave(self):
+        if self.behaviour == "raise":
+            raise RuntimeError("fake kernel failed")
+        if self.behaviour == "abort":
+            os.abort()
+        if self.behaviour == "segfault":
+            ctypes.string_at(0)
+        if self.behaviour == "hang":
+            time.sleep(3600)
+
+    def forward(self):
+        self.misbehave()
+        return super().forward()
+
+    def forward_train(self):
+        self.misbehave()
+        return super().forward_train()
+
+
+def prepare(args, behaviour):
+    return FakePrepared(args, behaviour)
+
+
+for _behaviour in BEHAVIOURS:
+    backends.REGISTRY[f"fake-{_behaviour}"] = backends.Entry(
+        __name__, f"test backend that does: {_behaviour}", {"behaviour": _behaviour})
+
+
+def install(monkeypatch):
+    """Make the fake backends visible to this process and to every worker it starts."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.syspath_prepend(root)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    monkeypatch.setenv("GRUBENCH_PLUGINS", "tests.fake_backends")

@@ -1,0 +1,72 @@
+"""Accuracy: the worst array is named, errors match hand-computed values, the reference
+cache computes once and honours its size cap."""
+import numpy as np
+import pytest
+
+from grubench import accuracy
+from grubench.problems import Problem
+from grubench.tolerances import FLOAT32_GRADIENT, FORWARD_REL_ERR_TARGET
+
+
+def test_compare_reports_the_worst_array():
+    reference = {"y": np.array([1.0, 2.0]), "h_n": np.array([3.0, 4.0])}
+    result = {"y": np.array([1.0, 2.5]), "h_n": np.array([3.0, 4.0]), "extra": np.zeros(1)}
+    max_abs, rel, worst = accuracy.compare(result, reference)
+    assert max_abs == 0.5
+    assert rel == pytest.approx(0.5 / np.sqrt(5.0))
+    assert worst == "y"
+
+
+def test_compare_refuses_a_missing_array():
+    with pytest.raises(ValueError, match="result lacks grad_x"):
+        accuracy.compare({"y": np.zeros(1)}, {"y": np.zeros(1), "grad_x": np.zeros(1)})
+
+
+def test_named_arrays_for_training_results():
+    outputs = (np.zeros(1), np.ones(1), np.full(1, 2.0))
+    named = accuracy.named_arrays("lstm", (outputs, {"x": np.zeros(2)}), training=True)
+    assert list(named) == ["y", "h_n", "c_n", "grad_x"]
+
+
+def test_as_float64_casts_every_array_and_keeps_the_values():
+    args = Problem("lstm", 3, 2, 4, 5).make_args(1)
+    wide = accuracy.as_float64(args)
+    for name in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n"):
+        assert getattr(wide, name).dtype == np.float64
+        np.testing.assert_array_equal(getattr(wide, name), getattr(args, name))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_reference_is_close_to_a_float32_run_of_the_same_inputs(cell):
+    from grubench import backends
+
+    problem = Problem(cell, 5, 3, 4, 6)
+    reference = accuracy.compute_reference(problem, seed=2, training=True)
+    prepared = backends.get("numpy").prepare(problem.make_args(2))
+    arrays = accuracy.named_arrays(cell, prepared.to_numpy(prepared.training_step()), True)
+    _, rel, _ = accuracy.compare(arrays, reference)
+    assert rel < FLOAT32_GRADIENT.rtol
+    # a different seed gives different inputs: the comparison must see it
+    other = accuracy.compute_reference(problem, seed=3, training=True)
+    assert accuracy.compare(arrays, other)[1] > 0.1
+
+
+def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
+    cache = accuracy.ReferenceCache(tmp_path, max_flops=1e6)
+    small = Problem("gru", 4, 2, 3, 5)
+    calls = []
+    real = accuracy.compute_reference
+    monkeypatch.setattr(accuracy, "compute_reference",
+                        lambda *a: calls.append(a) or real(*a))
+    first = cache.ensure(small, 0, training=False)
+    assert cache.ensure(small, 0, training=False) == first and len(calls) == 1
+    assert cache.ensure(small, 0, training=True) != first     # other inputs: other file
+    assert set(accuracy.load(first)) == {"y", "h_n"}
+    assert cache.skip_reason(small) is None
+    big = Problem("gru", 100, 64, 512, 512)
+    assert "only up to 1e+06 training FLOPs" in cache.skip_reason(big)
+
+
+def test_rel_err_targets():
+    assert accuracy.rel_err_target("float32", training=False) == FORWARD_REL_ERR_TARGET
+    assert accuracy.rel_err_target("float64", training=True) < 1e-8

@@ -1,0 +1,106 @@
+"""Suites: built-in cases, DeepBench scaling, size parsing, TOML user suites, overrides."""
+import pytest
+
+from grubench import suites
+
+
+def test_builtin_names_and_unknown_suite():
+    assert suites.names() == ["quick", "default", "deepbench", "gpu"]
+    with pytest.raises(ValueError, match="unknown suite 'nope'; valid names: quick, default"):
+        suites.get("nope")
+
+
+def test_default_suite_cases():
+    cases = suites.get("default").cases()
+    # 3 sizes x (GRU reset_after + LSTM) x 2 modes
+    assert len(cases) == 12
+    assert {c.cell for c in cases} == {"gru", "lstm"}
+    assert {c.variant for c in cases if c.cell == "lstm"} == {"-"}
+    assert {c.mode for c in cases} == {"inference", "training"}
+
+
+def test_variants_multiply_gru_cases_only():
+    suite = suites.get("quick").with_overrides(variants=suites.VARIANTS)
+    cases = suite.cases()
+    assert sum(c.cell == "gru" for c in cases) == 2 * sum(c.cell == "lstm" for c in cases)
+
+
+def test_deepbench_sizes_and_scale():
+    full = suites.get("deepbench")
+    gru_train = full.groups[0]
+    assert (1500, 32, 2816, 2816) in gru_train.sizes and (1, 32, 512, 512) in gru_train.sizes
+    assert len(gru_train.sizes) == 19 and len(full.groups[1].sizes) == 54
+    scaled = suites.get("deepbench", scale=0.01)
+    assert (15, 32, 2816, 2816) in scaled.groups[0].sizes
+    assert (1, 32, 512, 512) in scaled.groups[0].sizes      # T never drops below 1
+    with pytest.raises(ValueError, match="--scale must be > 0"):
+        suites.get("deepbench", scale=0)
+
+
+def test_overrides_replace_sizes_and_settings():
+    suite = suites.get("default").with_overrides(sizes=[(5, 1, 2, 3)], cells=["gru"],
+                                                 modes=["training"], threads=(1, 2),
+                                                 min_runs=None)
+    assert [c.size for c in suite.cases()] == [(5, 1, 2, 3)]
+    assert suite.threads == (1, 2) and suite.min_runs == 5
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,2,3", "must be four comma-separated integers"),
+    ("1,2,x,4", "I='x' is not an integer"),
+    ("1,0,3,4", "B='0' must be >= 1"),
+    ("10,2,3,4.5", "H='4.5' is not an integer"),
+])
+def test_parse_size_names_the_bad_token(text, message):
+    with pytest.raises(ValueError, match=message):
+        suites.parse_size(text)
+
+
+def test_parse_size():
+    assert suites.parse_size("100,16,256,512") == (100, 16, 256, 512)
+
+
+def test_toml_suite(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text("""
+name = "mine"
+threads = [1, 2]
+min_runs = 3
+[[group]]
+cells = ["gru"]
+variants = ["reset_after", "reset_before"]
+modes = ["inference"]
+sizes = [[10, 2, 4, 8]]
+[[group]]
+cells = ["lstm"]
+sizes = [[20, 1, 4, 4]]
+""")
+    suite = suites.get(str(path))
+    assert suite.name == "mine" and suite.threads == (1, 2) and suite.min_runs == 3
+    cases = suite.cases()
+    assert [(c.cell, c.variant, c.mode, c.size) for c in cases] == [
+        ("gru", "reset_after", "inference", (10, 2, 4, 8)),
+        ("gru", "reset_before", "inference", (10, 2, 4, 8)),
+        ("lstm", "-", "inference", (20, 1, 4, 4)),
+        ("lstm", "-", "training", (20, 1, 4, 4)),
+    ]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sizes = [[1, 2, 3]]", "four comma-separated"),
+    ("cells = ['gru']", "every group needs sizes"),
+    ("sizes = [[1, 2, 3, 4]]\ncells = ['rnn']", "unknown cell 'rnn'; valid names: gru, lstm"),
+    ("sizes = [[1, 2, 3, 4]]\ndtype = 'float16'", "unknown dtype 'float16'"),
+    ("sizes = [[1, 2, 3, 4]]\nmin_runs = 0", "min_runs must be a positive integer"),
+    ("sizes = [[1, 2, 3, 4", "not valid TOML"),
+])
+def test_bad_toml_suites_are_named_errors(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        suites.load_toml(path)
+
+
+def test_missing_toml_file():
+    with pytest.raises(ValueError, match="cannot read suite file"):
+        suites.get("/nonexistent/suite.toml")

@@ -1,0 +1,66 @@
+"""Workers: a case that raises, a worker that aborts, segfaults or hangs each become a
+failed row with a reason while the run completes; thread pinning reaches the worker."""
+import pytest
+
+from grubench import runner, suites
+from grubench.worker import Worker, WorkerFailed
+
+from fake_backends import install  # noqa: E402  (tests/ is on sys.path under pytest)
+
+TINY = suites.Suite("tiny", "two tiny cases", (suites.Group(((3, 2, 4, 5),), cells=("gru",),
+                                                            modes=("inference", "training")),),
+                    min_runs=1, min_time=0.0, case_timeout=20.0, baseline="fake-ok")
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    install(monkeypatch)
+
+
+def run(backends, **overrides):
+    suite = TINY.with_overrides(**overrides) if overrides else TINY
+    return runner.run_suite(suite, backends=backends, progress=False)
+
+
+@pytest.mark.parametrize("behaviour, status, reason", [
+    ("raise", "error", "RuntimeError: fake kernel failed"),
+    ("abort", "crashed", "signal SIGABRT"),
+    ("segfault", "crashed", "signal SIGSEGV"),
+])
+def test_failing_worker_gives_failed_rows_and_the_run_goes_on(behaviour, status, reason):
+    frame = run([f"fake-{behaviour}", "fake-ok"])
+    failed = frame[frame["backend"] == f"fake-{behaviour}"]
+    assert list(failed["status"]) == [status, status]   # the next case got a fresh worker
+    assert all(reason in r for r in failed["reason"])
+    ok = frame[frame["backend"] == "fake-ok"]
+    assert list(ok["status"]) == ["ok", "ok"]
+    assert (ok["rel_err"] < 1e-6).all()
+
+
+def test_hanging_worker_is_killed_after_the_case_timeout():
+    frame = run(["fake-hang", "fake-ok"], case_timeout=2.0,
+                modes=("inference",))
+    hung = frame[frame["backend"] == "fake-hang"].iloc[0]
+    assert hung["status"] == "timeout"
+    assert "no answer after 2 s" in hung["reason"]
+    assert frame[frame["backend"] == "fake-ok"].iloc[0]["status"] == "ok"
+
+
+def test_worker_starts_with_pinned_threads(tmp_path):
+    worker = Worker("fake-ok", 1, tmp_path / "log", timeout=30)
+    try:
+        pools = worker.hello["pinned"]["threadpoolctl"]
+        assert pools and all(p["num_threads"] == 1 for p in pools)
+        assert worker.hello["backend_version"] == "fake ok"
+    finally:
+        worker.close()
+
+
+def test_dead_worker_raises_worker_failed(tmp_path):
+    worker = Worker("fake-abort", 1, tmp_path / "log", timeout=30)
+    case = dict(backend="fake-abort", cell="gru", variant="reset_after", mode="inference",
+                T=2, B=1, I=2, H=2, dtype="float32")
+    with pytest.raises(WorkerFailed) as failure:
+        worker.request(dict(case=case, seed=0, reference=None, min_runs=1, min_time=0.0), 30)
+    assert failure.value.status == "crashed"
+    assert worker.process.poll() is not None
