@@ -1,0 +1,240 @@
+"""The numba-cpu backend against the float64 reference: every function over seeded shapes,
+the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
+determinism and the float32 accuracy targets."""
+import dataclasses
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from grubench import tolerances
+from grubench.kernels import numba_cpu, reference
+from grubench.kernels.contract import validate
+
+pytestmark = pytest.mark.skipif(not numba_cpu.availability()[0],
+                                reason=str(numba_cpu.availability()[1]))
+
+
+def make_args(cell, T, B, I, H, dtype, *, reset_after=True, lengths=None, seed=0):
+    """Seeded inputs of O(1) size, with upstream gradients."""
+    rng = np.random.default_rng(seed)
+    G = 3 if cell == "gru" else 4
+
+    def normal(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(dtype)
+
+    scale = 1 / np.sqrt(H)
+    grads = dict(dy=normal(T, B, H), dh_n=normal(B, H))
+    if cell == "lstm":
+        grads["dc_n"] = normal(B, H)
+    return validate(cell, normal(T, B, I), normal(B, H),
+                    normal(B, H) if cell == "lstm" else None,
+                    normal(G * H, I, scale=scale), normal(G * H, H, scale=scale),
+                    normal(G * H, scale=scale), normal(G * H, scale=scale),
+                    reset_after=reset_after, lengths=lengths, **grads)
+
+
+def in_float64(args):
+    """The same inputs in float64, for the reference."""
+    return dataclasses.replace(args, **{
+        f.name: getattr(args, f.name).astype(np.float64) for f in dataclasses.fields(args)
+        if isinstance(getattr(args, f.name), np.ndarray)
+        and getattr(args, f.name).dtype.kind == "f"})
+
+
+def run(args, threads=1):
+    """Outputs of forward, and (outputs, grads) of a training step, at ``threads``."""
+    with threadpool_limits(limits=threads):
+        prepared = numba_cpu.prepare(args)
+        return prepared.forward(), prepared.training_step()
+
+
+# (cell, T, B, I, H, reset_after, lengths): T = 1, B = 1, H = 13 (no multiple of any SIMD
+# width), I != H, lengths holding 0 and T; B <= GEMV_MAX_BATCH takes the hand-written
+# vector-matrix product, larger B the BLAS one.
+SHAPES = [
+    ("gru", 1, 1, 3, 5, True, None),
+    ("gru", 6, 1, 7, 13, True, [6]),
+    ("gru", 5, 4, 9, 13, True, [0, 5, 2, 5]),
+    ("gru", 1, 3, 4, 6, False, None),
+    ("gru", 6, 1, 7, 13, False, [0]),
+    ("gru", 5, 5, 3, 17, False, [5, 0, 3, 1, 5]),
+    ("gru", 4, 2, 16, 16, True, [4, 0]),
+    ("lstm", 1, 1, 3, 5, True, None),
+    ("lstm", 6, 1, 7, 13, True, [3]),
+    ("lstm", 5, 4, 9, 13, True, [0, 5, 2, 5]),
+    ("lstm", 4, 2, 16, 16, True, [4, 0]),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s[:6])))
+def test_matches_reference(shape, dtype, threads):
+    cell, T, B, I, H, reset_after, lengths = shape
+    args = make_args(cell, T, B, I, H, dtype, reset_after=reset_after, lengths=lengths,
+                     seed=T * B + H)
+    want_outputs, want_grads = reference.prepare(in_float64(args)).training_step()
+    forward_outputs, (outputs, grads) = run(args, threads)
+    forward = tolerances.forward_tolerance(dtype)
+    gradient = tolerances.gradient_tolerance(dtype)
+    for inference, got, want in zip(forward_outputs, outputs, want_outputs):
+        assert got.dtype == np.dtype(dtype) and got.shape == want.shape
+        assert np.array_equal(inference, got)          # inference = training forward
+        assert forward.allclose(got, want)
+    assert set(grads) == set(args.inputs())
+    for name, want in want_grads.items():
+        assert grads[name].dtype == np.dtype(dtype) and grads[name].shape == want.shape
+        assert gradient.allclose(grads[name], want), name
+
+
+@pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
+                                               ("lstm", True)])
+def test_float32_meets_the_relative_error_targets(cell, reset_after):
+    args = make_args(cell, 40, 8, 48, 64, "float32", reset_after=reset_after, seed=3)
+    want_outputs, want_grads = reference.prepare(in_float64(args)).training_step()
+    _forward, (outputs, grads) = run(args)
+    for got, want in zip(outputs, want_outputs):
+        max_abs, rel = tolerances.errors(got, want)
+        assert rel <= tolerances.FORWARD_REL_ERR_TARGET
+        assert max_abs <= tolerances.FLOAT32_FORWARD.atol
+    for name, want in want_grads.items():
+        assert tolerances.errors(grads[name], want)[1] <= tolerances.GRADIENT_REL_ERR_TARGET
+
+
+def test_all_sequences_empty_keep_their_state():
+    args = make_args("lstm", 3, 2, 4, 5, "float64", lengths=[0, 0])
+    (y, h_n, c_n), (_outputs, grads) = run(args)
+    assert not y.any()
+    assert np.array_equal(h_n, args.h0) and np.array_equal(c_n, args.c0)
+    assert np.array_equal(grads["h0"], args.dh_n) and np.array_equal(grads["c0"], args.dc_n)
+    assert not grads["w_hh"].any() and not grads["x"].any()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("cell, B", [("gru", 1), ("gru", 6), ("lstm", 6)])
+def test_repeated_runs_are_bit_identical(cell, B, threads):
+    args = make_args(cell, 7, B, 24, 40, "float32", lengths=[7, 3, 0, 7, 5, 1][:B])
+    with threadpool_limits(limits=threads):
+        prepared = numba_cpu.prepare(args)
+        first = prepared.training_step()
+        again = prepared.training_step()
+        fresh = numba_cpu.prepare(args).training_step()
+    for other in (again, fresh):
+        for got, want in zip(other[0], first[0]):
+            assert np.array_equal(got, want)
+        for name in first[1]:
+            assert np.array_equal(other[1][name], first[1][name])
+
+
+@pytest.mark.parametrize("cell, reset_after, width", [("gru", True, 4), ("gru", False, 3),
+                                                      ("lstm", True, 5)])
+def test_saved_bytes_are_the_activations_only(cell, reset_after, width):
+    args = make_args(cell, 5, 3, 4, 6, "float32", reset_after=reset_after)
+    prepared = numba_cpu.prepare(args)
+    prepared.training_step()
+    assert prepared.saved_bytes == 5 * 3 * width * 6 * 4
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_propagate_like_the_reference(cell, bad):
+    args = make_args(cell, 4, 3, 5, 6, "float64", lengths=[4, 2, 0])
+    args.x[1, 0, 2] = bad
+    args.x[3, 1, 0] = bad                  # past sequence 1's length: must not leak
+    want_outputs, want_grads = reference.prepare(args).training_step()
+    forward_outputs, (outputs, grads) = run(args)
+    for got, want in zip(outputs, want_outputs):
+        assert np.array_equal(np.isnan(got), np.isnan(want))
+        assert np.allclose(got, want, rtol=1e-10, atol=1e-12, equal_nan=True)
+    for name in ("h0", "w_hh", "b_ih"):
+        assert np.array_equal(np.isnan(grads[name]), np.isnan(want_grads[name])), name
+
+
+# ------------------------------------------------------------------ gate approximations
+
+def float32_sweep():
+    """Every 61st float32 bit pattern (positive and negative, ~70M values) plus specials."""
+    bits = np.arange(0, 2**32, 61, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 9.02, -9.02, 9.0201, 1e-40,
+                         np.finfo(np.float32).max, -np.finfo(np.float32).max], np.float32)
+    return np.concatenate([values[~np.isnan(values)], specials])
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    return float32_sweep()
+
+
+def test_float32_tanh_is_within_one_ulp_everywhere(sweep):
+    got = np.empty_like(sweep)
+    numba_cpu.tanh_for(sweep, got)
+    want = np.tanh(sweep.astype(np.float64))
+    finite = ~np.isnan(want)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    ulp = np.spacing(np.abs(want[finite]).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got[finite] - want[finite]) <= ulp)
+    assert got[sweep == np.inf][0] == 1 and got[sweep == -np.inf][0] == -1
+
+
+def test_float32_sigmoid_is_within_one_ulp_plus_its_saturation_floor(sweep):
+    got = np.empty_like(sweep)
+    numba_cpu.sigmoid_for(sweep, got)
+    want = reference.sigmoid(sweep.astype(np.float64))
+    finite = ~np.isnan(want)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    # Past x = -18 the value saturates at sigmoid(-18.04) = 1.5e-8 < 2**-26 instead of
+    # decaying: an absolute error far below what any gate product can see.
+    ulp = np.spacing(want[finite].astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got[finite] - want[finite]) <= ulp + 2.0**-26)
+    assert got[sweep == np.inf][0] == 1 and 0 <= got[sweep == -np.inf][0] <= 2.0**-26
+
+
+def test_float64_gates_are_libm_exact():
+    """libm's tanh, to a few float64 ulps (fused multiply-adds round differently)."""
+    values = np.concatenate([np.linspace(-40, 40, 100_001), [np.inf, -np.inf, np.nan]])
+    got = np.empty_like(values)
+    numba_cpu.tanh_for(values, got)
+    assert np.allclose(got, np.tanh(values), rtol=1e-15, atol=0, equal_nan=True)
+    numba_cpu.sigmoid_for(values, got)
+    assert np.allclose(got, reference.sigmoid(values), rtol=1e-15, atol=1e-16,
+                       equal_nan=True)
+
+
+def test_float32_gate_loop_vectorizes():
+    """The reason the approximation exists: packed (ymm/zmm) double divisions in the loop.
+    It breaks if error_model='numpy' or the fastmath flags are dropped."""
+    # numba shows no assembly of cached code: compile an uncached twin, same options.
+    twin = numba.njit(**dict(numba_cpu.JIT, cache=False))(numba_cpu.tanh_for.py_func)
+    values = np.zeros(4, np.float32)
+    twin(values, values.copy())
+    asm = twin.inspect_asm(twin.signatures[0])
+    assert any("vdivpd" in line and ("ymm" in line or "zmm" in line)
+               for line in asm.splitlines())
+
+
+# ----------------------------------------------------------------------------- gemm
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_gemm_takes_transposed_views_and_column_blocks(beta):
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((7, 12))
+    a = big[:, 2:7]                                 # column block (7, 5)
+    b = rng.standard_normal((9, 5)).T               # transposed view (5, 9)
+    c = rng.standard_normal((7, 9))
+    want = a @ b + beta * c
+    numba_cpu.gemm(a, b, c, beta)
+    assert np.allclose(c, want, rtol=1e-13, atol=1e-13)
+    empty = np.ones((3, 2))
+    numba_cpu.gemm(np.zeros((3, 0)), np.zeros((0, 2)), empty, 0.0)
+    assert not empty.any()
+
+
+def test_gemm_refuses_operands_without_a_contiguous_axis():
+    strided = np.zeros((6, 6))[::2, ::2]
+    with pytest.raises(ValueError, match="neither contiguous rows nor columns"):
+        numba_cpu.gemm(strided, np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        numba_cpu.gemm(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
