@@ -24,6 +24,7 @@ import sys
 #: Modules that each add one or more subcommands (see the module docstring).
 COMMAND_MODULES = [
     "grubench.commands",
+    "grubench.regress",
 ]
 
 DEFAULT_COMMAND = "run"

@@ -13,9 +13,12 @@ baseline (or another usage error).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +29,8 @@ import numpy as np
 SCHEMA = "grubench.regress/1"
 DEFAULT_BASELINE = Path("reports/baseline/regress-ci.json")
 DEFAULT_TOLERANCE = 0.25
+DEFAULT_PAIRS = 15
+CASE_TIMEOUT_S = 120.0
 #: test-only: a factor > 1 in this variable makes every measured case spin that much longer
 SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
 
@@ -152,6 +157,38 @@ def measure_case(case: RegressCase, pairs: int) -> dict:
             "case_s": _time_block(run, 3)}
 
 
+def measure(cases, pairs: int, log_dir: Path) -> dict[str, dict]:
+    """Rows by case key, each backend and thread count in its own pinned worker process
+    (grubench.worker); a worker that crashes or hangs yields a failed row and is replaced."""
+    from grubench.worker import Worker, WorkerFailed
+
+    rows = {}
+    by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
+    for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
+                                                       key=by_worker):
+        worker = None
+        for case in group:
+            try:
+                if worker is None:
+                    worker = Worker(backend, threads, log_dir / f"regress-{backend}-{threads}.log",
+                                    CASE_TIMEOUT_S)
+                if not worker.hello["available"]:
+                    row = {"status": "unavailable", "reason": worker.hello["reason"]}
+                else:
+                    row = worker.request({"kind": "regress", "case": asdict(case),
+                                          "pairs": pairs}, CASE_TIMEOUT_S)
+            except WorkerFailed as failure:
+                worker = None
+                row = {"status": failure.status, "reason": failure.reason}
+            rows[case.key] = {**row, "key": case.key}
+            print(f"  {case.key}: " + (f"ratio {row['ratio']:.4g}" if row["status"] == "ok"
+                                       else f"{row['status']}: {row.get('reason')}"),
+                  file=sys.stderr, flush=True)
+        if worker is not None:
+            worker.close()
+    return rows
+
+
 # ----------------------------------------------------------------------------- comparing
 
 class BaselineError(Exception):
@@ -249,6 +286,11 @@ def exit_code(verdicts: list[Verdict]) -> int:
     return 1 if any(v.verdict == "regression" for v in verdicts) else 0
 
 
+def _first_line(text: str, limit: int = 100) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def render_table(verdicts: list[Verdict], tolerance: float) -> str:
     """A plain-text table of every case: baseline ratio, current ratio, change, verdict."""
     header = ("case", "baseline", "current", "change", "verdict")
@@ -258,7 +300,7 @@ def render_table(verdicts: list[Verdict], tolerance: float) -> str:
                      "-" if v.baseline_ratio is None else f"{v.baseline_ratio:.4g}",
                      "-" if v.current_ratio is None else f"{v.current_ratio:.4g}",
                      "-" if v.change is None else f"{v.change:+.1%}",
-                     v.verdict + (f" ({v.note})" if v.note else "")))
+                     v.verdict + (f" ({_first_line(v.note)})" if v.note else "")))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
              for row in [header] + rows]
@@ -273,3 +315,85 @@ def baseline_document(rows: dict[str, dict], machine: dict, tolerance: float) ->
              for key, row in rows.items() if row.get("status") == "ok"}
     return {"schema": SCHEMA, "machine": machine, "tolerance": tolerance, "cases": cases,
             "suite": [asdict(c) for c in CI_SUITE]}
+
+
+# ----------------------------------------------------------------------------- command
+
+SUITES = {"ci": CI_SUITE}
+
+
+def add_subcommand(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "regress", help="performance gate: compare with a committed baseline",
+        description="Measure the pinned CI suite, each case as a ratio to a calibration "
+                    "product timed interleaved in the same worker, and compare with the "
+                    "baseline. Exit 0: no confirmed regression; 1: a confirmed regression; "
+                    "2: missing or corrupt baseline.")
+    parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
+                        help=f"baseline JSON (default {DEFAULT_BASELINE})")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="allowed slowdown of the normalized time before a case is "
+                             "re-measured and, if confirmed, a regression (default 0.25)")
+    parser.add_argument("--suite", default="ci", help=f"one of: {', '.join(SUITES)}")
+    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
+                        help=f"interleaved case/calibration pairs per case "
+                             f"(default {DEFAULT_PAIRS}; re-measurements use twice as many)")
+    parser.add_argument("--update", action="store_true",
+                        help="measure and rewrite the baseline (atomically) instead of comparing")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args) -> int:
+    from grubench import machine
+    from grubench.files import write_atomic
+
+    if args.suite not in SUITES:
+        raise ValueError(f"unknown regress suite {args.suite!r}; valid: {', '.join(SUITES)}")
+    if not 0 < args.tolerance < 10:
+        raise ValueError(f"--tolerance must be a fraction between 0 and 10, got "
+                         f"{args.tolerance}")
+    if args.pairs < 3:
+        raise ValueError(f"--pairs must be at least 3, got {args.pairs}")
+    cases = {case.key: case for case in SUITES[args.suite]}
+    baseline = None
+    if not args.update:
+        try:
+            baseline = load_baseline(args.baseline)
+        except BaselineError as error:
+            print(f"grubench regress: {error}", file=sys.stderr)
+            return 2
+    context = machine.context()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
+        print(f"grubench regress: {len(cases)} cases, {args.pairs} pairs each",
+              file=sys.stderr)
+        rows = measure(cases.values(), args.pairs, Path(logs))
+        if args.update:
+            document = baseline_document(rows, context, args.tolerance)
+            write_atomic(args.baseline, json.dumps(document, indent=2, default=str) + "\n")
+            print(f"baseline {args.baseline} written with {len(document['cases'])} cases "
+                  f"({time.perf_counter() - started:.0f} s)")
+            failed = [k for k, row in rows.items() if row["status"] != "ok"]
+            for key in failed:
+                print(f"  not recorded: {key}: {rows[key]['status']}: {rows[key]['reason']}")
+            return 1 if failed else 0
+
+        def remeasure(keys):
+            print(f"grubench regress: re-measuring {len(keys)} slower case(s)",
+                  file=sys.stderr)
+            again = measure([cases[k] for k in keys if k in cases], 2 * args.pairs,
+                            Path(logs))
+            return {k: row["ratio"] for k, row in again.items() if row["status"] == "ok"}
+
+        ratios = {key: entry["ratio"] for key, entry in baseline["cases"].items()}
+        verdicts = compare(ratios, rows, args.tolerance, remeasure)
+    recorded_on = machine.short_name(baseline.get("machine") or {})
+    if recorded_on != machine.short_name(context):
+        print(f"note: the baseline was recorded on {recorded_on}; this is "
+              f"{machine.short_name(context)} (ratios travel better than times, not "
+              f"perfectly)")
+    print(render_table(verdicts, args.tolerance))
+    code = exit_code(verdicts)
+    print(f"{'REGRESSION' if code else 'no regression'} "
+          f"({time.perf_counter() - started:.0f} s)")
+    return code

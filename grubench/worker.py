@@ -96,7 +96,11 @@ def serve(backend_name: str, threads: int, requests, replies) -> None:
     for line in requests:
         request = json.loads(line)
         try:
-            row = run_case(backend, request, gemm_cache)
+            if request.get("kind") == "regress":   # grubench regress: interleaved ratios
+                from grubench.regress import RegressCase, measure_case
+                row = measure_case(RegressCase(**request["case"]), request["pairs"])
+            else:
+                row = run_case(backend, request, gemm_cache)
         except BackendUnavailable as error:
             row = dict(status="unavailable", reason=str(error))
         except Exception as error:  # a backend's failure is a result row, not our crash

@@ -74,8 +74,12 @@ def test_a_failed_measurement_is_reported():
 
 def test_table_lists_every_case_with_change():
     table = regress.render_table([Verdict("k/1", 1.0, 1.5, "regression"),
-                                  Verdict("k/2", None, 2.0, "new")], TOL)
+                                  Verdict("k/2", None, 2.0, "new"),
+                                  Verdict("k/3", 1.0, None, "failed", "error: Boom\n" + "x" * 300)],
+                                 TOL)
     lines = table.splitlines()
+    assert len(lines) == 6                      # header, rule, three cases, legend
+    assert "failed (error: Boom)" in lines[4]
     assert lines[0].split() == ["case", "baseline", "current", "change", "verdict"]
     assert "k/1" in lines[2] and "+50.0%" in lines[2] and "regression" in lines[2]
     assert "k/2" in lines[3] and "new" in lines[3]
