@@ -85,7 +85,10 @@ class CudaConfig:
     """Launch shapes. The defaults suit a large GPU; tests shrink them so tiny problems
     span several tiles, blocks and persistent slices."""
 
+    #: tiles of the big products (input projection, dx, dW): 64x64 outputs per block
     tile: Tile = Tile()
+    #: tiles of the per-step products (M = batch); None: chosen by :func:`step_tile_for`
+    step_tile: Tile | None = None
     pointwise_threads: int = 256
     #: "auto" picks persistent when it fits (see ``plan_persistent``), else stepwise
     path: str = "auto"
@@ -108,6 +111,17 @@ class CudaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.persistent_units is not None and self.persistent_units < 1:
             raise ValueError(f"persistent_units must be >= 1, got {self.persistent_units}")
+
+
+def step_tile_for(batch: int) -> Tile:
+    """Tiles for the per-step products, whose M is the batch: a 64-row tile would leave
+    most threads idle at small batches and give too few blocks to fill the GPU at
+    moderate ones."""
+    if batch <= 4:
+        return Tile(threads_m=4, threads_n=64, per_thread_m=1, per_thread_n=1, tile_k=32)
+    if batch <= 64:
+        return Tile(threads_m=16, threads_n=16, per_thread_m=2, per_thread_n=2, tile_k=16)
+    return Tile()
 
 
 # --------------------------------------------------------------------------------------
@@ -491,6 +505,7 @@ class NumbaCudaPrepared(Prepared):
             self.cs[0].copy_to_device(args.c0)
         self.saved = cuda.device_array((T, B, SAVED_SLOTS * H), dtype)
         self._grad_buffers = None
+        self.step_tile = config.step_tile or step_tile_for(B)
         self.plan, self.path_reason = self._choose_path()
         self.path = "stepwise" if self.plan is None else "persistent"
 
@@ -565,9 +580,13 @@ class NumbaCudaPrepared(Prepared):
         blocks = -(-self.args.B * self.args.H // threads)
         self._launch(name, kernel, (blocks, threads), *launch_args)
 
-    def _matmul(self, name, a, b, c, **options):
+    def _matmul(self, name, a, b, c, tile=None, **options):
         self._last_kernel = name
-        matmul(a, b, c, tile=self.config.tile, name=name, **options)
+        matmul(a, b, c, tile=tile or self.config.tile, name=name, **options)
+
+    def _step_matmul(self, name, a, b, c, **options):
+        """A per-step product (M = batch), with the step tile."""
+        self._matmul(name, a, b, c, tile=self.step_tile, **options)
 
     def _forward(self, save: bool):
         args = self.args
@@ -595,20 +614,20 @@ class NumbaCudaPrepared(Prepared):
             h_prev, h_next = self.hs[t], self.hs[t + 1]
             saved_t = self.saved[t] if save else h_next   # not written without save
             if args.cell == "lstm":
-                self._matmul("recurrent product", h_prev, w_hh, gh, trans_b=True, bias=b_hh)
+                self._step_matmul("recurrent product", h_prev, w_hh, gh, trans_b=True, bias=b_hh)
                 self._pointwise("lstm step", lstm_step, t, self.gi[t], gh, self.lengths,
                                 h_prev, self.cs[t], h_next, self.cs[t + 1], self.y[t],
                                 saved_t)
                 continue
             if args.reset_after:
-                self._matmul("recurrent product", h_prev, w_hh, gh, trans_b=True, bias=b_hh)
+                self._step_matmul("recurrent product", h_prev, w_hh, gh, trans_b=True, bias=b_hh)
             else:
                 rh = self.saved[t][:, GRU_EXTRA * H:] if save else self.rh
                 rz_cols = slice(0, GRU_N * H)
-                self._matmul("recurrent product r,z", h_prev, w_hh[rz_cols], gh[:, rz_cols],
+                self._step_matmul("recurrent product r,z", h_prev, w_hh[rz_cols], gh[:, rz_cols],
                              trans_b=True, bias=b_hh[rz_cols])
                 self._pointwise("gru reset step", gru_reset_step, self.gi[t], gh, h_prev, rh)
-                self._matmul("recurrent product n", rh, w_hh[n_cols], gh[:, n_cols],
+                self._step_matmul("recurrent product n", rh, w_hh[n_cols], gh[:, n_cols],
                              trans_b=True, bias=b_hh[n_cols])
             self._pointwise("gru step", gru_step, t, self.gi[t], gh, self.lengths, h_prev,
                             h_next, self.y[t], saved_t)
@@ -660,21 +679,21 @@ class NumbaCudaPrepared(Prepared):
                 self._pointwise("lstm backward step", lstm_back, t, dy[t], dh[carry],
                                 dc[carry], self.lengths, self.cs[t], self.cs[t + 1],
                                 self.saved[t], dgi[t], dh[nxt], dc[nxt])
-                self._matmul("backward recurrent product", dgi[t], self.w_hh, dh[nxt],
+                self._step_matmul("backward recurrent product", dgi[t], self.w_hh, dh[nxt],
                              accumulate=True)
                 continue
             self._pointwise("gru backward step", gru_back, t, dy[t], dh[carry],
                             self.lengths, self.hs[t], self.saved[t], dgi[t], dgh[t], dh[nxt])
             if args.reset_after:
-                self._matmul("backward recurrent product", dgh[t], self.w_hh, dh[nxt],
+                self._step_matmul("backward recurrent product", dgh[t], self.w_hh, dh[nxt],
                              accumulate=True)
             else:
                 d_rh = buffers["d_rh"]
-                self._matmul("backward product n", dgh[t][:, n_cols], self.w_hh[n_cols],
+                self._step_matmul("backward product n", dgh[t][:, n_cols], self.w_hh[n_cols],
                              d_rh)
                 self._pointwise("gru backward reset step", gru_back_reset, d_rh,
                                 self.hs[t], self.saved[t], dgi[t], dgh[t], dh[nxt])
-                self._matmul("backward product r,z", dgh[t][:, rz_cols],
+                self._step_matmul("backward product r,z", dgh[t][:, rz_cols],
                              self.w_hh[rz_cols], dh[nxt], accumulate=True)
         dgi2, dgh2 = dgi.reshape(T * B, G * H), dgh.reshape(T * B, G * H)
         h_prev2 = self.hs[:T].reshape(T * B, H)

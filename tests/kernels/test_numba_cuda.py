@@ -39,10 +39,13 @@ cuda = cuda_matmul.cuda
 SIMULATED = numba_cuda.simulator_enabled()
 
 # 4x4-output tiles of 2x2 threads and K slices of 2: H=5 gives 4 column tiles of 3H=15,
-# I=3 two K slices. Pointwise blocks of 4 threads: B*H=10 spans 3 blocks. Persistent slices
-# of 2 units: H=5 is 3 slices, the last one half empty.
+# I=3 two K slices. Per-step products: 1x4 tiles (B=2 is two row tiles), K slices of 3 (a
+# ragged last slice of H=5). Pointwise blocks of 4 threads: B*H=10 spans 3 blocks.
+# Persistent slices of 2 units: H=5 is 3 slices, the last one half empty.
 SMALL = numba_cuda.CudaConfig(tile=Tile(threads_m=2, threads_n=2, per_thread_m=2,
                                         per_thread_n=2, tile_k=2),
+                              step_tile=Tile(threads_m=1, threads_n=2, per_thread_m=1,
+                                             per_thread_n=2, tile_k=3),
                               pointwise_threads=4, persistent_threads=8, persistent_ksplit=2,
                               persistent_units=2)
 
@@ -70,6 +73,12 @@ def test_matmul_matches_numpy_across_tiles(trans_a, trans_b):
                        trans_b=trans_b, tile=SMALL.tile, accumulate=True,
                        bias=cuda.to_device(bias))
     assert tolerances.FLOAT64.allclose(out.copy_to_host(), 2 * want + bias)
+
+
+def test_step_tiles_shrink_with_the_batch():
+    assert numba_cuda.step_tile_for(1).tile_m == 4
+    assert numba_cuda.step_tile_for(64).tile_m == 32
+    assert numba_cuda.step_tile_for(65) == Tile()
 
 
 def test_matmul_rejects_mismatched_shapes():
