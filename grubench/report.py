@@ -120,7 +120,7 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                     text = "*" + text
                 if metric_name == "time" and not pd.isna(row["speedup"]):
                     text += f" ({row['speedup']:.2f}x)"
-                if metric_name == "time" and row["unstable"] is True:
+                if metric_name == "time" and row["unstable"] in (True, 1):
                     text += " !"
                 if metric_name == "accuracy" and value > rel_err_target(
                         row["dtype"], row["mode"] == "training"):

@@ -1,6 +1,6 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
 registry's plugin hook): one that works (the NumPy reference), one that raises, one that
-aborts the process, one that segfaults and one that hangs."""
+aborts the process, one that segfaults, one that hangs and one that is unavailable."""
 import ctypes
 import os
 import time
@@ -8,10 +8,12 @@ import time
 from grubench import backends
 from grubench.kernels import reference
 
-BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang")
+BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable")
 
 
 def availability(behaviour):
+    if behaviour == "unavailable":
+        return False, "fake reason it cannot run"
     return True, None
 
 

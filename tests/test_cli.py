@@ -1,0 +1,115 @@
+"""The command line: parsing, exit codes and messages for user mistakes (no traceback),
+the plug-in hook, and `python -m grubench run --suite quick` end to end."""
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+
+from grubench import cli, commands
+
+COMMANDS = ("run", "compare-cells", "list", "show")
+
+
+def run_main(capsys, *argv):
+    """(exit status, stdout, stderr) of cli.main, argparse's own exits included."""
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(capsys, command):
+    status, out, _ = run_main(capsys, command, "--help")
+    assert status == 0 and out.startswith(f"usage: grubench {command}")
+
+
+def test_top_level_help_lists_commands(capsys):
+    status, out, _ = run_main(capsys, "--help")
+    assert status == 0 and all(c in out for c in COMMANDS)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--backends", "nope"], "unknown backend 'nope'; valid names: numpy, torch-cpu"),
+    (["run", "--suite", "nope"], "unknown suite 'nope'; valid names: quick, default"),
+    (["run", "--cells", "gru,rnn"], "unknown cell 'rnn'; valid names: gru, lstm"),
+    (["run", "--dtype", "float16"], "invalid choice: 'float16'"),
+    (["run", "--size", "100,1,64"], "size '100,1,64' must be four comma-separated integers"),
+    (["run", "--size", "100,1,6x4,64"], "I='6x4' is not an integer"),
+    (["run", "--threads", "0"], "'0' must be > 0"),
+    (["run", "--baseline", "nope"], "unknown baseline backend 'nope'"),
+    (["compare-cells", "--backends", "nope"], "unknown backend 'nope'"),
+    (["run", "--out", "/sys/grubench-out"], "cannot write to output directory /sys/grubench-out"),
+    (["show", "/nonexistent/results.json"], "cannot read /nonexistent/results.json"),
+    (["bogus"], "invalid choice: 'bogus'"),
+])
+def test_user_mistakes_exit_2_with_a_clear_message(capsys, argv, message):
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2
+    assert message in err
+    assert "Traceback" not in err + out
+
+
+def test_corrupt_results_file_for_show(capsys, tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text("{truncated")
+    status, _, err = run_main(capsys, "show", str(bad))
+    assert status == 2 and "is not valid JSON" in err
+
+
+def test_no_arguments_means_run_default_suite(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(commands, "handle_run", lambda args: seen.append(args) or 0)
+    assert run_main(capsys, )[0] == 0
+    assert seen[0].suite == "default" and seen[0].out == "reports/latest"
+    run_main(capsys, "--backends", "numpy", "--size", "1,2,3,4", "--size", "5,6,7,8",
+             "--threads", "1", "2", "--mode", "both")
+    args = seen[1]
+    assert args.backends == ("numpy",) and args.size == [(1, 2, 3, 4), (5, 6, 7, 8)]
+    assert args.threads == [1, 2] and args.mode == "both"
+
+
+def test_command_modules_hook(capsys, monkeypatch):
+    module = types.ModuleType("grubench_test_command")
+
+    def add_subcommand(subparsers):
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.add_argument("--name", default="world")
+        parser.set_defaults(handler=lambda args: print(f"hello {args.name}") or 3)
+
+    module.add_subcommand = add_subcommand
+    monkeypatch.setitem(sys.modules, "grubench_test_command", module)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "grubench_test_command"])
+    status, out, _ = run_main(capsys, "hello", "--name", "gru")
+    assert status == 3 and out == "hello gru\n"
+    assert "hello" in run_main(capsys, "--help")[1]
+
+
+def test_list_shows_backends_and_suites(capsys):
+    status, out, _ = run_main(capsys, "list")
+    assert status == 0
+    assert "torch-cpu" in out and "numpy" in out and "(available)" in out
+    assert "quick:" in out and "100,1,64,64" in out
+
+
+def test_quick_suite_end_to_end(tmp_path):
+    """`python -m grubench run --suite quick` in a fresh process: tables, files, exit 0."""
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "grubench", "run", "--suite", "quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gru reset_after · inference · float32 · 1 thread · median time" in done.stdout
+    assert "] 1/" in done.stderr                     # the progress bar
+    document = json.loads((out / "results.json").read_text())
+    statuses = {r["backend"]: r["status"] for r in document["results"]}
+    assert statuses["torch-cpu"] == "ok" and statuses["numpy"] == "ok"
+    assert all(r["status"] == "ok" for r in document["results"]), done.stdout
+    for name in ("results.csv", "report.md", "time_by_size.png"):
+        assert (out / name).stat().st_size > 0
+    shown = subprocess.run([sys.executable, "-m", "grubench", "show", str(out)],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "GRU vs LSTM" in shown.stdout

@@ -1,0 +1,164 @@
+"""Tables, report files and results.json from a fixed results object (no measuring)."""
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from grubench import report, runner
+
+MACHINE = {"hostname": "h", "cpu_model": "CPU X", "cores": 2, "blas": [], "gpus": [],
+           "versions": {"numpy": "2.0"}, "commit": "abc", "timestamp": "t"}
+
+
+def row(backend, cell, mode, size, median, **fields):
+    T, B, I, H = size
+    base = dict(backend=backend, cell=cell, variant="reset_after" if cell == "gru" else "-",
+                mode=mode, T=T, B=B, I=I, H=H, dtype="float32", threads=1, status="ok",
+                median_s=median, iqr_s=median and median / 100, min_s=median, runs=5, unstable=False,
+                compile_s=0.5, peak_bytes=2 ** 20, rel_err=1e-7, gemm_gflops=100.0,
+                baseline="torch-cpu")
+    base.update(fields)
+    return base
+
+
+@pytest.fixture
+def results():
+    rows = [
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3),
+        row("torch-cpu", "gru", "inference", (10, 2, 4, 8), 4e-3),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 0.5e-3, rel_err=3e-6),
+        row("numba-cpu", "gru", "inference", (10, 2, 4, 8), None, status="crashed",
+            reason="worker died (signal SIGSEGV)", peak_bytes=None, rel_err=None),
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3, unstable=True),
+        row("numba-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3),
+    ]
+    frame = runner.add_derived(pd.DataFrame(rows))
+    frame.attrs.update(machine=MACHINE, notes=["torch-cuda left out: no GPU"],
+                       suite={"name": "fixed", "description": "a fixed object"})
+    return frame
+
+
+def test_derived_columns(results):
+    first = results.iloc[0]
+    # GRU forward FLOPs 2*3*H*(I+H)*B*T = 2*3*8*12*1*10 = 5760, in 2 ms
+    assert first["flops"] == 5760
+    assert first["gflops"] == pytest.approx(5760 / 2e-3 / 1e9)
+    assert first["gflops_recurrent"] == pytest.approx(2 * 3 * 64 * 10 / 2e-3 / 1e9)
+    assert first["gemm_fraction"] == pytest.approx(first["gflops"] / 100.0)
+    assert first["timesteps_per_s"] == pytest.approx(10 / 2e-3)
+    assert first["parameters"] == 3 * 8 * (4 + 8 + 2)
+    assert results.iloc[2]["speedup"] == pytest.approx(4.0)     # 2 ms / 0.5 ms
+    assert results.iloc[0]["speedup"] == pytest.approx(1.0)
+    assert pd.isna(results.iloc[3]["speedup"])                  # crashed: no time
+    assert list(results.columns) == list(runner.COLUMNS)
+
+
+def test_time_table_compare_style(results):
+    gru, lstm = report.metric_tables(results, "time")
+    assert gru.title == "gru reset_after · inference · float32 · 1 thread · median time (ms)"
+    assert gru.header == ["backend", "10,1,4,8", "10,2,4,8"]
+    assert gru.rows == [["torch-cpu", "2 (1.00x)", "4 (1.00x)"],
+                        ["numba-cpu", "*0.5 (4.00x)", "crashed"]]
+    # a tie marks both; "!" flags the unstable measurement
+    assert lstm.rows == [["torch-cpu", "*1 (1.00x) !"], ["numba-cpu", "*1 (1.00x)"]]
+    text = report.render_text(gru)
+    assert text.splitlines()[0] == f"[ {gru.title} ]"
+    assert "  numba-cpu | *0.5 (4.00x) |   crashed" in text
+
+
+def test_memory_and_accuracy_tables(results):
+    memory = report.metric_tables(results, "memory")[0]
+    assert memory.title.endswith("peak memory allocated by one call (MiB)")
+    expected = results.iloc[0]["expected_alloc_bytes"] / 2 ** 20
+    assert memory.rows[0][1] == f"*1 / {expected:.3g}"     # tied with numba-cpu
+    accuracy = report.metric_tables(results, "accuracy")[0]
+    assert accuracy.rows == [["torch-cpu", "*1.0e-07", "1.0e-07"],
+                             ["numba-cpu", "3.0e-06 !", "crashed"]]
+
+
+def test_problems_table_lists_reasons(results):
+    table = report.problems_table(results)
+    assert table.rows == [["numba-cpu", "crashed", "1", "worker died (signal SIGSEGV)"]]
+
+
+def test_markdown_rendering(results):
+    text = report.render_markdown(report.metric_tables(results, "time")[0])
+    lines = text.splitlines()
+    assert lines[0].startswith("**gru reset_after")
+    assert lines[2] == "| backend | 10,1,4,8 | 10,2,4,8 |"
+    assert lines[3] == "|---|---:|---:|"
+    assert lines[5] == "| numba-cpu | *0.5 (4.00x) | crashed |"
+
+
+def test_report_head_has_machine_and_notes(results):
+    text = report.render_report(results)
+    assert "suite fixed: a fixed object" in text
+    assert "machine: CPU X, 2 cores; GPU: none" in text
+    assert "note: torch-cuda left out: no GPU" in text
+
+
+def test_cell_comparison(results):
+    table = report.cell_comparison(results)
+    assert table.rows == [["numba-cpu", "10,1,4,8", "336 / 448", "0.5 / 1 (2.00x)", "-",
+                           "-", "-"],
+                          ["torch-cpu", "10,1,4,8", "336 / 448", "2 / 1 (0.50x)", "-",
+                           "-", "-"]]
+
+
+def test_json_schema_round_trip(results, tmp_path):
+    paths = report.write_report(results, tmp_path)
+    names = {p.name for p in paths}
+    assert {"results.json", "results.csv", "report.md", "time_by_size.png",
+            "gru_vs_lstm.png", "speedup_heatmap.png"} <= names
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["schema"] == runner.SCHEMA
+    assert document["machine"] == MACHINE
+    assert len(document["results"]) == 6
+    for result in document["results"]:
+        assert list(result) == list(runner.COLUMNS)
+    assert document["results"][3]["median_s"] is None          # NaN becomes null
+    loaded = report.load_results(tmp_path)
+    assert loaded.attrs["machine"] == MACHINE
+    assert report.render_report(loaded) == report.render_report(results)
+    assert (tmp_path / "report.md").read_text().startswith("# grubench report")
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+
+
+def test_interrupted_report_write_keeps_the_old_file(results, tmp_path, monkeypatch):
+    report.write_report(results, tmp_path)
+    before = (tmp_path / "results.json").read_text()
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_report(results.iloc[:2], tmp_path)
+    assert (tmp_path / "results.json").read_text() == before
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "is not valid JSON"),
+    ('{"schema": "other/1", "results": []}', "not a grubench results file"),
+    ('[1, 2]', "not a grubench results file"),
+    ('{"schema": "grubench.results/1", "results": {}}', "must be a list of objects"),
+    ('{"schema": "grubench.results/1", "results": [{"backend": "x"}]}', "lack the fields"),
+])
+def test_corrupt_results_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        report.load_results(path)
+
+
+def test_missing_results_file(tmp_path):
+    with pytest.raises(ValueError, match="cannot read"):
+        report.load_results(tmp_path / "nothing.json")
+
+
+def test_pick_unit():
+    assert report.pick_unit([2e-4, 3.0], report.TIME_UNITS) == ("ms", 1e-3)
+    assert report.pick_unit([5e-5], report.TIME_UNITS) == ("us", 1e-6)
+    assert report.pick_unit([0.5], report.TIME_UNITS) == ("s", 1.0)
+    assert report.pick_unit([3 * 2 ** 20], report.BYTE_UNITS) == ("MiB", 2 ** 20)

@@ -1,0 +1,114 @@
+"""The runner: backend selection, rows for every outcome, checks before measuring,
+Ctrl-C keeping the measured rows."""
+import pandas as pd
+import pytest
+
+from grubench import runner, suites
+from grubench.accuracy import ReferenceCache
+
+from fake_backends import install  # noqa: E402  (tests/ is on sys.path under pytest)
+
+TINY = suites.Suite("tiny", "tiny cases", (suites.Group(((3, 2, 4, 5), (4, 1, 3, 2)),
+                                                        cells=("gru",), modes=("inference",)),),
+                    min_runs=2, min_time=0.0, case_timeout=60.0, baseline="fake-ok")
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    install(monkeypatch)
+
+
+def test_rows_carry_case_context_and_measurements():
+    frame = runner.run_suite(TINY, backends=["fake-ok"], progress=False)
+    assert list(frame.columns) == list(runner.COLUMNS)
+    first = frame.iloc[0]
+    assert (first["backend"], first["cell"], first["T"], first["B"], first["I"],
+            first["H"]) == ("fake-ok", "gru", 3, 2, 4, 5)
+    assert first["status"] == "ok" and first["runs"] >= 2
+    assert first["backend_version"] == "fake ok"
+    assert first["peak_counter"] == "tracemalloc" and first["peak_bytes"] > 0
+    assert first["rel_err"] < 1e-6 and first["speedup"] == 1.0
+    assert "cores" in first["machine"] and first["commit"] == frame.attrs["machine"]["commit"]
+    assert frame.attrs["suite"]["name"] == "tiny" and not frame.attrs["interrupted"]
+
+
+def test_unknown_backend_lists_valid_names():
+    with pytest.raises(ValueError, match="unknown backend 'nope'; valid names: numpy, "):
+        runner.run_suite(TINY, backends=["nope"], progress=False)
+
+
+def test_unavailable_backend_named_explicitly_gives_rows_with_the_reason():
+    frame = runner.run_suite(TINY, backends=["fake-unavailable"], progress=False)
+    assert list(frame["status"]) == ["unavailable", "unavailable"]
+    assert set(frame["reason"]) == {"fake reason it cannot run"}
+
+
+def test_default_selection_leaves_unavailable_backends_out_with_a_note():
+    chosen, notes = runner.select_backends(TINY.with_overrides(device=None), None)
+    assert "fake-ok" in chosen and "fake-unavailable" not in chosen
+    assert "fake-unavailable left out: fake reason it cannot run" in notes
+
+
+def test_cases_too_large_or_over_a_slow_backend_cap_are_skipped(monkeypatch):
+    monkeypatch.setattr(runner, "available_memory_bytes", lambda: 100)
+    frame = runner.run_suite(TINY, backends=["fake-ok"], progress=False)
+    assert set(frame["status"]) == {"skipped"}
+    assert frame.iloc[0]["reason"].startswith("too large for memory: needs about")
+    monkeypatch.undo()
+    install(monkeypatch)
+    capped = TINY.with_overrides(slow_backends={"fake-ok": 300})   # 1st case 1620 FLOPs, 2nd 240
+    frame = runner.run_suite(capped, backends=["fake-ok"], progress=False)
+    assert list(frame["status"]) == ["skipped", "ok"]
+    assert "timed only up to 3e+02 FLOPs" in frame.iloc[0]["reason"]
+
+
+def test_reference_cap_leaves_accuracy_empty_with_a_note(monkeypatch):
+    monkeypatch.setattr(runner, "ReferenceCache", lambda d: ReferenceCache(d, max_flops=0))
+    frame = runner.run_suite(TINY, backends=["fake-ok"], progress=False)
+    assert frame["rel_err"].isna().all()
+    assert frame.iloc[0]["note"].startswith("accuracy not measured")
+
+
+def test_unwritable_out_fails_before_measuring(monkeypatch):
+    def no_workers(*args, **kwargs):
+        raise AssertionError("measuring started")
+
+    monkeypatch.setattr(runner, "Worker", no_workers)
+    with pytest.raises(PermissionError, match="cannot write to output directory"):
+        runner.run_suite(TINY, backends=["fake-ok"], out="/sys/grubench", progress=False)
+
+
+def test_ctrl_c_keeps_the_measured_cases(monkeypatch, tmp_path):
+    real_request = runner.Worker.request
+    calls = []
+
+    def interrupt_second(self, message, timeout):
+        calls.append(message)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_request(self, message, timeout)
+
+    monkeypatch.setattr(runner.Worker, "request", interrupt_second)
+    frame = runner.run_suite(TINY, backends=["fake-ok"], out=tmp_path, progress=False)
+    assert len(frame) == 1 and frame.iloc[0]["status"] == "ok"
+    assert frame.attrs["interrupted"]
+    assert "interrupted after 1 of 2 cases" in frame.attrs["notes"]
+    saved = pd.read_csv(tmp_path / "results.csv")
+    assert len(saved) == 1
+
+
+def test_overrides_are_validated():
+    with pytest.raises(ValueError, match="unknown dtype 'float16'"):
+        runner.run_suite(TINY, dtype="float16", progress=False)
+    with pytest.raises(ValueError, match="unknown mode 'both'"):
+        runner.run_suite(TINY, modes=["both"], progress=False)
+
+
+def test_progress_plain_lines(capsys):
+    import sys
+    bar = runner.Progress(2, stream=sys.stderr)
+    bar.update("a", "ok")
+    bar.update("b", "1 ms")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("[############............] 1/2") and lines[0].endswith("a ok")
+    assert lines[1].startswith("[########################] 2/2")
