@@ -121,7 +121,7 @@ def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[
     return chosen, notes
 
 
-def _skip_reason(suite: suites.Suite, backend: str, problem: Problem, training: bool) -> str | None:
+def skip_reason(suite: suites.Suite, backend: str, problem: Problem, training: bool) -> str | None:
     need = problem.expected_bytes(training)
     have = available_memory_bytes()
     if need > MEMORY_HEADROOM * have:
@@ -148,7 +148,7 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                        machine=machine.short_name(context), commit=context.get("commit"))
             problem = problem_of(row)
             training = case.mode == "training"
-            reason = _skip_reason(suite, backend, problem, training)
+            reason = skip_reason(suite, backend, problem, training)
             if reason:
                 row.update(status="skipped", reason=reason)
             else:

@@ -112,3 +112,11 @@ def test_progress_plain_lines(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("[############............] 1/2") and lines[0].endswith("a ok")
     assert lines[1].startswith("[########################] 2/2")
+
+
+def test_grubench_exports_run_suite_lazily():
+    import subprocess
+    import sys
+    code = ("import sys, grubench; assert 'pandas' not in sys.modules; "
+            "from grubench import run_suite; assert 'pandas' in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
