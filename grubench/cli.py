@@ -25,6 +25,7 @@ import sys
 COMMAND_MODULES = [
     "grubench.commands",
     "grubench.regress",
+    "grubench.training.cli",
 ]
 
 DEFAULT_COMMAND = "run"

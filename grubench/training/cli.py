@@ -1,4 +1,4 @@
-"""``grubench train``: train the recurrent classifier with grubench's kernels and with torch,
+"""grubench train: train the recurrent classifier with grubench's kernels and with torch,
 GRU against LSTM, and report parameters, time per epoch, memory and test accuracy.
 
 Every run goes to a fresh worker process (grubench.training.runner). User mistakes (unknown
@@ -15,7 +15,7 @@ from pathlib import Path
 USER_ERROR = 2
 
 DEFAULT_HIDDEN = 64
-DEFAULT_BATCH = 32
+DEFAULT_BATCH = 16
 DEFAULT_EMBED = 32
 DEFAULT_CLIP = 1.0
 # Epochs and learning rate per dataset: the fewest epochs that reach the issue's 90% test
@@ -43,16 +43,20 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     source.add_argument("--data", type=Path, default=None,
                         help="IMDB from a local aclImdb/ folder or a Keras imdb.npz")
     parser.add_argument("--epochs", type=int, default=None, help="default: per dataset")
-    parser.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN)
-    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH)
+    parser.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN,
+                        help="recurrent state size (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help="sequences per training step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=None, help="Adam's learning rate "
                         "(default: per dataset)")
     parser.add_argument("--embed", type=int, default=DEFAULT_EMBED,
-                        help="embedding width for token data")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", default="1", help="comma list of thread counts")
-    parser.add_argument("--out", type=Path, default=Path("reports"))
-    parser.set_defaults(func=run)
+                        help="embedding width for token data (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--threads", default="1",
+                        help="comma list of thread counts (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports"),
+                        help="report folder (default: %(default)s)")
+    parser.set_defaults(handler=run)
     return parser
 
 
@@ -65,20 +69,21 @@ def comma_list(text: str, what: str) -> list[str]:
 
 def default_backends() -> list[str]:
     from grubench import backends
+    from grubench.training import runner
 
     fast = "numba-cpu" if ("numba-cpu" in backends.names()
                            and backends.get("numba-cpu").available) else "numpy"
     if fast == "numpy":
         print("numba-cpu is unavailable here; training with the (slow) numpy backend")
-    return [fast, "torch-autograd"]
+    return [fast, runner.TORCH_MODEL]
 
 
 def check_backends(names: list[str]) -> None:
     from grubench import backends
-    from grubench.training import torch_model
+    from grubench.training import runner, torch_model
 
     for name in names:
-        backend_ok, why = (torch_model.availability() if name == torch_model.NAME else
+        backend_ok, why = (torch_model.availability() if name == runner.TORCH_MODEL else
                            (backends.get(name).available, backends.get(name).why_unavailable))
         if not backend_ok:
             raise ValueError(f"backend {name!r} is unavailable: {why}")

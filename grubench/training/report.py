@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from grubench.files import write_atomic
-from grubench.training.torch_model import NAME as TORCH_NAME
+from grubench.training.runner import TORCH_MODEL
 
 STEM = "training"
 
@@ -38,7 +38,7 @@ def add_comparisons(rows: list[dict]) -> list[dict]:
     """Rows with ``speedup`` and ``accuracy_delta`` against the torch model (None where no
     torch row of the same dataset, cell and threads exists)."""
     torch_rows = {(r["dataset"], r["cell"], r["threads"]): r for r in rows
-                  if r["backend"] == TORCH_NAME}
+                  if r["backend"] == TORCH_MODEL}
     compared = []
     for row in rows:
         torch_row = torch_rows.get((row["dataset"], row["cell"], row["threads"]))

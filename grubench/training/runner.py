@@ -20,6 +20,8 @@ from pathlib import Path
 from grubench.threads import thread_env
 
 USER_ERROR_EXIT = 2
+# The backend name of the pure-torch comparison model (grubench.training.torch_model).
+TORCH_MODEL = "torch-autograd"
 
 
 class RunFailed(RuntimeError):
@@ -29,7 +31,7 @@ class RunFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Job:
-    """Everything a worker needs. ``backend`` is a registry name or ``torch-autograd``."""
+    """Everything a worker needs. ``backend`` is a registry name or TORCH_MODEL."""
 
     dataset_file: str
     cell: str
@@ -51,15 +53,18 @@ def seconds_per_epoch(epoch_seconds: list[float]) -> float:
 
 
 def build_model(job: Job, data):
-    """The kernel model on ``job.backend``, or the torch model, from seeded parameters."""
-    from grubench.training import model, torch_model
+    """The kernel model on ``job.backend``, or the torch model, from seeded parameters.
+    (torch is imported only for the torch model, so kernel workers stay lean.)"""
+    from grubench.training import model
 
     spec = model.ModelSpec(job.cell, job.hidden, data.classes,
                            features=0 if data.is_tokens else data.features,
                            vocab_size=data.vocab_size,
                            embed=job.embed if data.is_tokens else 0)
     params = model.init_parameters(spec, job.seed)
-    if job.backend == torch_model.NAME:
+    if job.backend == TORCH_MODEL:
+        from grubench.training import torch_model
+
         return torch_model.TorchModel(spec, params, job.lr, job.clip), torch_model.version()
     from grubench import backends
 
@@ -82,7 +87,7 @@ def run_job(job: Job) -> dict:
     # sees this model's arrays (tracemalloc for NumPy/Numba, the profiler for torch).
     x, lengths, labels = next(loop.batches(data.x_train, data.lengths_train, data.y_train,
                                            job.batch))
-    counter = "torch-profiler" if job.backend == "torch-autograd" else "tracemalloc"
+    counter = "torch-profiler" if job.backend == TORCH_MODEL else "tracemalloc"
     step_peak = memory.peak_bytes(lambda: model.train_step(x, lengths, labels), counter)
     return {
         "dataset": data.name, "cell": job.cell, "backend": job.backend,

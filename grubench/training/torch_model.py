@@ -16,8 +16,6 @@ except ImportError as error:  # torch is a dependency, but a broken install must
     torch = None
     IMPORT_ERROR = f"torch cannot be imported: {error}"
 
-NAME = "torch-autograd"
-
 
 def availability() -> tuple[bool, str | None]:
     return (False, IMPORT_ERROR) if torch is None else (True, None)

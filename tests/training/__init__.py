@@ -1,0 +1,1 @@
+"""Tests of grubench.training (a package, so test module names may repeat elsewhere)."""

@@ -1,0 +1,42 @@
+"""grubench train end to end: a tiny run writes its reports; user mistakes exit 2 with one
+line naming the problem, no traceback, and no report."""
+import json
+
+import pytest
+
+from grubench.cli import main
+
+TINY = ["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "1",
+        "--hidden", "4", "--backends", "numpy,torch-autograd"]
+
+
+def test_tiny_run_writes_the_reports(tmp_path, capsys):
+    assert main(TINY + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "japanese-vowels  gru   numpy" in out and "torch-autograd" in out
+    results = json.loads((tmp_path / "training.json").read_text())["results"]
+    assert [r["backend"] for r in results] == ["numpy", "torch-autograd"]
+    assert results[0]["parameters"] == results[1]["parameters"] == 3 * 4 * (12 + 4 + 2) + 9 * 5
+    assert {p.name for p in tmp_path.iterdir()} == {"training.md", "training.csv",
+                                                   "training.json", "training_curves.png"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--data", "{tmp}/missing.npz"], "missing.npz: no such file or folder"),
+    (["--data", "{tmp}"], "no reviews in"),
+    (["--cells", "gru,rnn"], "unknown cell 'rnn'"),
+    (["--backends", "numpy,fortran"], "unknown backend 'fortran'"),
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--threads", "two"], "--threads must be a comma list of integers"),
+    (["--out", "{tmp}/file.txt"], "exists and is not a directory"),
+])
+def test_user_mistakes_exit_2_with_a_message(tmp_path, capsys, arguments, message):
+    (tmp_path / "file.txt").write_text("not a folder")
+    arguments = [a.replace("{tmp}", str(tmp_path)) for a in arguments]
+    out_dir = tmp_path / "reports"
+    status = main(["train", "--out", str(out_dir)] + arguments)
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err and "Traceback" not in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())

@@ -1,0 +1,62 @@
+"""Runs in this process and in a worker process: results, reproducibility, failures."""
+import json
+
+import numpy as np
+import pytest
+
+from grubench.training import runner
+
+
+@pytest.fixture
+def no_pinning(monkeypatch):
+    """run_job pins the process's thread pools; in the test process leave them alone."""
+    monkeypatch.setattr("grubench.threads.pin_threads", lambda threads: {})
+
+
+def make_job(tmp_path, data, **changes):
+    path = tmp_path / "tiny.npz"
+    data.save(path)
+    settings = dict(dataset_file=str(path), cell="gru", backend="numpy", hidden=6, embed=0,
+                    epochs=3, batch=8, lr=0.02, clip=1.0, seed=0, threads=1)
+    settings.update(changes)
+    return runner.Job(**settings)
+
+
+def test_seconds_per_epoch_leaves_out_the_first_epoch():
+    assert runner.seconds_per_epoch([9.0, 1.0, 3.0, 2.0]) == 2.0
+    assert runner.seconds_per_epoch([4.0]) == 4.0
+
+
+@pytest.mark.parametrize("backend", ["numpy", runner.TORCH_MODEL])
+def test_run_job_is_reproducible(tmp_path, no_pinning, tiny_series, backend):
+    job = make_job(tmp_path, tiny_series(), cell="lstm", backend=backend)
+    first, again = runner.run_job(job), runner.run_job(job)
+    assert first["test_accuracy"] == again["test_accuracy"]
+    assert first["train_loss"] == again["train_loss"]
+    assert first["parameters"] == 4 * 6 * (3 + 6 + 2) + 3 * (6 + 1)
+    assert len(first["test_accuracy_curve"]) == 3 and first["step_peak_mib"] > 0
+    assert first["step_peak_counter"] == ("tracemalloc" if backend == "numpy"
+                                          else "torch-profiler")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_diverging_worker_exits_2_and_writes_nothing(tmp_path, no_pinning, tiny_series,
+                                                     capsys):
+    data = tiny_series()
+    data.x_train[0, 0, 0] = np.inf
+    job = make_job(tmp_path, data)
+    job_file, result_file = tmp_path / "job.json", tmp_path / "result.json"
+    job_file.write_text(json.dumps(job.__dict__))
+    assert runner.main([str(job_file), str(result_file)]) == runner.USER_ERROR_EXIT
+    assert "learning rate too high" in capsys.readouterr().err
+    assert not result_file.exists()
+
+
+def test_run_in_worker(tmp_path, tiny_series):
+    result = runner.run_in_worker(make_job(tmp_path, tiny_series(), epochs=2), tmp_path)
+    assert result["backend"] == "numpy" and result["threads"] == 1
+    assert result["process_peak_rss_mib"] > 0
+    data = tiny_series()
+    data.x_train[0, 0, 0] = np.nan
+    with pytest.raises(runner.RunFailed, match="gru on numpy: training loss became nan"):
+        runner.run_in_worker(make_job(tmp_path, data), tmp_path)
