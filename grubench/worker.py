@@ -82,14 +82,15 @@ def serve(backend_name: str, threads: int, requests, replies) -> None:
     """The worker's loop: a hello line, then one reply line per request line."""
     from grubench import backends
     from grubench.kernels.contract import BackendUnavailable
-    from grubench.threads import pin_threads
+    from grubench.threads import THREAD_ENV_VARS, pin_threads
 
     load_plugins()
     backend = backends.get(backend_name)
     available = backend.available        # imports the kernel module (torch, numba, ...)
     pinned = pin_threads(threads)        # ... so its pools exist now and get pinned too
+    started_with = {name: os.environ.get(name) for name in (*THREAD_ENV_VARS, "OMP_WAIT_POLICY")}
     hello = dict(available=available, reason=backend.why_unavailable,
-                 backend_version=backend.version, pinned=pinned)
+                 backend_version=backend.version, pinned=pinned, thread_env=started_with)
     replies.write(json.dumps(hello, default=str) + "\n")
     replies.flush()
     gemm_cache: dict = {}
