@@ -141,7 +141,8 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grubench.worker", backend, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env={**os.environ, **thread_env(threads)}, text=True, bufsize=1)
+            env={**os.environ, **thread_env(threads)}, text=True, bufsize=1,
+            start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
         self.hello = self._read(timeout, "starting")
 
     def request(self, message: dict, timeout: float) -> dict:
