@@ -245,12 +245,23 @@ def machine_lines(frame: pd.DataFrame) -> list[str]:
             f"commit {m.get('commit')} · {m.get('timestamp')}"]
 
 
+def ceiling_lines(frame: pd.DataFrame) -> list[str]:
+    """The GEMM ceiling each worker measured (NumPy n^3 matmul), per dtype and threads."""
+    ceilings = pd.to_numeric(frame["gemm_gflops"], errors="coerce")
+    measured = frame.assign(gemm=ceilings).dropna(subset=["gemm"])
+    return [f"GEMM ceiling (NumPy 1024^3 matmul in each worker): {dtype}, {threads} "
+            f"thread{'s' * (threads != 1)}: {group['gemm'].median():.0f} GFLOP/s "
+            f"(workers: {group['gemm'].min():.0f} to {group['gemm'].max():.0f})"
+            for (dtype, threads), group in measured.groupby(["dtype", "threads"])]
+
+
 def render_report(frame: pd.DataFrame, markdown: bool = False,
                   metrics=("time", "memory", "accuracy")) -> str:
     render = render_markdown if markdown else render_text
     suite = frame.attrs.get("suite", {})
     head = [f"grubench · suite {suite.get('name', '?')}: {suite.get('description', '')}",
-            *machine_lines(frame), *(f"note: {n}" for n in frame.attrs.get("notes", []))]
+            *machine_lines(frame), *ceiling_lines(frame),
+            *(f"note: {n}" for n in frame.attrs.get("notes", []))]
     if markdown:
         head = ["# grubench report", "", *(f"- {line}" for line in head)]
     return "\n\n".join(["\n".join(head), *(render(t) for t in summary_tables(frame, metrics))])

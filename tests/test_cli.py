@@ -113,3 +113,18 @@ def test_quick_suite_end_to_end(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "grubench", "show", str(out)],
                            capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0 and "GRU vs LSTM" in shown.stdout
+
+
+def test_compare_cells_side_by_side(capsys, monkeypatch, tmp_path):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, out, _ = run_main(capsys, "compare-cells", "--backends", "fake-ok", "--size",
+                              "3,2,4,5", "--min-runs", "1", "--min-time", "0.001",
+                              "--out", str(tmp_path), "--no-progress")
+    assert status == 0
+    assert "GRU vs LSTM" in out
+    row = next(line for line in out.splitlines() if line.startswith("  fake-ok | 3,2,4,5"))
+    assert "165 / 220" in row                  # parameters 3*5*(4+5+2) vs 4*5*(4+5+2)
+    assert row.count("x)") == 3                # LSTM/GRU ratios: inference, training, memory
+    assert "GRU vs LSTM" in (tmp_path / "report.md").read_text()

@@ -96,6 +96,7 @@ def test_report_head_has_machine_and_notes(results):
     assert "suite fixed: a fixed object" in text
     assert "machine: CPU X, 2 cores; GPU: none" in text
     assert "note: torch-cuda left out: no GPU" in text
+    assert "float32, 1 thread: 100 GFLOP/s (workers: 100 to 100)" in text
 
 
 def test_cell_comparison(results):
