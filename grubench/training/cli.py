@@ -18,12 +18,13 @@ DEFAULT_HIDDEN = 64
 DEFAULT_BATCH = 16
 DEFAULT_EMBED = 32
 DEFAULT_CLIP = 1.0
-# Epochs and learning rate per dataset: the fewest epochs that reach the 90% test
-# accuracy with margin for both cells (measured: see the report in the merge note).
+# Epochs and (starting) learning rate per dataset: few epochs that still reach the issue's
+# 90% test accuracy with margin for both cells at hidden 64, batch 16 (measured: MNIST
+# 94-96% after 6, JapaneseVowels 97-98% after 10), so the default run fits in 3 minutes.
 DATASET_DEFAULTS = {
-    "mnist": {"epochs": 8, "lr": 5e-3},
+    "mnist": {"epochs": 6, "lr": 5e-3},
     "digits": {"epochs": 15, "lr": 5e-3},
-    "japanese-vowels": {"epochs": 15, "lr": 5e-3},
+    "japanese-vowels": {"epochs": 10, "lr": 5e-3},
     "imdb": {"epochs": 3, "lr": 2e-3},
 }
 

@@ -155,6 +155,9 @@ class KernelModel:
     def parameter_count(self) -> int:
         return self.params.flat.size
 
+    def set_learning_rate(self, lr: float) -> None:
+        self.optimizer.lr = lr
+
     def _prepare(self, x: np.ndarray, lengths: np.ndarray):
         """The recurrent layer's validated, prepared call on batch x with zero initial state."""
         p = self.params.views

@@ -82,7 +82,8 @@ def run_job(job: Job) -> dict:
     data = Dataset.load(job.dataset_file)
     model, version = build_model(job, data)
     pin_threads(job.threads)
-    history = loop.train(model, data, epochs=job.epochs, batch=job.batch, seed=job.seed)
+    history = loop.train(model, data, epochs=job.epochs, batch=job.batch, seed=job.seed,
+                         lr=job.lr)
     # After scoring: one more step on the first batch, with the allocation counter that
     # sees this model's arrays (tracemalloc for NumPy/Numba, the profiler for torch).
     x, lengths, labels = next(loop.batches(data.x_train, data.lengths_train, data.y_train,

@@ -52,6 +52,10 @@ class TorchModel:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters)
 
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
     def _logits(self, x: np.ndarray, lengths: np.ndarray):
         inputs = torch.from_numpy(x.T if self.spec.is_tokens else x.transpose(1, 0, 2))
         if self.embedding is not None:

@@ -2,6 +2,8 @@
 line naming the problem, no traceback, and no report."""
 import json
 
+import numpy as np
+
 import pytest
 
 from grubench.cli import main
@@ -40,3 +42,20 @@ def test_user_mistakes_exit_2_with_a_message(tmp_path, capsys, arguments, messag
     assert status == 2
     assert message in err and "Traceback" not in err
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_imdb_npz_path_trains_with_an_embedding(tmp_path, capsys):
+    reviews = np.empty(8, dtype=object)
+    for i in range(8):
+        reviews[i] = list(range(1, 3 + i))
+    path = tmp_path / "imdb.npz"
+    np.savez(path, x_train=reviews, y_train=np.arange(8) % 2, x_test=reviews[:4],
+             y_test=np.arange(4) % 2)
+    assert main(["train", "--data", str(path), "--cells", "lstm", "--epochs", "1",
+                 "--hidden", "4", "--embed", "3", "--backends", "numpy",
+                 "--out", str(tmp_path / "out")]) == 0
+    result = json.loads((tmp_path / "out" / "training.json").read_text())["results"][0]
+    assert result["dataset"] == "imdb"
+    # embedding 10,000 x 3, LSTM 4*4*(3+4+2), one sigmoid unit on 4 states
+    assert result["parameters"] == 10_000 * 3 + 4 * 4 * (3 + 4 + 2) + 5
+    assert "imdb" in capsys.readouterr().out

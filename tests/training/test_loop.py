@@ -24,9 +24,9 @@ def make_model(data, seed=0, lr=0.02):
 
 def test_same_seed_same_history_and_training_helps(tiny_series):
     data = tiny_series()
-    first = loop.train(make_model(data), data, epochs=6, batch=8, seed=3)
-    again = loop.train(make_model(data), data, epochs=6, batch=8, seed=3)
-    other = loop.train(make_model(data), data, epochs=6, batch=8, seed=4)
+    first = loop.train(make_model(data), data, epochs=6, batch=8, seed=3, lr=0.02)
+    again = loop.train(make_model(data), data, epochs=6, batch=8, seed=3, lr=0.02)
+    other = loop.train(make_model(data), data, epochs=6, batch=8, seed=4, lr=0.02)
     assert first.train_loss == again.train_loss
     assert first.test_accuracy == again.test_accuracy
     assert other.train_loss != first.train_loss               # the seed orders the batches
@@ -53,4 +53,19 @@ def test_nan_loss_stops_training_with_a_hint(tiny_series):
     data = tiny_series()
     data.x_train[5, 0, 1] = np.nan
     with pytest.raises(loop.TrainingDiverged, match="learning rate too high"):
-        loop.train(make_model(data), data, epochs=2, batch=8, seed=0)
+        loop.train(make_model(data), data, epochs=2, batch=8, seed=0, lr=0.02)
+
+
+def test_cosine_learning_rate():
+    assert loop.cosine_learning_rate(0.1, 0, 4) == 0.1
+    assert loop.cosine_learning_rate(0.1, 2, 4) == pytest.approx(0.05)
+    assert loop.cosine_learning_rate(0.1, 3, 4) == pytest.approx(0.05 * (1 - 0.5 ** 0.5))
+
+
+def test_the_loop_sets_each_epochs_learning_rate(tiny_series):
+    data = tiny_series()
+    model = make_model(data)
+    seen = []
+    model.set_learning_rate = seen.append
+    loop.train(model, data, epochs=3, batch=8, seed=0, lr=0.3)
+    assert seen == [loop.cosine_learning_rate(0.3, e, 3) for e in range(3)]
