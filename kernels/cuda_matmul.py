@@ -170,15 +170,15 @@ def matmul(a, b, c, *, trans_a: bool = False, trans_b: bool = False,
 
 @functools.cache
 def column_sum_kernel(accumulate: bool):
-    """``kernel(a, out)``: out[j] (+)= sum_i a[i, j]; a (R, N), out (N,). One thread per
+    """``kernel(a, out)``: out[j] (+)= sum_i a[i, j]; a (R >= 1, N), out (N,). One thread per
     column; neighbouring threads read neighbouring columns of a row (coalesced)."""
 
     @cuda.jit
     def kernel(a, out):
         j = cuda.grid(1)
         if j < out.shape[0]:
-            total = a[0, j] * 0
-            for i in range(a.shape[0]):
+            total = a[0, j]            # (a typed zero: 0 * a[0, j] would be float64)
+            for i in range(1, a.shape[0]):
                 total += a[i, j]
             if accumulate:
                 total += out[j]

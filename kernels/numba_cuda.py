@@ -356,6 +356,7 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
     LU = units * slices_per_block
     ROWS = gates * LU
     KS, MAXB = ksplit, max_batch
+    PARTIAL_ROWS = ROWS * KS    # shared array shapes must be constants, not expressions
     two_phase = cell == "gru" and not reset_after
 
     @cuda.jit(device=True)
@@ -394,7 +395,7 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
         B, H = hs.shape[1], hs.shape[2]
         tid, threads = cuda.threadIdx.x, cuda.blockDim.x
         w = cuda.shared.array(0, numba_dtype)
-        partial = cuda.shared.array((ROWS * KS, MAXB), numba_dtype)
+        partial = cuda.shared.array((PARTIAL_ROWS, MAXB), numba_dtype)
         dots = cuda.shared.array((ROWS, MAXB), numba_dtype)
         for e in range(tid, ROWS * H, threads):
             lr, k = e // H, e % H

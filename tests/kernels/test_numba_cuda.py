@@ -235,6 +235,18 @@ def test_kernel_failure_names_the_kernel():
         cuda_matmul.launch("probe", fill, (1, 1), "not an array")
 
 
+def test_kernels_compile_to_ptx_for_h100():
+    """The simulator never compiles: check typing and lowering with NVVM (where installed,
+    the cuda-ptx extra), and that float32 kernels do no float64 arithmetic."""
+    script = Path(__file__).parents[2] / "scripts" / "check_ptx.py"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    run = subprocess.run([sys.executable, str(script), "--dtype", "float32"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip().splitlines()[-1])
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
 def test_registered_as_cuda_backend():
     backend = backends.get("numba-cuda")
     assert backend.device == "cuda"
