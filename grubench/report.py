@@ -53,7 +53,7 @@ class Metric:
 METRICS = {
     "time": Metric("median_s", "median time", unit=TIME_UNITS),
     "compile": Metric("compile_s", "first call (compile)", scale=1.0, unit="s"),
-    "gflops": Metric("gflops", "GFLOP/s, input projection counted", lower_is_better=False,
+    "gflops": Metric("gflops", "throughput, input projection counted", lower_is_better=False,
                      unit="GFLOP/s"),
     "memory": Metric("peak_bytes", "peak memory allocated by one call", unit=BYTE_UNITS),
     "accuracy": Metric("rel_err", "relative error vs float64 reference",
@@ -122,11 +122,13 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                     text += f" ({row['speedup']:.2f}x)"
                 if metric_name == "time" and row["unstable"] in (True, 1):
                     text += " !"
+                if metric_name == "gflops" and not pd.isna(row["gemm_fraction"]):
+                    text += f" ({row['gemm_fraction']:.0%})"
                 if metric_name == "accuracy" and value > rel_err_target(
                         row["dtype"], row["mode"] == "training"):
                     text += " !"
                 if metric_name == "memory" and not pd.isna(row["expected_alloc_bytes"]):
-                    text += f" / {row['expected_alloc_bytes'] / scale:.3g}"
+                    text += f" / {format_value(row['expected_alloc_bytes'] / scale, metric)}"
                 cells.append(text)
             rows.append(cells)
         cell, variant, mode, dtype, threads = key
@@ -138,6 +140,8 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                           f"! = unstable (IQR > 10% of median)",
                   "memory": "* lowest; measured / analytic (outputs, saved state and "
                             "gradients: Problem.expected_bytes less the inputs)",
+                  "gflops": "* highest; (N%) = fraction of the GEMM ceiling (NumPy's BLAS) "
+                            "measured in the same worker; torch's MKL can exceed it",
                   "accuracy": "* lowest; ! = above the target (float32: 1e-6 forward, "
                               "1e-4 with gradients; grubench.tolerances)",
                   }.get(metric_name, "* best")
@@ -397,6 +401,7 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
         for (i, j), value in np.ndenumerate(grid.values):
             if not pd.isna(value):
                 axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
-        figure.colorbar(image, ax=axis, label=f"speedup vs {speed['baseline'].iloc[0]}")
+        figure.colorbar(image, ax=axis, label="speedup")
+        axis.set_title(f"speedup vs {speed['baseline'].iloc[0]} (baseline median / median)")
         save(figure, "speedup_heatmap.png")
     return paths

@@ -77,6 +77,13 @@ def test_memory_and_accuracy_tables(results):
                              ["numba-cpu", "3.0e-06 !", "crashed"]]
 
 
+def test_gflops_table_shows_the_fraction_of_the_gemm_ceiling(results):
+    gflops = report.metric_tables(results, "gflops")[0]
+    # torch-cpu 5760 FLOPs in 2 ms = 0.00288 GFLOP/s, ceiling 100 -> 0%; numba-cpu 4x
+    assert gflops.rows[0][1] == "0.00288 (0%)"
+    assert gflops.rows[1][1] == "*0.0115 (0%)"
+
+
 def test_problems_table_lists_reasons(results):
     table = report.problems_table(results)
     assert table.rows == [["numba-cpu", "crashed", "1", "worker died (signal SIGSEGV)"]]
