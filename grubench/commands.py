@@ -108,6 +108,10 @@ def _run(args, cells=None):
 def _finish(frame, seconds: float, out: str) -> int:
     print(f"\n{len(frame)} cases in {seconds:.1f} s; report: {out}/report.md "
           f"(results.json, results.csv, plots)")
+    if frame.empty and not frame.attrs.get("interrupted"):
+        print("grubench: nothing was measured: no selected backend is available here "
+              "(see the notes above)", file=sys.stderr)
+        return 1
     if frame.attrs.get("interrupted"):
         print("interrupted: the cases measured so far are kept", file=sys.stderr)
         return 130

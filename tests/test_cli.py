@@ -128,3 +128,15 @@ def test_compare_cells_side_by_side(capsys, monkeypatch, tmp_path):
     assert "165 / 220" in row                  # parameters 3*5*(4+5+2) vs 4*5*(4+5+2)
     assert row.count("x)") == 3                # LSTM/GRU ratios: inference, training, memory
     assert "GRU vs LSTM" in (tmp_path / "report.md").read_text()
+
+
+def test_a_run_with_nothing_available_exits_1(capsys, monkeypatch, tmp_path):
+    from fake_backends import install
+
+    install(monkeypatch)
+    toml = tmp_path / "none.toml"
+    toml.write_text('backends = ["fake-unavailable"]\nsizes = [[2, 1, 2, 2]]\n')
+    status, out, err = run_main(capsys, "run", "--suite", str(toml), "--out", str(tmp_path))
+    assert status == 1
+    assert "note: fake-unavailable left out: fake reason it cannot run" in out
+    assert "nothing was measured" in err
