@@ -38,7 +38,8 @@ if "--tiny" in sys.argv and "NUMBA_ENABLE_CUDASIM" not in os.environ:
 
 from grubench import tolerances  # noqa: E402
 from grubench.files import write_atomic  # noqa: E402
-from grubench.kernels import numba_cuda, reference, torch_nn  # noqa: E402
+from grubench.kernels import cuda_matmul, numba_cuda, reference, torch_nn  # noqa: E402
+from grubench.kernels.cuda_matmul import Tile  # noqa: E402
 from grubench.kernels.contract import validate  # noqa: E402
 from grubench.problems import Problem  # noqa: E402
 
@@ -105,9 +106,9 @@ class TorchClock:
         return self.start.elapsed_time(self.end)
 
 
-def median_ms(run, prepared, clock, max_reps: int, rep_seconds: float) -> dict:
+def median_ms(run, synchronize, clock, max_reps: int, rep_seconds: float) -> dict:
     run()                       # warm-up: compiles numba kernels, picks cuDNN algorithms
-    prepared.synchronize()
+    synchronize()
     times = []
     deadline = time.perf_counter() + rep_seconds
     while len(times) < max_reps and (len(times) < 3 or time.perf_counter() < deadline):
@@ -154,8 +155,8 @@ def measure_case(case: Case, options, torch_ok: bool) -> dict:
         clock = NumbaClock()
         for mode in modes:
             run = prepared.forward if mode == "forward" else prepared.training_step
-            row[f"numba_{mode}"] = median_ms(run, prepared, clock, options.max_reps,
-                                             options.rep_seconds)
+            row[f"numba_{mode}"] = median_ms(run, prepared.synchronize, clock,
+                                             options.max_reps, options.rep_seconds)
         row.update(accuracy(prepared, args, case.training))
         del prepared
     except Exception as error:
@@ -168,8 +169,8 @@ def measure_case(case: Case, options, torch_ok: bool) -> dict:
             clock = TorchClock()
             for mode in modes:
                 run = prepared.forward if mode == "forward" else prepared.training_step
-                row[f"torch_{mode}"] = median_ms(run, prepared, clock, options.max_reps,
-                                                 options.rep_seconds)
+                row[f"torch_{mode}"] = median_ms(run, prepared.synchronize, clock,
+                                                 options.max_reps, options.rep_seconds)
             del prepared
             torch.cuda.empty_cache()
         except Exception as error:
@@ -180,6 +181,86 @@ def measure_case(case: Case, options, torch_ok: bool) -> dict:
         if numba_t and torch_t and numba_t["median_ms"] > 0:
             row[f"speed_{mode}"] = torch_t["median_ms"] / numba_t["median_ms"]
     return row
+
+
+# ------------------------------------------------------------------------------- matmul
+
+MATMUL_TILES = {"64x64 (16x16 thr, 4x4 each)": Tile(),
+                "128x128 (16x16 thr, 8x8 each)": Tile(16, 16, 8, 8, 8),
+                "32x32 (16x16 thr, 2x2 each)": Tile(16, 16, 2, 2, 16),
+                "4x64 (step tile, N<=4)": numba_cuda.step_tile_for(4)}
+
+# (label, M, K, N, trans_b): the products of a GRU training step at (T, N, H) = (100, 64, 1024)
+# and of an inference step at N=4
+MATMUL_SHAPES = [("input projection x @ w_ih.T", 6400, 1024, 3072, True),
+                 ("dx = dgates @ w_ih", 6400, 3072, 1024, False),
+                 ("recurrent N=64: h @ w_hh.T", 64, 1024, 3072, True),
+                 ("recurrent N=4: h @ w_hh.T", 4, 1024, 3072, True)]
+TINY_MATMUL_SHAPES = [("tiny", 5, 3, 7, True)]
+
+
+def measure_matmuls(options, torch_ok: bool) -> list[dict]:
+    """The tiled matmul at each tile shape against torch.matmul (TF32 off), float32."""
+    from numba import cuda
+    rows = []
+    rng = np.random.default_rng(0)
+    tiles = ({"tiny 4x4": Tile(2, 2, 2, 2, 2)} if options.tiny else MATMUL_TILES)
+    for label, M, K, N, trans_b in TINY_MATMUL_SHAPES if options.tiny else MATMUL_SHAPES:
+        a = rng.standard_normal((M, K), dtype=np.float32)
+        b = rng.standard_normal((N, K) if trans_b else (K, N), dtype=np.float32)
+        row = {"product": label, "M": M, "K": K, "N": N}
+        flops = 2.0 * M * N * K
+        want = None
+        if torch_ok:
+            import torch
+            ta, tb = torch.as_tensor(a, device="cuda"), torch.as_tensor(b, device="cuda")
+            tc = torch.empty((M, N), device="cuda")
+            op = tb.t() if trans_b else tb
+            timing = median_ms(lambda: torch.matmul(ta, op, out=tc), torch.cuda.synchronize,
+                               TorchClock(), options.max_reps, options.rep_seconds)
+            row["torch"] = {**timing, "tflops": flops / timing["median_ms"] / 1e9}
+            want = tc.cpu().numpy().astype(np.float64)
+        da, db = cuda.to_device(a), cuda.to_device(b)
+        dc = cuda.device_array((M, N), np.float32)
+        for name, tile in tiles.items():
+            try:
+                timing = median_ms(
+                    lambda: cuda_matmul.matmul(da, db, dc, trans_b=trans_b, tile=tile),
+                    cuda.synchronize, NumbaClock(), options.max_reps, options.rep_seconds)
+                if timing["median_ms"] > 0:
+                    timing["tflops"] = flops / timing["median_ms"] / 1e9
+                if want is not None:
+                    timing["rel_err_vs_torch"] = tolerances.errors(dc.copy_to_host(), want)[1]
+                row[name] = timing
+            except Exception as error:
+                row[name] = {"error": f"{type(error).__name__}: {error}"}
+        rows.append(row)
+        print(f"matmul {label}: " + ", ".join(
+            f"{k}={v.get('tflops', v.get('error', '?'))}" for k, v in row.items()
+            if isinstance(v, dict)), flush=True)
+    return rows
+
+
+def matmul_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    tiles = [k for k in rows[0] if isinstance(rows[0][k], dict) and k != "torch"]
+    lines = ["", "## Tiled matmul (float32) vs torch.matmul, TFLOP/s (median ms)", "",
+             "| product | M | K | N | torch | " + " | ".join(tiles) + " |",
+             "|---|---|---|---|---|" + "---|" * len(tiles)]
+
+    def cell(entry):
+        if not entry:
+            return "-"
+        if "error" in entry:
+            return entry["error"][:60]
+        return f"{entry.get('tflops', float('nan')):.1f} ({entry['median_ms']:.3f})"
+
+    for row in rows:
+        lines.append(f"| {row['product']} | {row['M']} | {row['K']} | {row['N']} "
+                     f"| {cell(row.get('torch'))} | "
+                     + " | ".join(cell(row.get(t)) for t in tiles) + " |")
+    return lines
 
 
 # ------------------------------------------------------------------------------- context
@@ -227,7 +308,7 @@ def fmt_ms(entry) -> str:
     return "-" if not entry else f"{entry['median_ms']:.3f}"
 
 
-def markdown(env: dict, rows: list[dict], skipped: list[Case]) -> str:
+def markdown(env: dict, rows: list[dict], skipped: list[Case], matmuls: list[dict]) -> str:
     lines = ["# numba-cuda vs torch-cuda (cuDNN), float32, TF32 off", "",
              "| " + " | ".join(f"{k}: {v}" for k, v in env.items()) + " |", "",
              "Median of CUDA-event times per call (ms); speed = torch / numba-cuda "
@@ -251,6 +332,7 @@ def markdown(env: dict, rows: list[dict], skipped: list[Case]) -> str:
     if skipped:
         lines += ["", "Skipped (time budget): " + ", ".join(
             f"{c.cell} T={c.T} N={c.N} H={c.H}" for c in skipped)]
+    lines += matmul_markdown(matmuls)
     return "\n".join(lines) + "\n"
 
 
@@ -270,6 +352,8 @@ def main(argv=None) -> int:
                         help="start no new size after this many seconds")
     parser.add_argument("--max-reps", type=int, default=30)
     parser.add_argument("--rep-seconds", type=float, default=0.5)
+    parser.add_argument("--no-matmul", action="store_true",
+                        help="skip the matmul-vs-torch section")
     options = parser.parse_args(argv)
     # numba warns that tiny grids under-use the GPU: true of the pointwise kernels at N=1
     warnings.filterwarnings("ignore", message=".*under-utilization.*")
@@ -284,8 +368,21 @@ def main(argv=None) -> int:
         torch.backends.cudnn.allow_tf32 = False
     env = environment()
     env["torch_cuda_available"] = torch_ok if torch_ok else torch_why
-    rows, skipped = [], []
+    rows, skipped, matmuls = [], [], []
     cases = tiny_cases() if options.tiny else issue4_cases()
+
+    def save(pending):
+        write_atomic(out / "results.json", json.dumps(
+            {"environment": env, "results": rows, "matmul": matmuls,
+             "skipped": [asdict(c) for c in pending]}, indent=1, default=str))
+        write_atomic(out / "results.md", markdown(env, rows, pending, matmuls))
+
+    if ok and not options.no_matmul:
+        try:
+            matmuls = measure_matmuls(options, torch_ok)
+        except Exception:
+            traceback.print_exc()
+        save(cases)
     for index, case in enumerate(cases):
         if time.perf_counter() - started > options.budget_s:
             skipped = cases[index:]
@@ -296,15 +393,9 @@ def main(argv=None) -> int:
             rows.append(measure_case(case, options, torch_ok))
         print(f"[{time.perf_counter() - started:6.1f}s] {case}: {summary(rows[-1])}",
               flush=True)
-        write_atomic(out / "results.json", json.dumps(
-            {"environment": env, "results": rows,
-             "skipped": [asdict(c) for c in cases[index + 1:]]}, indent=1, default=str))
-        write_atomic(out / "results.md", markdown(env, rows, []))
-    write_atomic(out / "results.json", json.dumps(
-        {"environment": env, "results": rows, "skipped": [asdict(c) for c in skipped]},
-        indent=1, default=str))
-    write_atomic(out / "results.md", markdown(env, rows, skipped))
-    print(markdown(env, rows, skipped))
+        save(cases[index + 1:])
+    save(skipped)
+    print(markdown(env, rows, skipped, matmuls))
     return 0
 
 

@@ -235,6 +235,7 @@ def test_kernel_failure_names_the_kernel():
         cuda_matmul.launch("probe", fill, (1, 1), "not an array")
 
 
+@pytest.mark.skipif(not SIMULATED, reason="on a GPU the other tests compile the kernels")
 def test_kernels_compile_to_ptx_for_h100():
     """The simulator never compiles: check typing and lowering with NVVM (where installed,
     the cuda-ptx extra), and that float32 kernels do no float64 arithmetic."""
