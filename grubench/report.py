@@ -165,7 +165,7 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
                       + pick("gru", "training", "median_s").index.tolist())
                   & set(pick("lstm", "inference", "median_s").index.tolist()
                         + pick("lstm", "training", "median_s").index.tolist()),
-                  key=lambda k: (k[0], k[1:]))
+                  key=lambda k: (k[0], k[4], k[2], k[1], k[3]))   # backend, H, B, T, I
     columns = {m: (pick("gru", m, "median_s"), pick("lstm", m, "median_s"))
                for m in ("inference", "training")}
     memory = (pick("gru", "training", "peak_bytes"), pick("lstm", "training", "peak_bytes"))
