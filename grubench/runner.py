@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from grubench import backends as registry
 from grubench import machine, suites
 from grubench.accuracy import ReferenceCache
 from grubench.kernels.contract import available_memory_bytes, format_bytes
@@ -104,16 +105,15 @@ def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[
     """(backend names to run, notes). Explicit names are validated (ValueError with the
     valid names) and kept even when unavailable; the default selection is the suite's
     list, else every registered backend on the suite's device, available here."""
-    from grubench import backends
-
     load_plugins()
-    valid = backends.names()
+    valid = registry.names()
     if names:
         return list(suites.check_names("backend", names, valid)), []
-    candidates = suite.backends or [n for n in valid if suite.device in (None, backends.get(n).device)]
+    candidates = suite.backends or [n for n in valid
+                                    if suite.device in (None, registry.get(n).device)]
     chosen, notes = [], []
     for name in candidates:
-        backend = backends.get(name)
+        backend = registry.get(name)
         if backend.available:
             chosen.append(name)
         else:
@@ -121,7 +121,10 @@ def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[
     return chosen, notes
 
 
-def skip_reason(suite: suites.Suite, backend: str, problem: Problem, training: bool) -> str | None:
+def skip_reason(suite: suites.Suite, backend: str, problem: Problem,
+                training: bool) -> str | None:
+    """Why a case is not attempted (too large for memory, over a slow backend's cap), or
+    None."""
     need = problem.expected_bytes(training)
     have = available_memory_bytes()
     if need > MEMORY_HEADROOM * have:
@@ -244,6 +247,9 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
                                  min_runs=min_runs, min_time=min_time, baseline=baseline,
                                  case_timeout=case_timeout)
     chosen, notes = select_backends(suite, backends)
+    suites.check_names("baseline backend", [suite.baseline], registry.names())
+    if suite.baseline not in chosen:
+        notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
     if out is not None:
         from grubench.files import check_writable_dir
         check_writable_dir(out)

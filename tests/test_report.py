@@ -15,7 +15,8 @@ def row(backend, cell, mode, size, median, **fields):
     T, B, I, H = size
     base = dict(backend=backend, cell=cell, variant="reset_after" if cell == "gru" else "-",
                 mode=mode, T=T, B=B, I=I, H=H, dtype="float32", threads=1, status="ok",
-                median_s=median, iqr_s=median and median / 100, min_s=median, runs=5, unstable=False,
+                median_s=median, iqr_s=median and median / 100,
+                min_s=median, runs=5, unstable=False,
                 compile_s=0.5, peak_bytes=2 ** 20, rel_err=1e-7, gemm_gflops=100.0,
                 baseline="torch-cpu")
     base.update(fields)

@@ -120,3 +120,12 @@ def test_grubench_exports_run_suite_lazily():
     code = ("import sys, grubench; assert 'pandas' not in sys.modules; "
             "from grubench import run_suite; assert 'pandas' in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_baseline_is_validated_and_its_absence_noted():
+    with pytest.raises(ValueError, match="unknown baseline backend 'nope'"):
+        runner.run_suite(TINY, backends=["fake-ok"], baseline="nope", progress=False)
+    frame = runner.run_suite(TINY.with_overrides(baseline="numpy"), backends=["fake-ok"],
+                             progress=False)
+    assert frame["speedup"].isna().all()
+    assert "no speedups: the baseline numpy is not among the backends run" in frame.attrs["notes"]
