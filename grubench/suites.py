@@ -28,7 +28,6 @@ Keys left out take the defaults of :class:`Suite` and :class:`Group`.
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -203,6 +202,13 @@ def _positive_int(value, key: str) -> int:
 
 def load_toml(path: str | Path) -> Suite:
     """A user suite from a TOML file (format in the module docstring)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise ValueError("TOML suites need Python 3.11+ or the tomli package") from None
     path = Path(path)
     try:
         table = tomllib.loads(path.read_text())
