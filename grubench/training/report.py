@@ -111,8 +111,9 @@ def plot_curves(rows: list[dict]) -> bytes:
         for row in (r for r in rows if r["dataset"] == name):
             label = f"{row['cell']} {row['backend']} t{row['threads']}"
             epochs = range(1, len(row["train_loss"]) + 1)
-            loss_axis.plot(epochs, row["train_loss"], marker=".", label=label)
-            accuracy_axis.plot(epochs, row["test_accuracy_curve"], marker=".", label=label)
+            style = dict(marker=".", label=label, linestyle="-" if row["cell"] == "gru" else "--")
+            loss_axis.plot(epochs, row["train_loss"], **style)
+            accuracy_axis.plot(epochs, row["test_accuracy_curve"], **style)
         loss_axis.set(title=name, ylabel="training loss", yscale="log")
         accuracy_axis.set(xlabel="epoch", ylabel="test accuracy")
         accuracy_axis.legend(fontsize="small")
