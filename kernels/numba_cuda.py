@@ -343,7 +343,9 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
     """``kernel(T, gi, w_hh, b_hh, lengths, hs, cs, y, saved, rh)``:
     gi (T,B,G*H) input parts with b_ih; w_hh (G*H,H); b_hh (G*H,); lengths (B,);
     hs, cs (T+1,B,H) state sequences with hs[0], cs[0] the initial states (cs unused for
-    GRU); y (T,B,H); saved (T,B,4H) written if ``save``; rh (B,H) scratch for r*h.
+    GRU); y (T,B,H); saved (T,B,4H) written if ``save``; rh (T,B,H) r*h of each step
+    (reset-before GRU only): blocks read other blocks' r*h after a grid sync, and fresh
+    addresses every step leave no stale cached line to read.
 
     Block k owns slices k, k + gridDim, ... of ``units`` hidden units each; its local unit
     lu = j*units + v is hidden unit (k + j*gridDim)*units + v. Its weight rows are kept in
@@ -410,11 +412,11 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
                     u = unit_of(lu)
                     if u < H:
                         gru_reset_point(b, u, H, gi[t], dots[GRU_R * LU + lu, b]
-                                        + b_hh[GRU_R * H + u], hs[t], rh)
+                                        + b_hh[GRU_R * H + u], hs[t], rh[t])
                         if save:
-                            saved[t, b, GRU_EXTRA * H + u] = rh[b, u]
+                            saved[t, b, GRU_EXTRA * H + u] = rh[t, b, u]
                 grid.sync()
-                block_dots(w, 2 * LU, 3 * LU, rh, partial, dots)  # n rows on r*h
+                block_dots(w, 2 * LU, 3 * LU, rh[t], partial, dots)  # n rows on r*h
             else:
                 block_dots(w, 0, ROWS, hs[t], partial, dots)
             for e in range(tid, LU * B, threads):
@@ -459,7 +461,7 @@ def device_bytes(args: RNNArgs) -> int:
     T, B, I, H, G = args.T, args.B, args.I, args.H, args.gates
     elements = (2 * T * B * I + 2 * G * H * (I + H + 2)   # x, dx; weights and gradients
                 + 2 * T * B * H                            # y, dy
-                + 2 * (T + 1) * B * H                      # hs, cs
+                + 2 * (T + 1) * B * H + T * B * H          # hs, cs, rh
                 + T * B * (G + SAVED_SLOTS) * H            # gi, saved
                 + 2 * T * B * G * H                        # dgi, dgh
                 + 12 * B * H + B * G * H)                  # states, carries, gh
@@ -496,7 +498,8 @@ class NumbaCudaPrepared(Prepared):
         self.lengths = to_device(lengths)
         self.gi = cuda.device_array((T, B, G * H), dtype)
         self.gh = cuda.device_array((B, G * H), dtype)
-        self.rh = cuda.device_array((B, H), dtype)
+        reset_before = args.cell == "gru" and not args.reset_after
+        self.rh = cuda.device_array((T if reset_before else 1, B, H), dtype)
         self.y = cuda.device_array((T, B, H), dtype)
         self.hs = cuda.device_array((T + 1, B, H), dtype)
         self.hs[0].copy_to_device(args.h0)
@@ -623,7 +626,7 @@ class NumbaCudaPrepared(Prepared):
             if args.reset_after:
                 self._step_matmul("recurrent product", h_prev, w_hh, gh, trans_b=True, bias=b_hh)
             else:
-                rh = self.saved[t][:, GRU_EXTRA * H:] if save else self.rh
+                rh = self.saved[t][:, GRU_EXTRA * H:] if save else self.rh[t]
                 rz_cols = slice(0, GRU_N * H)
                 self._step_matmul("recurrent product r,z", h_prev, w_hh[rz_cols], gh[:, rz_cols],
                              trans_b=True, bias=b_hh[rz_cols])

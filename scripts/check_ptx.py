@@ -59,7 +59,7 @@ def kernels_with_signatures(np_dtype: np.dtype):
                 yield (f"persistent {cell} {tag}",
                        numba_cuda.persistent_kernel(np_dtype, cell, reset_after, save, 3, 2,
                                                     32, 4),
-                       (step, m3, m2, m1, lengths, m3, m3, m3, m3, m2))
+                       (step, m3, m2, m1, lengths, m3, m3, m3, m3, m3))
         gru_back, gru_back_reset, lstm_back = numba_cuda.backward_kernels(np_dtype, reset_after)
         yield (f"gru_back_step reset_after={reset_after}", gru_back,
                (step, m2, m2, lengths, m2, m2, m2, m2, m2))
