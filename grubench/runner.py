@@ -14,6 +14,22 @@ share the cores), and returns one row per case. Row statuses:
   anything is allocated), or a slow backend above its suite's size cap (the ``numpy``
   oracle times only small cases).
 
+What the numbers mean (choices made here):
+
+* ``compile_s``: the case's first call in its worker, JIT and caches included; a kernel
+  already compiled for an earlier case of the same worker compiles no more.
+* ``median_s`` etc.: grubench.timing (warm-up, then at least ``min_runs`` runs and
+  ``min_time`` seconds); ``unstable`` when IQR/median > 10%.
+* ``peak_bytes``: grubench.memory, one extra call after timing; ``expected_alloc_bytes``
+  is what that call should allocate (Problem.expected_bytes less the inputs).
+* accuracy: against the float64 reference (grubench.accuracy), computed by the runner
+  once per (problem, seed, mode) while the worker waits, up to a FLOP cap (``note``).
+* ``gflops`` counts the input projection (Problem.flops); ``gflops_recurrent`` is
+  DeepBench's recurrent-only figure; ``gemm_fraction`` divides by the GEMM ceiling the
+  same worker measured; ``speedup`` = baseline median / median on the same case.
+* The ``numpy`` backend is the exact oracle, a step-at-a-time loop: suites time it only
+  on small cases (``Suite.slow_backends``) so it cannot eat the default run's 2 minutes.
+
 Ctrl-C stops the run and keeps the rows measured so far (``attrs["interrupted"]``).
 ``attrs`` also holds ``machine`` (grubench.machine.context) and ``suite``.
 """
