@@ -72,6 +72,16 @@ def build_model(job: Job, data):
     return model.KernelModel(spec, backend, params, job.lr, job.clip), backend.version
 
 
+def allocation_counter(backend_name: str) -> str:
+    """The grubench.memory counter that sees a model's arrays: torch's profiler for the
+    torch model and the torch backends, tracemalloc for NumPy and Numba backends."""
+    from grubench import backends
+
+    torch_based = (backend_name == TORCH_MODEL
+                   or backends.get(backend_name).entry.module.endswith("torch_nn"))
+    return "torch-profiler" if torch_based else "tracemalloc"
+
+
 def run_job(job: Job) -> dict:
     """Train as ``job`` says, in this process; the result row with its learning curve."""
     from grubench import memory
@@ -84,11 +94,11 @@ def run_job(job: Job) -> dict:
     pin_threads(job.threads)
     history = loop.train(model, data, epochs=job.epochs, batch=job.batch, seed=job.seed,
                          lr=job.lr)
-    # After scoring: one more step on the first batch, with the allocation counter that
-    # sees this model's arrays (tracemalloc for NumPy/Numba, the profiler for torch).
+    # After scoring: one more step on the first batch, measured by the allocation counter
+    # that sees this model's arrays.
     x, lengths, labels = next(loop.batches(data.x_train, data.lengths_train, data.y_train,
                                            job.batch))
-    counter = "torch-profiler" if job.backend == TORCH_MODEL else "tracemalloc"
+    counter = allocation_counter(job.backend)
     step_peak = memory.peak_bytes(lambda: model.train_step(x, lengths, labels), counter)
     return {
         "dataset": data.name, "cell": job.cell, "backend": job.backend,

@@ -60,3 +60,9 @@ def test_run_in_worker(tmp_path, tiny_series):
     data.x_train[0, 0, 0] = np.nan
     with pytest.raises(runner.RunFailed, match="gru on numpy: training loss became nan"):
         runner.run_in_worker(make_job(tmp_path, data), tmp_path)
+
+
+def test_allocation_counter_per_backend():
+    assert runner.allocation_counter(runner.TORCH_MODEL) == "torch-profiler"
+    assert runner.allocation_counter("torch-cpu") == "torch-profiler"
+    assert runner.allocation_counter("numpy") == "tracemalloc"
