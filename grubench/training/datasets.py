@@ -157,10 +157,10 @@ def read_ts(path: str | Path) -> tuple[list[np.ndarray], np.ndarray]:
     return series, np.array(labels)
 
 
-def pad_series(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(steps_i, F) arrays -> zero-padded (N, max steps, F) float32 and lengths (N,)."""
+def pad_series(series: list[np.ndarray], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps_i, F) arrays -> zero-padded (N, steps, F) float32 and lengths (N,)."""
     lengths = np.array([len(s) for s in series], dtype=np.int64)
-    padded = np.zeros((len(series), lengths.max(), series[0].shape[1]), dtype=np.float32)
+    padded = np.zeros((len(series), steps, series[0].shape[1]), dtype=np.float32)
     for row, s in enumerate(series):
         padded[row, :len(s)] = s
     return padded, lengths
@@ -172,18 +172,18 @@ def load_japanese_vowels(directory: str | Path = DATA_DIR) -> Dataset:
     directory = Path(directory)
     train_series, train_labels = read_ts(directory / "JapaneseVowels_TRAIN.ts.gz")
     test_series, test_labels = read_ts(directory / "JapaneseVowels_TEST.ts.gz")
-    steps = np.concatenate(train_series)
-    mean, std = steps.mean(axis=0), steps.std(axis=0)
-    x_train, len_train = pad_series([(s - mean) / std for s in train_series])
-    x_test, len_test = pad_series([(s - mean) / std for s in test_series])
-    T = max(x_train.shape[1], x_test.shape[1])
+    train_steps = np.concatenate(train_series)
+    mean, std = train_steps.mean(axis=0), train_steps.std(axis=0)
+    longest = max(len(s) for s in train_series + test_series)
     names = sorted(set(train_labels), key=int)
     to_class = {name: index for index, name in enumerate(names)}
+
+    def split(series, labels):
+        x, lengths = pad_series([(s - mean) / std for s in series], longest)
+        return x, lengths, np.array([to_class[n] for n in labels], dtype=np.int64)
+
     return Dataset("japanese-vowels", "UCI Japanese Vowels (CC BY 4.0), shipped",
-                   np.pad(x_train, ((0, 0), (0, T - x_train.shape[1]), (0, 0))), len_train,
-                   np.array([to_class[n] for n in train_labels], dtype=np.int64),
-                   np.pad(x_test, ((0, 0), (0, T - x_test.shape[1]), (0, 0))), len_test,
-                   np.array([to_class[n] for n in test_labels], dtype=np.int64),
+                   *split(train_series, train_labels), *split(test_series, test_labels),
                    classes=len(names))
 
 
