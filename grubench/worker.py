@@ -12,8 +12,9 @@ then sends it one case per line of JSON on stdin and reads one JSON row per line
   status "timeout". The runner then starts a fresh worker for the next case.
 
 Plugins: ``GRUBENCH_PLUGINS`` (comma-separated module names) are imported by the runner
-and every worker before the registry is read, so an out-of-tree module can add entries
-to :data:`grubench.backends.REGISTRY` (the tests inject their crashing backends this way).
+and every worker before the registry is read, and each one's ``register()`` (if any) is
+called, so an out-of-tree module can add entries to :data:`grubench.backends.REGISTRY`
+(the tests inject their crashing backends this way).
 """
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ PLUGINS_ENV = "GRUBENCH_PLUGINS"
 
 
 def load_plugins() -> list[str]:
-    """Import the modules named in ``GRUBENCH_PLUGINS``; returns their names."""
+    """Import the modules named in ``GRUBENCH_PLUGINS`` and call their ``register()``
+    (idempotent: it runs on every call); returns the module names."""
     modules = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-    for module in modules:
-        importlib.import_module(module)
+    for name in modules:
+        register = getattr(importlib.import_module(name), "register", None)
+        if register is not None:
+            register()
     return modules
 
 

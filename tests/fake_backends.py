@@ -1,7 +1,8 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
-registry's plugin hook): one that works (the NumPy reference), one that raises, one that
+registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one that raises, one that
 aborts the process, one that segfaults, one that hangs and one that is unavailable."""
 import ctypes
+import functools
 import os
 import time
 
@@ -49,15 +50,21 @@ def prepare(args, behaviour):
     return FakePrepared(args, behaviour)
 
 
-for _behaviour in BEHAVIOURS:
-    backends.REGISTRY[f"fake-{_behaviour}"] = backends.Entry(
-        __name__, f"test backend that does: {_behaviour}", {"behaviour": _behaviour})
+def register():
+    """The plugin hook (grubench.worker.load_plugins): add the fake entries."""
+    for behaviour in BEHAVIOURS:
+        backends.REGISTRY[f"fake-{behaviour}"] = backends.Entry(
+            __name__, f"test backend that does: {behaviour}", {"behaviour": behaviour})
 
 
 def install(monkeypatch):
-    """Make the fake backends visible to this process and to every worker it starts."""
+    """Make the fake backends visible to this process and to every worker it starts, for
+    one test: the registry and its lookup cache are restored afterwards, so no other test
+    ever sees a backend that aborts."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     monkeypatch.syspath_prepend(root)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p))
     monkeypatch.setenv("GRUBENCH_PLUGINS", "tests.fake_backends")
+    monkeypatch.setattr(backends, "REGISTRY", dict(backends.REGISTRY))
+    monkeypatch.setattr(backends, "get", functools.cache(backends.get.__wrapped__))

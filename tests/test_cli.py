@@ -105,9 +105,13 @@ def test_quick_suite_end_to_end(tmp_path):
     assert "gru reset_after · inference · float32 · 1 thread · median time" in done.stdout
     assert "] 1/" in done.stderr                     # the progress bar
     document = json.loads((out / "results.json").read_text())
-    statuses = {r["backend"]: r["status"] for r in document["results"]}
-    assert statuses["torch-cpu"] == "ok" and statuses["numpy"] == "ok"
-    assert all(r["status"] == "ok" for r in document["results"]), done.stdout
+    # the harness's own backends must measure; another backend's failure (its own tests
+    # guard it) must show as a row with a reason, never break the run
+    for result in document["results"]:
+        if result["backend"] in ("numpy", "torch-cpu"):
+            assert result["status"] == "ok", result
+        else:
+            assert result["status"] == "ok" or result["reason"], result
     for name in ("results.csv", "report.md", "time_by_size.png"):
         assert (out / name).stat().st_size > 0
     shown = subprocess.run([sys.executable, "-m", "grubench", "show", str(out)],
