@@ -1,6 +1,7 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
-registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one that raises, one that
-aborts the process, one that segfaults, one that hangs and one that is unavailable."""
+registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one
+that raises, one that aborts the process, one that segfaults, one that hangs and one that
+is unavailable."""
 import ctypes
 import functools
 import os
