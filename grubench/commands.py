@@ -52,7 +52,8 @@ def _both(choices):
     return lambda value: tuple(choices) if value in (None, "both") else (value,)
 
 
-def add_case_options(parser: argparse.ArgumentParser, cells: bool = True) -> None:
+def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
+                     out: str = DEFAULT_OUT) -> None:
     """The options run and compare-cells share: which cases, how long, where to."""
     parser.add_argument("--suite", default="default", metavar="NAME",
                         help=f"one of {', '.join(suites.names())}, or a .toml suite file "
@@ -83,8 +84,8 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True) -> Non
     parser.add_argument("--baseline", metavar="BACKEND",
                         help="speedups are against this backend (default: the suite's, "
                              "torch-cpu; torch-cuda for gpu)")
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"report folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--out", default=out, metavar="DIR",
+                        help=f"report folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -184,8 +185,8 @@ def add_subcommand(subparsers) -> None:
         "compare-cells", help="GRU against LSTM on the same sizes and backends",
         description="Run GRU and LSTM on the same sizes and backends and print them side "
                     "by side: parameters, inference and training time, memory, accuracy.")
-    add_case_options(compare, cells=False)
-    compare.set_defaults(handler=handle_compare_cells, out="reports/compare-cells")
+    add_case_options(compare, cells=False, out=f"{DEFAULT_OUT}/compare-cells")
+    compare.set_defaults(handler=handle_compare_cells)
 
     listing = subparsers.add_parser(
         "list", help="backends (with availability) and suites (with sizes)",
