@@ -57,7 +57,7 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--threads", default="1",
                         help="comma list of thread counts (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("reports"),
+    parser.add_argument("--out", type=Path, default=Path("reports/latest"),
                         help="report folder (default: %(default)s)")
     parser.set_defaults(handler=run)
     return parser
