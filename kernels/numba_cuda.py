@@ -92,11 +92,15 @@ class CudaConfig:
     pointwise_threads: int = 256
     #: "auto" picks persistent when it fits (see ``plan_persistent``), else stepwise
     path: str = "auto"
-    #: largest batch the persistent kernel serves (its per-thread accumulators are this long)
+    #: largest batch for which path="auto" picks the persistent kernel (path="persistent"
+    #: runs it at any batch whose plan fits)
     persistent_max_batch: int = 4
     persistent_threads: int = 256
-    #: threads that split one dot product over H (a warp on a GPU)
-    persistent_ksplit: int = 32
+    #: threads that split one dot product over H; None: the largest power of two up to a
+    #: warp (32) that the block's rows and batch groups leave threads for
+    persistent_ksplit: int | None = None
+    #: batch entries one thread accumulates per weight it reads (registers)
+    persistent_batch_per_thread: int = 4
     #: hidden units per persistent slice; None: as many as fit ``shared_memory_bytes``
     persistent_units: int | None = None
     #: shared memory a block may use without opting in (48 KiB on every CUDA GPU)
@@ -106,11 +110,12 @@ class CudaConfig:
         if self.path not in PATHS:
             raise ValueError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
         for name in ("pointwise_threads", "persistent_max_batch", "persistent_threads",
-                     "persistent_ksplit"):
+                     "persistent_batch_per_thread"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.persistent_units is not None and self.persistent_units < 1:
-            raise ValueError(f"persistent_units must be >= 1, got {self.persistent_units}")
+        for name in ("persistent_units", "persistent_ksplit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 def step_tile_for(batch: int) -> Tile:
@@ -325,7 +330,8 @@ class PersistentPlan:
     blocks: int
     threads: int
     ksplit: int
-    max_batch: int
+    max_batch: int        # the batch rounded up to a power of two (shared array shapes)
+    batch_per_thread: int
 
     @property
     def local_units(self) -> int:
@@ -339,7 +345,8 @@ class PersistentPlan:
 
 @functools.cache
 def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
-                      units: int, slices_per_block: int, ksplit: int, max_batch: int):
+                      units: int, slices_per_block: int, ksplit: int, max_batch: int,
+                      batch_per_thread: int):
     """``kernel(T, gi, w_hh, b_hh, lengths, hs, cs, y, saved, rh)``:
     gi (T,B,G*H) input parts with b_ih; w_hh (G*H,H); b_hh (G*H,); lengths (B,);
     hs, cs (T+1,B,H) state sequences with hs[0], cs[0] the initial states (cs unused for
@@ -357,7 +364,7 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
     gates = 4 if cell == "lstm" else 3
     LU = units * slices_per_block
     ROWS = gates * LU
-    KS, MAXB = ksplit, max_batch
+    KS, MAXB, BPT = ksplit, max_batch, batch_per_thread
     PARTIAL_ROWS = ROWS * KS    # shared array shapes must be constants, not expressions
     two_phase = cell == "gru" and not reset_after
 
@@ -368,20 +375,25 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
     @cuda.jit(device=True)
     def block_dots(w, row_lo, row_hi, vec, partial, dots):
         """dots[lr, b] = sum_k w[lr, k] * vec[b, k] for local rows lr in [row_lo, row_hi);
-        w is (ROWS*H,) flat, vec (B,H); KS threads split each row's k range."""
+        w is (ROWS*H,) flat, vec (B,H). A work item is (row, group of BPT batch entries,
+        lane): KS lanes split the row's k range (neighbouring threads read neighbouring
+        k), and each weight read serves BPT batch entries."""
         B, H = vec.shape
         tid, threads = cuda.threadIdx.x, cuda.blockDim.x
-        acc = cuda.local.array(MAXB, numba_dtype)
-        for item in range(tid, (row_hi - row_lo) * KS, threads):
-            lr, lane = row_lo + item // KS, item % KS
-            for b in range(B):
-                acc[b] = zero
+        groups = (B + BPT - 1) // BPT
+        acc = cuda.local.array(BPT, numba_dtype)
+        for item in range(tid, (row_hi - row_lo) * groups * KS, threads):
+            lane, rest = item % KS, item // KS
+            lr, b0 = row_lo + rest // groups, (rest % groups) * BPT
+            count = min(BPT, B - b0)
+            for j in range(count):
+                acc[j] = zero
             for k in range(lane, H, KS):
                 weight = w[lr * H + k]
-                for b in range(B):
-                    acc[b] += weight * vec[b, k]
-            for b in range(B):
-                partial[lr * KS + lane, b] = acc[b]
+                for j in range(count):
+                    acc[j] += weight * vec[b0 + j, k]
+            for j in range(count):
+                partial[lr * KS + lane, b0 + j] = acc[j]
         cuda.syncthreads()
         for item in range(tid, (row_hi - row_lo) * B, threads):
             lr, b = row_lo + item // B, item % B
@@ -522,13 +534,22 @@ class NumbaCudaPrepared(Prepared):
     def plan_persistent(self) -> tuple[PersistentPlan | None, str]:
         """The persistent launch for this problem, or None and why it does not fit."""
         config, args = self.config, self.args
-        if args.B > config.persistent_max_batch:
+        if config.path == "auto" and args.B > config.persistent_max_batch:
             return None, f"batch {args.B} > persistent_max_batch {config.persistent_max_batch}"
-        itemsize, G, H = self.dtype.itemsize, args.gates, args.H
+        itemsize, G, H, B = self.dtype.itemsize, args.gates, args.H, args.B
+        max_batch = 1 << (B - 1).bit_length()
+        per_thread = min(config.persistent_batch_per_thread, B)
+        groups = -(-B // per_thread)
 
         def plan_for(units, slices_per_block, blocks):
+            ksplit = config.persistent_ksplit
+            if ksplit is None:
+                items = G * units * slices_per_block * groups
+                ksplit = 1
+                while 2 * ksplit <= 32 and 2 * ksplit * items <= config.persistent_threads:
+                    ksplit *= 2
             return PersistentPlan(units, slices_per_block, blocks, config.persistent_threads,
-                                  config.persistent_ksplit, config.persistent_max_batch)
+                                  ksplit, max_batch, per_thread)
 
         def fits(plan):
             return sum(plan.shared_bytes(G, H, itemsize)) <= config.shared_memory_bytes
@@ -571,7 +592,7 @@ class NumbaCudaPrepared(Prepared):
     def _persistent_kernel(self, plan: PersistentPlan, save: bool):
         return persistent_kernel(self.dtype, self.args.cell, self.args.reset_after, save,
                                  plan.units, plan.slices_per_block, plan.ksplit,
-                                 plan.max_batch)
+                                 plan.max_batch, plan.batch_per_thread)
 
     # ---------------------------------------------------------------- forward
 

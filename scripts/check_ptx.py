@@ -38,13 +38,14 @@ def kernels_with_signatures(np_dtype: np.dtype):
     dt = types.float32 if np_dtype == np.float32 else types.float64
     m1, m2, m3 = (any_layout(dt, n) for n in (1, 2, 3))
     step, lengths = types.int64, any_layout(types.int64, 1)
-    for trans_a in (False, True):
-        for trans_b in (False, True):
-            for accumulate in (False, True):
-                for bias in (False, True):
-                    yield (f"matmul ta={trans_a} tb={trans_b} acc={accumulate} bias={bias}",
-                           cuda_matmul.matmul_kernel(np_dtype, trans_a, trans_b, accumulate,
-                                                     bias, Tile()), (m2, m2, m2, m1))
+    # the flag combinations the backend uses: x @ w.T + b; dgates @ w (+= or =); dgates.T @ x
+    for trans_a, trans_b, accumulate, bias in [(False, True, False, True),
+                                               (False, False, True, False),
+                                               (False, False, False, False),
+                                               (True, False, False, False)]:
+        yield (f"matmul ta={trans_a} tb={trans_b} acc={accumulate} bias={bias}",
+               cuda_matmul.matmul_kernel(np_dtype, trans_a, trans_b, accumulate, bias,
+                                         Tile()), (m2, m2, m2, m1))
     for accumulate in (False, True):
         yield (f"column_sum acc={accumulate}", cuda_matmul.column_sum_kernel(accumulate),
                (m2, m1))
@@ -58,7 +59,7 @@ def kernels_with_signatures(np_dtype: np.dtype):
             for cell in ("gru", "lstm"):
                 yield (f"persistent {cell} {tag}",
                        numba_cuda.persistent_kernel(np_dtype, cell, reset_after, save, 3, 2,
-                                                    32, 4),
+                                                    8, 64, 4),
                        (step, m3, m2, m1, lengths, m3, m3, m3, m3, m3))
         gru_back, gru_back_reset, lstm_back = numba_cuda.backward_kernels(np_dtype, reset_after)
         yield (f"gru_back_step reset_after={reset_after}", gru_back,

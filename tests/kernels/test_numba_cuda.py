@@ -41,13 +41,14 @@ SIMULATED = numba_cuda.simulator_enabled()
 # 4x4-output tiles of 2x2 threads and K slices of 2: H=5 gives 4 column tiles of 3H=15,
 # I=3 two K slices. Per-step products: 1x4 tiles (B=2 is two row tiles), K slices of 3 (a
 # ragged last slice of H=5). Pointwise blocks of 4 threads: B*H=10 spans 3 blocks.
-# Persistent slices of 2 units: H=5 is 3 slices, the last one half empty.
+# Persistent slices of 2 units: H=5 is 3 slices, the last one half empty; 2 lanes per dot
+# product and 1 batch entry per thread (B=2: two batch groups).
 SMALL = numba_cuda.CudaConfig(tile=Tile(threads_m=2, threads_n=2, per_thread_m=2,
                                         per_thread_n=2, tile_k=2),
                               step_tile=Tile(threads_m=1, threads_n=2, per_thread_m=1,
                                              per_thread_n=2, tile_k=3),
                               pointwise_threads=4, persistent_threads=8, persistent_ksplit=2,
-                              persistent_units=2)
+                              persistent_units=2, persistent_batch_per_thread=1)
 
 
 def small(path: str, **changes) -> numba_cuda.CudaConfig:
@@ -112,8 +113,8 @@ def case_id(p: Problem) -> str:
 
 def make_args(problem: Problem):
     args = problem.make_args(seed=5)
-    if problem.variable_lengths:      # one empty, one full and one partial sequence
-        args.lengths[:] = [0, problem.T - 1][:problem.B]
+    if problem.variable_lengths:      # an empty, a partial and a full sequence
+        args.lengths[:] = np.resize([0, problem.T - 1, problem.T], problem.B)
     return args
 
 
@@ -161,11 +162,21 @@ def test_auto_path_persistent_for_small_batch_stepwise_beyond():
     assert prepared.path_reason == "batch 3 > persistent_max_batch 2"
 
 
+def test_forced_persistent_serves_a_larger_batch():
+    args = make_args(Problem("lstm", 2, 3, 3, 5, dtype="float64", variable_lengths=True))
+    prepared = numba_cuda.prepare(args, small("persistent", persistent_max_batch=2,
+                                              persistent_batch_per_thread=2))
+    # shared arrays sized for 4; batch groups of 2 and 1
+    assert (prepared.plan.max_batch, prepared.plan.batch_per_thread) == (4, 2)
+    assert_matches_reference(prepared, args)
+
+
 def test_default_config_sizes_slices_to_shared_memory():
     args = make_args(Problem("lstm", 2, 1, 3, 4, dtype="float32"))
     prepared = numba_cuda.prepare(args)
     assert prepared.path == "persistent"
     assert prepared.plan.units == 4     # all of H fits 48 KiB: 4 gates x 4 units x 4 floats
+    assert prepared.plan.ksplit == 16   # 16 rows x 16 lanes fill the 256 threads
     tiny_budget = numba_cuda.CudaConfig(shared_memory_bytes=100, path="auto")
     prepared = numba_cuda.prepare(args, tiny_budget)
     assert prepared.path == "stepwise"
