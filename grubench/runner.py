@@ -93,7 +93,8 @@ class Progress:
     """A progress line on stderr: a bar redrawn in place on a terminal, one line per case
     otherwise (logs, CI)."""
 
-    def __init__(self, total: int, stream=sys.stderr, enabled: bool = True):
+    def __init__(self, total: int, stream=None, enabled: bool = True):
+        stream = sys.stderr if stream is None else stream   # the stderr of now, not of import
         self.total, self.done, self.stream, self.enabled = total, 0, stream, enabled
         self.start = time.monotonic()
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()

@@ -141,6 +141,6 @@ def test_a_run_with_nothing_available_exits_1(capsys, monkeypatch, tmp_path):
     toml = tmp_path / "none.toml"
     toml.write_text('backends = ["fake-unavailable"]\nsizes = [[2, 1, 2, 2]]\n')
     status, out, err = run_main(capsys, "run", "--suite", str(toml), "--out", str(tmp_path))
-    assert status == 1
+    assert status == 1, err
     assert "note: fake-unavailable left out: fake reason it cannot run" in out
     assert "nothing was measured" in err
