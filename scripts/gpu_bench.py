@@ -158,10 +158,23 @@ def measure_case(case: Case, options, torch_ok: bool) -> dict:
             row[f"numba_{mode}"] = median_ms(run, prepared.synchronize, clock,
                                              options.max_reps, options.rep_seconds)
         row.update(accuracy(prepared, args, case.training))
+        other = "stepwise" if prepared.path == "persistent" else "persistent"
         del prepared
     except Exception as error:
         row["numba_error"] = f"{type(error).__name__}: {error}"
         traceback.print_exc()
+        other = None
+    if other and options.other_path:
+        try:   # the path auto did not pick, to check where the automatic choice switches
+            prepared = numba_cuda.prepare(args, numba_cuda.CudaConfig(path=other))
+            row["other_path"] = other
+            for mode in modes:
+                run = prepared.forward if mode == "forward" else prepared.training_step
+                row[f"other_{mode}"] = median_ms(run, prepared.synchronize, NumbaClock(),
+                                                 options.max_reps, options.rep_seconds)
+            del prepared
+        except Exception as error:
+            row["other_path"] = f"{other}: {type(error).__name__}: {str(error)[:200]}"
     if torch_ok:
         try:
             import torch
@@ -308,14 +321,22 @@ def fmt_ms(entry) -> str:
     return "-" if not entry else f"{entry['median_ms']:.3f}"
 
 
+def other_cell(row: dict, mode: str) -> str:
+    """The path auto did not pick: 'stepwise 1.234', or why it could not run."""
+    if "other_path" not in row:
+        return "-"
+    timing = row.get(f"other_{mode}")
+    return f"{row['other_path']} {fmt_ms(timing)}" if timing else row["other_path"][:80]
+
+
 def markdown(env: dict, rows: list[dict], skipped: list[Case], matmuls: list[dict]) -> str:
     lines = ["# numba-cuda vs torch-cuda (cuDNN), float32, TF32 off", "",
              "| " + " | ".join(f"{k}: {v}" for k, v in env.items()) + " |", "",
              "Median of CUDA-event times per call (ms); speed = torch / numba-cuda "
              "(> 1: numba-cuda faster). rel err: ||out - ref|| / ||ref|| against float64.", "",
              "| cell | mode | T | N | H | numba path | numba-cuda ms | torch-cuda ms | speed "
-             "| fwd rel err | grad rel err | error |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| other path ms | fwd rel err | grad rel err | error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         modes = ["forward"] + (["training"] if row["training"] else [])
         for mode in modes:
@@ -327,6 +348,7 @@ def markdown(env: dict, rows: list[dict], skipped: list[Case], matmuls: list[dic
                 f"| {row.get('numba_path', '-')} | {fmt_ms(row.get(f'numba_{mode}'))} "
                 f"| {fmt_ms(row.get(f'torch_{mode}'))} "
                 f"| {'-' if speed is None else f'{speed:.2f}x'} "
+                f"| {other_cell(row, mode)} "
                 f"| {row.get('forward_rel_err', float('nan')):.1e} "
                 f"| {'-' if grad is None else f'{grad:.1e}'} | {errors[:120]} |")
     if skipped:
@@ -339,7 +361,8 @@ def markdown(env: dict, rows: list[dict], skipped: list[Case], matmuls: list[dic
 def summary(row: dict) -> str:
     """One progress line: path, medians, speeds and errors of a measured size."""
     keys = ("numba_path", "numba_forward", "torch_forward", "speed_forward", "numba_training",
-            "torch_training", "speed_training", "numba_error", "torch_error")
+            "torch_training", "speed_training", "other_path", "other_forward",
+            "other_training", "numba_error", "torch_error")
     return ", ".join(f"{k}={row[k]}" for k in keys if k in row)
 
 
@@ -354,6 +377,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rep-seconds", type=float, default=0.5)
     parser.add_argument("--no-matmul", action="store_true",
                         help="skip the matmul-vs-torch section")
+    parser.add_argument("--no-other-path", dest="other_path", action="store_false",
+                        help="time only the path numba-cuda picks automatically")
     options = parser.parse_args(argv)
     # numba warns that tiny grids under-use the GPU: true of the pointwise kernels at N=1
     warnings.filterwarnings("ignore", message=".*under-utilization.*")
