@@ -2,8 +2,9 @@
 # The one device call of issue 4, run from the repository root of a checkout:
 #   bash scripts/gpu_check.sh            (writes to $OUT, else ./gpu_out)
 # 1. the numba-cuda tests on the real GPU (no simulator), 2. numba-cuda vs torch-cuda timings
-# at the issue's sizes (scripts/gpu_bench.py). Each stage has its own time limit so the whole
-# call ends within 7 minutes (tests <= 120 s, timings <= 290 s); whatever a stage produced is in $OUT even if it fails.
+# at the issue's sizes (scripts/gpu_bench.py). Each stage has its own time limit (tests 120 s,
+# timings 290 s) so the call ends within 7 minutes; what a stage produced stays in $OUT even
+# if it fails: machine.txt, pytest.txt, bench.log, results.json, results.md.
 # Needs numba, numba-cuda, torch (CUDA) and numpy; nothing is installed, the checkout is
 # used in place (an import shim maps grubench.kernels to kernels/, as the install does).
 set -u
