@@ -46,9 +46,6 @@ class Tile:
     def tile_n(self) -> int:
         return self.threads_n * self.per_thread_n
 
-    def shared_bytes(self, itemsize: int) -> int:
-        return self.tile_k * (self.tile_m + self.tile_n) * itemsize
-
 
 class CudaKernelError(RuntimeError):
     """A CUDA launch or execution failed; the message names the kernel."""
@@ -79,6 +76,9 @@ def matmul_kernel(dtype: np.dtype, trans_a: bool, trans_b: bool, accumulate: boo
     TK = tile.tile_k
     TILE_M, TILE_N = tile.tile_m, tile.tile_n
     THREADS = TM * TN
+    # One padding column: loads that walk k store down a tile column, and an unpadded row
+    # length of 64 would put all of them in one shared-memory bank.
+    PADDED_M, PADDED_N = TILE_M + 1, TILE_N + 1
 
     @cuda.jit
     def kernel(a, b, c, bias):
@@ -89,8 +89,8 @@ def matmul_kernel(dtype: np.dtype, trans_a: bool, trans_b: bool, accumulate: boo
         tid = ty * TN + tx
         row0 = cuda.blockIdx.y * TILE_M
         col0 = cuda.blockIdx.x * TILE_N
-        a_tile = cuda.shared.array((TK, TILE_M), numba_dtype)   # a_tile[k, m] = op(a)[m, k]
-        b_tile = cuda.shared.array((TK, TILE_N), numba_dtype)   # b_tile[k, n] = op(b)[k, n]
+        a_tile = cuda.shared.array((TK, PADDED_M), numba_dtype)  # a_tile[k, m] = op(a)[m, k]
+        b_tile = cuda.shared.array((TK, PADDED_N), numba_dtype)  # b_tile[k, n] = op(b)[k, n]
         acc = cuda.local.array((RM, RN), numba_dtype)
         a_regs = cuda.local.array(RM, numba_dtype)
         b_regs = cuda.local.array(RN, numba_dtype)
