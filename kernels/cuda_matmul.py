@@ -51,10 +51,26 @@ class CudaKernelError(RuntimeError):
     """A CUDA launch or execution failed; the message names the kernel."""
 
 
+def simulator_enabled() -> bool:
+    """True when numba.cuda runs kernels on the CPU: NUMBA_ENABLE_CUDASIM=1 when numba.cuda
+    was first imported (asked of the module itself: the variable may have changed since)."""
+    return cuda is not None and cuda.jit.__module__.startswith("numba.cuda.simulator")
+
+
+@functools.lru_cache(maxsize=4096)
+def configured(kernel, config):
+    """``kernel[config]``, built once: numba checks (and warns about) a launch shape each
+    time one is built, which costs microseconds on every step of a stepwise RNN."""
+    return kernel[config]
+
+
 def launch(name: str, kernel, config, *args) -> None:
     """Launch ``kernel[config](*args)``; any failure becomes CudaKernelError naming it."""
     try:
-        kernel[config](*args)
+        if simulator_enabled():   # the simulator's kernel[config] reconfigures the kernel
+            kernel[config](*args)
+        else:
+            configured(kernel, config)(*args)
     except Exception as error:  # numba raises several unrelated types for CUDA failures
         raise CudaKernelError(f"CUDA kernel {name!r} failed: {type(error).__name__}: "
                               f"{error}") from error

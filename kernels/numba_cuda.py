@@ -36,19 +36,13 @@ import numpy as np
 from .contract import (GRU_N, GRU_R, GRU_Z, LSTM_F, LSTM_G, LSTM_I, LSTM_O,
                        BackendUnavailable, Prepared, RNNArgs, convenience_api, format_bytes)
 from .cuda_matmul import (CudaKernelError, Tile, column_sum, cuda, float32, float64, launch,
-                          matmul)
+                          matmul, simulator_enabled)
 
 #: GRU slot of ``saved`` after r, z, n: what the backward of the n gate needs.
 GRU_EXTRA = 3
 SAVED_SLOTS = 4
 
 PATHS = ("auto", "persistent", "stepwise")
-
-
-def simulator_enabled() -> bool:
-    """True when numba.cuda runs kernels on the CPU: NUMBA_ENABLE_CUDASIM=1 when numba.cuda
-    was first imported (asked of the module itself: the variable may have changed since)."""
-    return cuda is not None and cuda.jit.__module__.startswith("numba.cuda.simulator")
 
 
 def availability() -> tuple[bool, str | None]:
