@@ -51,9 +51,16 @@ def run(args, threads=1):
 
 
 # (cell, T, B, I, H, reset_after, lengths): T = 1, B = 1, H = 13 (no multiple of any SIMD
-# width), I != H, lengths holding 0 and T; B <= GEMV_MAX_BATCH takes the hand-written
-# vector-matrix product, larger B the BLAS one.
+# width), I != H, lengths holding 0 and T. The recurrent product has three paths: B < 4
+# (rows of w_hh.T streamed), B >= 4 with depth K >= DOT_MIN_DEPTH (4x4 dot blocks plus
+# leftover rows and columns: B = 5 or 6, H = 130 or 43, so 3H and 4H >= 128 in backward),
+# B >= 4 with short K (BLAS).
 SHAPES = [
+    ("gru", 3, 5, 8, 130, True, [3, 0, 1, 3, 2]),
+    ("gru", 3, 6, 8, 130, False, [3, 2, 0, 3, 1, 3]),
+    ("gru", 3, 5, 8, 43, False, None),
+    ("lstm", 3, 5, 8, 130, True, [3, 0, 1, 3, 2]),
+    ("lstm", 2, 6, 7, 43, True, None),
     ("gru", 1, 1, 3, 5, True, None),
     ("gru", 6, 1, 7, 13, True, [6]),
     ("gru", 5, 4, 9, 13, True, [0, 5, 2, 5]),
