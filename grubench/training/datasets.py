@@ -264,7 +264,8 @@ def load_aclimdb(path: str | Path, vocab_size: int = IMDB_VOCAB,
     numbered as Keras numbers them (see INDEX_FROM), ids below ``vocab_size``."""
     path = Path(path)
     root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
-    expected = "expected the aclImdb folder with train/pos, train/neg, test/pos, test/neg of .txt reviews"
+    expected = ("expected the aclImdb folder with train/pos, train/neg, test/pos, test/neg "
+                "of .txt reviews")
     texts = {}
     for split in ("train", "test"):
         for label in ("neg", "pos"):

@@ -1,10 +1,11 @@
 """One training loop for every model: the kernel model on any backend and the torch model.
 
 Batches come in a seeded order that depends only on (seed, epoch), so every model sees
-the same batches. The learning rate follows a cosine from ``lr`` in the first epoch down
-towards 0 in the last, so the final accuracy does not hinge on the last few noisy steps. Each batch is cut to its longest sequence, which saves the padded steps
-of variable-length data. Only the training steps are timed; scoring the test set after
-each epoch (for the learning curve) is not.
+the same batches; each batch is cut to its longest sequence, which saves the padded steps
+of variable-length data. The learning rate follows a cosine from ``lr`` in the first epoch
+down towards 0 in the last, so the final accuracy does not hinge on the last few noisy
+steps. Only the training steps are timed; scoring the test set after each epoch (for the
+learning curve) is not.
 """
 from __future__ import annotations
 

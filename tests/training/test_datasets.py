@@ -116,11 +116,17 @@ def test_aclimdb_folder(tmp_path):
     np.testing.assert_array_equal(again.x_train, data.x_train)
 
 
+def reviews(*lists) -> np.ndarray:
+    """A 1-D object array of lists, as Keras stores reviews of different lengths."""
+    array = np.empty(len(lists), dtype=object)
+    array[:] = [list(x) for x in lists]
+    return array
+
+
 def test_keras_npz(tmp_path):
     path = tmp_path / "imdb.npz"
-    ragged = lambda *lists: np.array([list(x) for x in lists] + [None], dtype=object)[:-1]
-    np.savez(path, x_train=ragged([1, 2, 3], [4, 7000, 2]), y_train=np.array([1, 0]),
-             x_test=ragged([5]), y_test=np.array([1]))
+    np.savez(path, x_train=reviews([1, 2, 3], [4, 7000, 2]), y_train=np.array([1, 0]),
+             x_test=reviews([5]), y_test=np.array([1]))
     data = datasets.load_imdb(path, vocab_size=10, max_tokens=3)
     # Keras: START, then rank + 3; ids >= vocab_size become OOV; the last 3 tokens kept
     assert data.x_train[0].tolist() == [4, 5, 6]
@@ -153,8 +159,7 @@ def test_aclimdb_with_a_missing_split(tmp_path):
 
 def test_npz_with_labels_other_than_0_1(tmp_path):
     path = tmp_path / "imdb.npz"
-    reviews = np.array([[1, 2]], dtype=object)
-    np.savez(path, x_train=reviews, y_train=np.array([3]), x_test=reviews,
+    np.savez(path, x_train=reviews([1, 2]), y_train=np.array([3]), x_test=reviews([1, 2]),
              y_test=np.array([1]))
     with pytest.raises(DataError, match="labels must be 0 or 1"):
         datasets.load_imdb(path)

@@ -17,7 +17,8 @@ def row(dataset, cell, backend, seconds, accuracy, threads=1):
             "train_loss": [0.5, 0.25], "test_accuracy_curve": [accuracy - 0.1, accuracy]}
 
 
-ROWS = [row("mnist", "gru", "numba-cpu", 0.5, 0.95), row("mnist", "gru", "torch-autograd", 2.0, 0.935),
+ROWS = [row("mnist", "gru", "numba-cpu", 0.5, 0.95),
+        row("mnist", "gru", "torch-autograd", 2.0, 0.935),
         row("mnist", "lstm", "numba-cpu", 1.0, 0.9)]
 
 
