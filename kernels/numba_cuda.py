@@ -112,6 +112,15 @@ class CudaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+def default_config() -> CudaConfig:
+    """The GPU's launch shapes, or small ones on the simulator, which runs every thread of a
+    block as a Python thread (a 256-thread block costs seconds per launch there)."""
+    if simulator_enabled():
+        return CudaConfig(tile=Tile(4, 4, 2, 2, 4), step_tile=Tile(2, 4, 1, 2, 4),
+                          pointwise_threads=32, persistent_threads=32)
+    return CudaConfig()
+
+
 def step_tile_for(batch: int) -> Tile:
     """Tiles for the per-step products, whose M is the batch: a 64-row tile would leave
     most threads idle at small batches and give too few blocks to fill the GPU at
@@ -761,7 +770,7 @@ def prepare(args: RNNArgs, config: CudaConfig | None = None) -> NumbaCudaPrepare
     ok, why = availability()
     if not ok:
         raise BackendUnavailable(why)
-    return NumbaCudaPrepared(args, config or CudaConfig())
+    return NumbaCudaPrepared(args, config or default_config())
 
 
 gru_forward, gru_backward, lstm_forward, lstm_backward = convenience_api(prepare)

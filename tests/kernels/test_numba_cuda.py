@@ -173,7 +173,7 @@ def test_forced_persistent_serves_a_larger_batch():
 
 def test_default_config_sizes_slices_to_shared_memory():
     args = make_args(Problem("lstm", 2, 1, 3, 4, dtype="float32"))
-    prepared = numba_cuda.prepare(args)
+    prepared = numba_cuda.prepare(args, numba_cuda.CudaConfig())   # the GPU's defaults
     assert prepared.path == "persistent"
     assert prepared.plan.units == 4     # all of H fits 48 KiB: 4 gates x 4 units x 4 floats
     assert prepared.plan.ksplit == 16   # 16 rows x 16 lanes fill the 256 threads
