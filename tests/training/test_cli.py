@@ -59,3 +59,13 @@ def test_imdb_npz_path_trains_with_an_embedding(tmp_path, capsys):
     # embedding 10,000 x 3, LSTM 4*4*(3+4+2), one sigmoid unit on 4 states
     assert result["parameters"] == 10_000 * 3 + 4 * 4 * (3 + 4 + 2) + 5
     assert "imdb" in capsys.readouterr().out
+
+
+def test_default_backends_fall_back_to_numpy_without_numba(monkeypatch, capsys):
+    from grubench import backends
+    from grubench.training import cli
+
+    assert cli.default_backends()[1] == "torch-autograd"
+    monkeypatch.setattr(backends, "names", lambda: ["numpy", "torch-cpu"])
+    assert cli.default_backends() == ["numpy", "torch-autograd"]
+    assert "numba-cpu is unavailable" in capsys.readouterr().out

