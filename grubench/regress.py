@@ -29,7 +29,7 @@ import numpy as np
 SCHEMA = "grubench.regress/1"
 DEFAULT_BASELINE = Path("reports/baseline/regress-ci.json")
 DEFAULT_TOLERANCE = 0.25
-DEFAULT_PAIRS = 15
+DEFAULT_PAIRS = 31
 CASE_TIMEOUT_S = 120.0
 #: test-only: a factor > 1 in this variable makes every measured case spin that much longer
 SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
@@ -130,13 +130,12 @@ def interleaved_ratios(case_run: Callable[[], object], reference_run: Callable[[
     return ratios
 
 
-def measure_case(case: RegressCase, pairs: int) -> dict:
-    """Time one case against its calibration in this process (already thread-pinned).
+def measure_case(backend, case: RegressCase, pairs: int) -> dict:
+    """Time one case on ``backend`` (a grubench.backends.Backend) against its calibration
+    in this process (already thread-pinned).
     Returns {"key", "ratio", "ratios", "case_s", "status", "reason"}."""
-    from grubench import backends
     from grubench.problems import Problem
 
-    backend = backends.get(case.backend)
     if not backend.available:
         return {"key": case.key, "status": "unavailable", "reason": backend.why_unavailable}
     problem = Problem(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,

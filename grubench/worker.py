@@ -82,6 +82,17 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     return row
 
 
+def run_regress_case(backend, request: dict, _gemm_cache: dict) -> dict:
+    """Interleaved case/calibration ratios for ``grubench regress``."""
+    from grubench.regress import RegressCase, measure_case
+
+    return measure_case(backend, RegressCase(**request["case"]), request["pairs"])
+
+
+#: What a worker answers, by the request's "kind": harness cases and regress cases.
+HANDLERS = {"case": run_case, "regress": run_regress_case}
+
+
 def serve(backend_name: str, threads: int, requests, replies) -> None:
     """The worker's loop: a hello line, then one reply line per request line."""
     from grubench import backends
@@ -101,11 +112,7 @@ def serve(backend_name: str, threads: int, requests, replies) -> None:
     for line in requests:
         request = json.loads(line)
         try:
-            if request.get("kind") == "regress":   # grubench regress: interleaved ratios
-                from grubench.regress import RegressCase, measure_case
-                row = measure_case(RegressCase(**request["case"]), request["pairs"])
-            else:
-                row = run_case(backend, request, gemm_cache)
+            row = HANDLERS[request.get("kind", "case")](backend, request, gemm_cache)
         except BackendUnavailable as error:
             row = dict(status="unavailable", reason=str(error))
         except Exception as error:  # a backend's failure is a result row, not our crash

@@ -141,3 +141,47 @@ def test_interleaved_ratios_gives_one_positive_ratio_per_pair():
     ratios = regress.interleaved_ratios(work, work, pairs=6, min_block_s=0.002)
     assert len(ratios) == 6
     assert all(r > 0 for r in ratios)
+
+
+TINY_SUITE = {"ci": (regress.RegressCase("numpy", "gru", "inference", 4, 1, 4, 4),
+                     regress.RegressCase("no-such-backend-here", "gru", "inference", 4, 1, 4, 4))}
+
+
+@pytest.fixture
+def tiny_suite(monkeypatch):
+    from grubench import backends
+    monkeypatch.setattr(regress, "SUITES", TINY_SUITE)
+    monkeypatch.setitem(backends.REGISTRY, "no-such-backend-here",
+                        backends.Entry("no_such_module", "missing on purpose"))
+
+
+def test_regress_command_exit_codes_end_to_end(tmp_path, tiny_suite, monkeypatch, capsys):
+    """update -> compare unchanged (generous tolerance: no timing assumption) -> compare
+    with a 4x injected slowdown (a margin no machine noise closes) -> corrupt baseline."""
+    from grubench import cli
+
+    monkeypatch.setenv("GRUBENCH_PLUGINS", "")
+    baseline = tmp_path / "baseline.json"
+    assert cli.main(["regress", "--baseline", str(baseline)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli.main(["regress", "--update", "--baseline", str(baseline), "--pairs", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "not recorded: no-such-backend-here" in out     # unavailable is said, not dropped
+    assert list(json.loads(baseline.read_text())["cases"]) == [TINY_SUITE["ci"][0].key]
+    assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5",
+                     "--tolerance", "5"]) == 0
+    monkeypatch.setenv(regress.SLOWDOWN_ENV, "4")
+    assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "regression (first" in out and "REGRESSION" in out
+    baseline.write_text("{")
+    assert cli.main(["regress", "--baseline", str(baseline)]) == 2
+
+
+def test_bad_regress_arguments_exit_2(capsys):
+    from grubench import cli
+
+    assert cli.main(["regress", "--suite", "nightly"]) == 2
+    assert "unknown regress suite 'nightly'; valid: ci" in capsys.readouterr().err
+    assert cli.main(["regress", "--tolerance", "-1"]) == 2
+    assert cli.main(["regress", "--pairs", "1"]) == 2
