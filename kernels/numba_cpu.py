@@ -26,8 +26,11 @@ Design choices, each measured (the backend's report in the issue holds the figur
   through :func:`gemm`, which takes transposed views and column blocks and accumulates
   (beta = 1), so no pass copies or allocates.
 * Threads: the kernels never start numba's own thread pool (no ``parallel=True``); the only
-  threads are the BLAS pool's, which the harness pins (grubench.threads). With one pool there
-  is nothing to spin against, and results are bit-identical run to run at a fixed count.
+  threads are the BLAS pool's, which the harness pins (grubench.threads). So at threads = 2
+  the second core runs the large GEMMs (input projection, dx, weight gradients) of problems
+  of at least BLAS_THREADS_MIN_FLOPS; the per-step work stays on one core, and smaller
+  problems run BLAS on one thread (:func:`blas_threads_for`). With one pool there is nothing
+  to spin against, and results are bit-identical run to run at a fixed count.
 * Lengths (ONNX semantics): a sequence past its length keeps its state, writes y = 0 and
   gets zero gate gradients; the products still run over the full batch.
 * Training saves only the gate activations (plus W_hn h + b_hn for reset-after GRUs, plus the
@@ -42,6 +45,8 @@ Shapes are those of :mod:`grubench.kernels.contract`; G = 3 (GRU) or 4 (LSTM).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -164,8 +169,8 @@ if numba is not None:
             raise RuntimeError("gemm: the BLAS call failed")
 
     @njit(**JIT)
-    def _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out):
-        """out[b:b+4, j:j+4] of :func:`matmul_nt`: 16 dot products in one pass over k, so
+    def _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out, o):
+        """out[b:b+4, o+j:o+j+4] of :func:`matmul_nt`: 16 dot products in one pass over k, so
         each loaded value feeds four multiply-adds; nothing is stored inside the k loop, so
         LLVM vectorizes it without aliasing checks."""
         zero = out.dtype.type(0)
@@ -180,17 +185,18 @@ if numba is not None:
             s10 += x1 * w0; s11 += x1 * w1; s12 += x1 * w2; s13 += x1 * w3  # noqa: E702
             s20 += x2 * w0; s21 += x2 * w1; s22 += x2 * w2; s23 += x2 * w3  # noqa: E702
             s30 += x3 * w0; s31 += x3 * w1; s32 += x3 * w2; s33 += x3 * w3  # noqa: E702
-        out[b, j], out[b, j + 1], out[b, j + 2], out[b, j + 3] = s00, s01, s02, s03
-        out[b + 1, j], out[b + 1, j + 1], out[b + 1, j + 2], out[b + 1, j + 3] = \
+        o += j
+        out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = s00, s01, s02, s03
+        out[b + 1, o], out[b + 1, o + 1], out[b + 1, o + 2], out[b + 1, o + 3] = \
             s10, s11, s12, s13
-        out[b + 2, j], out[b + 2, j + 1], out[b + 2, j + 2], out[b + 2, j + 3] = \
+        out[b + 2, o], out[b + 2, o + 1], out[b + 2, o + 2], out[b + 2, o + 3] = \
             s20, s21, s22, s23
-        out[b + 3, j], out[b + 3, j + 1], out[b + 3, j + 2], out[b + 3, j + 3] = \
+        out[b + 3, o], out[b + 3, o + 1], out[b + 3, o + 2], out[b + 3, o + 3] = \
             s30, s31, s32, s33
 
     @njit(**JIT)
-    def _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out):
-        """out[b, j:j+4] of :func:`matmul_nt` (batch rows left over from 4x4 blocks)."""
+    def _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out, o):
+        """out[b, o+j:o+j+4] of :func:`matmul_nt` (batch rows left over from 4x4 blocks)."""
         zero = out.dtype.type(0)
         s0 = s1 = s2 = s3 = zero
         for k in range(K):
@@ -199,24 +205,24 @@ if numba is not None:
             s1 += x * w[w_row + j + 1, w_col + k]
             s2 += x * w[w_row + j + 2, w_col + k]
             s3 += x * w[w_row + j + 3, w_col + k]
-        out[b, j], out[b, j + 1], out[b, j + 2], out[b, j + 3] = s0, s1, s2, s3
+        o += j
+        out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = s0, s1, s2, s3
 
     @njit(**JIT)
-    def _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out):
-        """out[b, j] of :func:`matmul_nt` (columns left over from blocks of 4)."""
+    def _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, o):
+        """out[b, o+j] of :func:`matmul_nt` (columns left over from blocks of 4)."""
         total = out.dtype.type(0)
         for k in range(K):
             total += a[b, a_col + k] * w[w_row + j, w_col + k]
-        out[b, j] = total
+        out[b, o + j] = total
 
     @njit(**JIT)
-    def _axpy_rows(a, a_col, w_t, w_row, w_col, K, out):
+    def _axpy_rows(a, a_col, w_t, w_row, w_col, K, out, out_col, N):
         """:func:`matmul_nt` for fewer than 4 batch rows: out[b] accumulates rows of w_t
         scaled by a[b, k], four rows per pass over out[b] (which stays in L1)."""
-        N = out.shape[1]
         K4 = K - K % 4
         for b in range(a.shape[0]):
-            row = out[b]
+            row = out[b, out_col:out_col + N]
             row[:] = 0
             for k in range(0, K4, 4):
                 a0, a1 = a[b, a_col + k], a[b, a_col + k + 1]
@@ -237,11 +243,11 @@ if numba is not None:
     DOT_MIN_DEPTH = 128
 
     @njit(**JIT)
-    def matmul_nt(a, a_col, w, w_t, w_row, w_col, K, out):
-        """out = a[:, a_col:a_col+K] @ w[w_row:w_row+N, w_col:w_col+K].T, N = out.shape[1]:
+    def matmul_nt(a, a_col, w, w_t, w_row, w_col, K, out, out_col, N):
+        """out[:, out_col:out_col+N] = a[:, a_col:a_col+K] @ w[w_row:w_row+N, w_col:w_col+K].T:
         the per-step recurrent product (forward: w = w_hh; backward: w = w_hh.T copy).
-        a (B,*), w (*,*) and w_t = w.T (a C-contiguous copy, BLAS's faster orientation)
-        C-contiguous, out (B,N).
+        a (B,*), w (*,*), w_t = w.T (a copy: BLAS's faster orientation) and out (B,*), all
+        C-contiguous: blocks are offsets, so every inner loop runs over contiguous rows.
 
         Batches of 4 and more: dot products register-blocked 4 batch rows x 4 weight rows,
         over the weights in place, which at recurrent shapes beats OpenBLAS (it repacks the
@@ -249,22 +255,22 @@ if numba is not None:
         one core); short dot products (K < DOT_MIN_DEPTH) go to BLAS. Smaller batches:
         scaled rows of w_t streamed once (:func:`_axpy_rows`)."""
         B = a.shape[0]
-        N = out.shape[1]
         if B < 4:
-            _axpy_rows(a, a_col, w_t, w_row, w_col, K, out)
+            _axpy_rows(a, a_col, w_t, w_row, w_col, K, out, out_col, N)
             return
         if K < DOT_MIN_DEPTH:
-            gemm(a[:, a_col:a_col + K], w_t[w_col:w_col + K, w_row:w_row + N], out, 0.0)
+            gemm(a[:, a_col:a_col + K], w_t[w_col:w_col + K, w_row:w_row + N],
+                 out[:, out_col:out_col + N], 0.0)
             return
         B4, N4 = B - B % 4, N - N % 4
         for j in range(0, N4, 4):
             for b in range(0, B4, 4):
-                _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out)
+                _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
             for b in range(B4, B):
-                _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out)
+                _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
         for j in range(N4, N):
             for b in range(B):
-                _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out)
+                _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
 
     # ------------------------------------------------------------------- gate math
 
@@ -434,13 +440,13 @@ if numba is not None:
         for t in range(T):
             slot = t if saved.shape[0] == T else 0
             if reset_after:
-                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh)
+                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, 3 * H)
             else:
                 # r is needed before the candidate's product: W_hn (r*h).
-                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh[:, :N])
+                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, N)
                 for b in range(B):
                     gru_reset_row(gi[t, b], gh[b], bias_gi, h[b], reset_state[b])
-                matmul_nt(reset_state, 0, w_hh, w_hh_t, N, 0, H, gh[:, N:])
+                matmul_nt(reset_state, 0, w_hh, w_hh_t, N, 0, H, gh, N, H)
             for b in range(B):
                 if t < lengths[b]:
                     gru_step_row(gi[t, b], gh[b], bias_gi, b_hn, reset_after, h[b], y[t, b],
@@ -454,28 +460,36 @@ if numba is not None:
         """One sequence's GRU step backward. dy_row (H,), saved_row (4H or 3H,), prev_row
         (H,) the state before the step; dh_row (H,) float64 holds dL/dh after the step and
         leaves with its direct part (d * z). Writes d_gi_row (3H,) and, reset-after,
-        d_gh_row (3H,) or, reset-before, reset_row (H,) = r*h_prev (dr comes later)."""
+        d_gh_row (3H,) (the recurrent parts' gradients: r*da_n in n) or, reset-before,
+        reset_row (H,) = r*h_prev, the input of W_hn (dr waits for d(r*h)).
+
+        Several short loops, each with few arrays: one fused loop over all of them is too
+        many possible aliases for LLVM's vectorizer, which then leaves it scalar (4x)."""
         H = dy_row.shape[0]
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         for j in range(H):
-            d = dy_row[j] + dh_row[j]
-            r = np.float64(saved_row[SAVED_R * H + j])
+            dh_row[j] += dy_row[j]
+        for j in range(H):
+            d = dh_row[j]
             z = np.float64(saved_row[SAVED_Z * H + j])
             n = np.float64(saved_row[SAVED_N * H + j])
-            h_prev = np.float64(prev_row[j])
-            da_n = d * (1.0 - z) * (1.0 - n * n)
-            da_z = d * (h_prev - n) * z * (1.0 - z)
-            d_gi_row[Z + j] = da_z
-            d_gi_row[N + j] = da_n
-            dh_row[j] = d * z
-            if reset_after:
-                da_r = da_n * np.float64(saved_row[SAVED_GH_N * H + j]) * r * (1.0 - r)
-                d_gi_row[R + j] = da_r
-                d_gh_row[R + j] = da_r
-                d_gh_row[Z + j] = da_z
-                d_gh_row[N + j] = da_n * r
-            else:
-                reset_row[j] = r * h_prev
+            d_gi_row[Z + j] = d * (np.float64(prev_row[j]) - n) * z * (1.0 - z)
+            d_gi_row[N + j] = d * (1.0 - z) * (1.0 - n * n)
+        if reset_after:
+            for j in range(H):
+                r = np.float64(saved_row[SAVED_R * H + j])
+                gh_n = np.float64(saved_row[SAVED_GH_N * H + j])
+                d_gi_row[R + j] = np.float64(d_gi_row[N + j]) * gh_n * r * (1.0 - r)
+            for j in range(H):
+                r = np.float64(saved_row[SAVED_R * H + j])
+                d_gh_row[R + j] = d_gi_row[R + j]
+                d_gh_row[Z + j] = d_gi_row[Z + j]
+                d_gh_row[N + j] = d_gi_row[N + j] * r
+        else:
+            for j in range(H):
+                reset_row[j] = saved_row[SAVED_R * H + j] * prev_row[j]
+        for j in range(H):
+            dh_row[j] *= np.float64(saved_row[SAVED_Z * H + j])
 
     @njit(**JIT)
     def gru_reset_backward_row(d_reset_row, saved_row, prev_row, dh_row, d_gi_row):
@@ -521,9 +535,10 @@ if numba is not None:
             prev = previous_states(y, h0, t)
             for b in range(B):
                 if t < lengths[b]:
+                    # the workspace a variant does not use is empty: pass a valid row
                     gru_backward_row(dy[t, b], saved[t, b], prev[b], reset_after, dh[b],
-                                     d_gi[t, b], d_gh[t, b] if reset_after else d_gi[t, b],
-                                     reset_states[t, b] if not reset_after else dh_rec[b])
+                                     d_gi[t, b], d_gh[t, b] if reset_after else dh_rec[b],
+                                     dh_rec[b] if reset_after else reset_states[t, b])
                     continue
                 d_gi[t, b, :] = 0
                 if reset_after:
@@ -531,14 +546,14 @@ if numba is not None:
                 else:
                     reset_states[t, b, :] = 0
             if reset_after:
-                matmul_nt(d_gh[t], 0, w_hh_t, w_hh, 0, 0, 3 * H, dh_rec)
+                matmul_nt(d_gh[t], 0, w_hh_t, w_hh, 0, 0, 3 * H, dh_rec, 0, H)
             else:
-                matmul_nt(d_gi[t], N, w_hh_t, w_hh, 0, N, H, d_reset)  # d(r*h)
+                matmul_nt(d_gi[t], N, w_hh_t, w_hh, 0, N, H, d_reset, 0, H)  # d(r*h)
                 for b in range(B):
                     if t < lengths[b]:
                         gru_reset_backward_row(d_reset[b], saved[t, b], prev[b], dh[b],
                                                d_gi[t, b])
-                matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, N, dh_rec)
+                matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, N, dh_rec, 0, H)
             add_rows(dh, dh_rec, lengths, t, False)
         dh0[:] = dh
         input_gradients(d_gi, x, w_ih, dx, dw_ih, db_ih)
@@ -598,7 +613,7 @@ if numba is not None:
         c[:] = c0
         for t in range(T):
             slot = t if saved.shape[0] == T else 0
-            matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh)
+            matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, 4 * H)
             for b in range(B):
                 if t < lengths[b]:
                     lstm_step_row(gi[t, b], gh[b], bias, h[b], c[b], y[t, b], saved[slot, b])
@@ -651,7 +666,7 @@ if numba is not None:
                     lstm_backward_row(dy[t, b], saved[t, b], c_prev, dh[b], dc[b], d_gi[t, b])
                 else:
                     d_gi[t, b, :] = 0
-            matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, 4 * H, dh_rec)
+            matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, 4 * H, dh_rec, 0, H)
             add_rows(dh, dh_rec, lengths, t, True)
         dh0[:] = dh
         dc0[:] = dc
@@ -662,6 +677,38 @@ if numba is not None:
 
 
 # ----------------------------------------------------------------------------- backend
+
+#: GEMMs below this many FLOPs run BLAS on one thread: waking a second BLAS thread costs
+#: more than it saves there, and far more when the cores are shared (measured: 30 ms
+#: stalls of a 2 ms LSTM at B = 1 on a loaded 2-core machine)
+BLAS_THREADS_MIN_FLOPS = 2e8
+
+
+@functools.cache
+def _numba_blas():
+    """threadpoolctl's handle on the OpenBLAS numba calls (SciPy's), or None if unknown."""
+    import scipy.linalg.cython_blas  # noqa: F401 - loads the library numba calls
+    from threadpoolctl import ThreadpoolController
+    for library in ThreadpoolController().lib_controllers:
+        if library.internal_api == "openblas" and "scipy.libs" in library.filepath:
+            return library
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads_for(flops: float):
+    """One BLAS thread for the duration of a small run; the pinned count otherwise."""
+    blas = _numba_blas()
+    if blas is None or flops >= BLAS_THREADS_MIN_FLOPS:
+        yield
+        return
+    pinned = blas.get_num_threads()
+    blas.set_num_threads(1)
+    try:
+        yield
+    finally:
+        blas.set_num_threads(pinned)
+
 
 def saved_width(args: RNNArgs) -> int:
     """Activations saved per (step, sequence), in units of H (see the SAVED_* slots)."""
@@ -699,19 +746,25 @@ class NumbaPrepared(Prepared):
         self.scratch = np.empty((1, B, self.saved_width), dtype)
         self.reset_state = np.empty((B, H) if not args.reset_after else (0, 0), dtype)
         self._backward_workspace = None
+        self.input_gemm_flops = 2.0 * T * B * args.I * G * H
 
     def _run(self, saved):
         a = self.args
         y = np.empty((a.T, a.B, a.H), a.dtype)
         h = np.empty((a.B, a.H), a.dtype)
+        with blas_threads_for(self.input_gemm_flops):
+            return self._run_kernel(saved, y, h)
+
+    def _run_kernel(self, saved, y, h):
+        a = self.args
         if a.cell == "gru":
             gru_forward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t, self.bias, self.b_hn,
                                self.lengths, a.reset_after, y, h, saved, self.gi, self.gh,
                                self.reset_state)
             return y, h
         c = np.empty((a.B, a.H), a.dtype)
-        lstm_forward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.w_hh_t, self.bias, self.lengths,
-                            y, h, c, saved, self.gi, self.gh)
+        lstm_forward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.w_hh_t, self.bias,
+                            self.lengths, y, h, c, saved, self.gi, self.gh)
         return y, h, c
 
     def forward(self):
@@ -747,20 +800,26 @@ class NumbaPrepared(Prepared):
         y, activations = saved
         w = self._workspace()
         grads = {name: np.empty_like(value) for name, value in a.inputs().items()}
+        with blas_threads_for(self.input_gemm_flops):
+            self._backward_kernel(y, activations, upstream, w, grads)
+        return grads
+
+    def _backward_kernel(self, y, activations, upstream, w, grads):
+        a = self.args
         if a.cell == "gru":
             dy, dh_n = upstream
-            gru_backward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t, self.lengths, a.reset_after, y,
-                                activations, dy, dh_n, grads["x"], grads["h0"],
+            gru_backward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t, self.lengths,
+                                a.reset_after, y, activations, dy, dh_n, grads["x"], grads["h0"],
                                 grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
                                 w["d_gi"], w["d_gh"], w["reset_states"], w["dh"],
                                 w["dh_rec"], w["d_reset"])
         else:
             dy, dh_n, dc_n = upstream
             lstm_backward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.w_hh_t,
-                                 self.lengths, y, activations, dy, dh_n, dc_n, grads["x"], grads["h0"],
-                                 grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
-                                 grads["b_hh"], w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
-        return grads
+                                 self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
+                                 grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"],
+                                 grads["b_ih"], grads["b_hh"], w["d_gi"], w["dh"], w["dc"],
+                                 w["dh_rec"])
 
 
 def prepare(args: RNNArgs) -> NumbaPrepared:
