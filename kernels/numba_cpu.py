@@ -624,22 +624,29 @@ if numba is not None:
     def lstm_backward_row(dy_row, saved_row, c_prev_row, dh_row, dc_row, d_gi_row):
         """One sequence's LSTM step backward. dy_row (H,), saved_row (5H,), c_prev_row (H,)
         the cell state before the step; dh_row, dc_row (H,) float64 hold the gradients
-        after the step, dc_row leaves with the one before it. Writes d_gi_row (4H,)."""
+        after the step (dh_row is clobbered), dc_row leaves with the one before it.
+        Writes d_gi_row (4H,). Short loops over few arrays, so each one vectorizes (see
+        :func:`gru_backward_row`)."""
         H = dy_row.shape[0]
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
+        for j in range(H):
+            dh_row[j] += dy_row[j]
+        for j in range(H):
+            o = np.float64(saved_row[SAVED_O * H + j])
+            tanh_c = gate_tanh(np.float64(saved_row[SAVED_C * H + j]), dy_row.dtype)
+            d_h = dh_row[j]
+            d_gi_row[GO + j] = d_h * tanh_c * o * (1.0 - o)
+            dc_row[j] += d_h * o * (1.0 - tanh_c * tanh_c)
         for j in range(H):
             i = np.float64(saved_row[SAVED_I * H + j])
             f = np.float64(saved_row[SAVED_F * H + j])
             g = np.float64(saved_row[SAVED_G * H + j])
-            o = np.float64(saved_row[SAVED_O * H + j])
-            tanh_c = gate_tanh(np.float64(saved_row[SAVED_C * H + j]), dy_row.dtype)
-            d_h = dy_row[j] + dh_row[j]
-            d_c = dc_row[j] + d_h * o * (1.0 - tanh_c * tanh_c)
+            d_c = dc_row[j]
             d_gi_row[GI + j] = d_c * g * i * (1.0 - i)
             d_gi_row[GF + j] = d_c * np.float64(c_prev_row[j]) * f * (1.0 - f)
             d_gi_row[GG + j] = d_c * i * (1.0 - g * g)
-            d_gi_row[GO + j] = d_h * tanh_c * o * (1.0 - o)
-            dc_row[j] = d_c * f
+        for j in range(H):
+            dc_row[j] *= np.float64(saved_row[SAVED_F * H + j])
 
     @njit(**JIT)
     def lstm_backward_kernel(x, h0, c0, w_ih, w_hh, w_hh_t, lengths, y, saved, dy, dh_n,
