@@ -176,11 +176,15 @@ if numba is not None:
         zero = out.dtype.type(0)
         s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
         s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+        # 1-D row views: an index k >= 0 needs no negative-index wraparound, which with
+        # runtime offsets (w_col + k) would keep the loop scalar (6x slower).
+        wr0, wr1 = w[w_row + j, w_col:w_col + K], w[w_row + j + 1, w_col:w_col + K]
+        wr2, wr3 = w[w_row + j + 2, w_col:w_col + K], w[w_row + j + 3, w_col:w_col + K]
+        ar0, ar1 = a[b, a_col:a_col + K], a[b + 1, a_col:a_col + K]
+        ar2, ar3 = a[b + 2, a_col:a_col + K], a[b + 3, a_col:a_col + K]
         for k in range(K):
-            w0, w1 = w[w_row + j, w_col + k], w[w_row + j + 1, w_col + k]
-            w2, w3 = w[w_row + j + 2, w_col + k], w[w_row + j + 3, w_col + k]
-            x0, x1 = a[b, a_col + k], a[b + 1, a_col + k]
-            x2, x3 = a[b + 2, a_col + k], a[b + 3, a_col + k]
+            w0, w1, w2, w3 = wr0[k], wr1[k], wr2[k], wr3[k]
+            x0, x1, x2, x3 = ar0[k], ar1[k], ar2[k], ar3[k]
             s00 += x0 * w0; s01 += x0 * w1; s02 += x0 * w2; s03 += x0 * w3  # noqa: E702
             s10 += x1 * w0; s11 += x1 * w1; s12 += x1 * w2; s13 += x1 * w3  # noqa: E702
             s20 += x2 * w0; s21 += x2 * w1; s22 += x2 * w2; s23 += x2 * w3  # noqa: E702
@@ -199,12 +203,15 @@ if numba is not None:
         """out[b, o+j:o+j+4] of :func:`matmul_nt` (batch rows left over from 4x4 blocks)."""
         zero = out.dtype.type(0)
         s0 = s1 = s2 = s3 = zero
+        wr0, wr1 = w[w_row + j, w_col:w_col + K], w[w_row + j + 1, w_col:w_col + K]
+        wr2, wr3 = w[w_row + j + 2, w_col:w_col + K], w[w_row + j + 3, w_col:w_col + K]
+        ar = a[b, a_col:a_col + K]
         for k in range(K):
-            x = a[b, a_col + k]
-            s0 += x * w[w_row + j, w_col + k]
-            s1 += x * w[w_row + j + 1, w_col + k]
-            s2 += x * w[w_row + j + 2, w_col + k]
-            s3 += x * w[w_row + j + 3, w_col + k]
+            x = ar[k]
+            s0 += x * wr0[k]
+            s1 += x * wr1[k]
+            s2 += x * wr2[k]
+            s3 += x * wr3[k]
         o += j
         out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = s0, s1, s2, s3
 
@@ -212,8 +219,9 @@ if numba is not None:
     def _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, o):
         """out[b, o+j] of :func:`matmul_nt` (columns left over from blocks of 4)."""
         total = out.dtype.type(0)
+        ar, wr = a[b, a_col:a_col + K], w[w_row + j, w_col:w_col + K]
         for k in range(K):
-            total += a[b, a_col + k] * w[w_row + j, w_col + k]
+            total += ar[k] * wr[k]
         out[b, o + j] = total
 
     @njit(**JIT)
@@ -385,36 +393,40 @@ if numba is not None:
     SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
 
     @njit(**JIT)
-    def gru_reset_row(gi_row, gh_row, bias_gi, h_row, reset_row):
-        """Reset-before pre-pass: reset_row = r * h. gi_row, gh_row (3H,) (gh's r part
-        filled), bias_gi (3H,), h_row, reset_row (H,)."""
+    def gru_reset_row(gi_row, gh_row, bias_gi, h_row, reset_row, saved_row):
+        """Reset-before pre-pass: r into saved_row's r slot and reset_row = r * h.
+        gi_row, gh_row (3H,) (gh's r part filled), bias_gi (3H,), h_row, reset_row (H,)."""
         H = h_row.shape[0]
         R = GRU_R * H
         for j in range(H):
             r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j],
                              h_row.dtype)
+            saved_row[SAVED_R * H + j] = r
             reset_row[j] = r * h_row[j]
 
     @njit(**JIT)
     def gru_step_row(gi_row, gh_row, bias_gi, b_hn, reset_after, h_row, y_row, saved_row):
         """One sequence's GRU step: gates from gi_row, gh_row (3H,) and the biases (see
         :func:`gru_forward_kernel`); updates h_row (H,), writes y_row (H,) and saved_row
-        (4H or 3H,)."""
+        (4H or 3H,; reset-before: r is there already, from :func:`gru_reset_row`)."""
         H = h_row.shape[0]
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         dtype = h_row.dtype
         for j in range(H):
-            r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j], dtype)
             z = gate_sigmoid(np.float64(gi_row[Z + j]) + bias_gi[Z + j] + gh_row[Z + j], dtype)
             gh_n = np.float64(gh_row[N + j]) + b_hn[j]
             a_n = np.float64(gi_row[N + j]) + bias_gi[N + j]
-            n = gate_tanh(a_n + r * gh_n if reset_after else a_n + gh_n, dtype)
+            if reset_after:
+                r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j],
+                                 dtype)
+                n = gate_tanh(a_n + r * gh_n, dtype)
+                saved_row[SAVED_R * H + j] = r
+                saved_row[SAVED_GH_N * H + j] = gh_n
+            else:
+                n = gate_tanh(a_n + gh_n, dtype)
             h_new = n + z * (np.float64(h_row[j]) - n)
-            saved_row[SAVED_R * H + j] = r
             saved_row[SAVED_Z * H + j] = z
             saved_row[SAVED_N * H + j] = n
-            if reset_after:
-                saved_row[SAVED_GH_N * H + j] = gh_n
             h_row[j] = h_new
             y_row[j] = h_new
 
@@ -445,7 +457,8 @@ if numba is not None:
                 # r is needed before the candidate's product: W_hn (r*h).
                 matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, N)
                 for b in range(B):
-                    gru_reset_row(gi[t, b], gh[b], bias_gi, h[b], reset_state[b])
+                    gru_reset_row(gi[t, b], gh[b], bias_gi, h[b], reset_state[b],
+                                  saved[slot, b])
                 matmul_nt(reset_state, 0, w_hh, w_hh_t, N, 0, H, gh, N, H)
             for b in range(B):
                 if t < lengths[b]:
