@@ -30,7 +30,9 @@ Design choices, each measured (the backend's report in the issue holds the figur
   the second core runs the large GEMMs (input projection, dx, weight gradients) of problems
   of at least BLAS_THREADS_MIN_FLOPS; the per-step work stays on one core, and smaller
   problems run BLAS on one thread (:func:`blas_threads_for`). With one pool there is nothing
-  to spin against, and results are bit-identical run to run at a fixed count.
+  to spin against, and results are bit-identical run to run at a fixed count. (A prange
+  recurrent product was tried: a kernel calling a ``parallel=True`` function cannot be
+  cached by numba, and every process would recompile for 40 s.)
 * Lengths (ONNX semantics): a sequence past its length keeps its state, writes y = 0 and
   gets zero gate gradients; the products still run over the full batch.
 * Training saves only the gate activations (plus W_hn h + b_hn for reset-after GRUs, plus the
