@@ -34,7 +34,8 @@ REGISTRY: dict[str, Entry] = {
                        {"device": "cpu"}),
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
                         {"device": "cuda"}, device="cuda"),
-    "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels, BLAS GEMMs, float64 gate math"),
+    "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float64 gate math, "
+                       "register-blocked recurrent product, OpenBLAS GEMMs)"),
     "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
                         "persistent small-batch forward", device="cuda"),
 }
