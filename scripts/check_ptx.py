@@ -9,11 +9,12 @@ driver, no GPU), and checks that the float32 kernels contain no float64 arithmet
     python scripts/check_ptx.py [--cc 9.0] [--dtype float32]
 
 Needs numba-cuda and NVVM/NVRTC (the ``cuda-ptx`` extra). Exit status 0: all compiled;
-1: some failed (listed); 77: NVVM is not installed (nothing checked).
+1: some failed (listed); 77: numba-cuda or NVVM is not installed (nothing checked).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
@@ -87,6 +88,11 @@ def main(argv=None) -> int:
                         help="check only this dtype (repeatable; default both)")
     options = parser.parse_args(argv)
     cc = tuple(int(part) for part in options.cc.split("."))
+    if importlib.util.find_spec("numba_cuda") is None:
+        # numba's own numba.cuda may find a system NVVM but lowers cooperative grid groups
+        # differently; the GPU path is numba-cuda's, so only its compile is meaningful.
+        print("numba-cuda is not installed (the cuda-ptx extra), nothing checked")
+        return NO_NVVM
     if cuda.is_available():
         print("a GPU is present: compiling for it instead of pretending")
     else:
