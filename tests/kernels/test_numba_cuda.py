@@ -32,6 +32,7 @@ from grubench import backends, tolerances  # noqa: E402
 from grubench.kernels import cuda_matmul, numba_cuda, reference  # noqa: E402
 from grubench.kernels.cuda_matmul import CudaKernelError, Tile  # noqa: E402
 from grubench.problems import Problem  # noqa: E402
+from oracle import assert_matches_reference, reference_step  # noqa: E402
 
 AVAILABLE, WHY = numba_cuda.availability()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"numba-cuda unavailable: {WHY}")
@@ -118,22 +119,12 @@ def make_args(problem: Problem):
     return args
 
 
-def assert_matches_reference(prepared, args, steps=1):
-    want_outputs, want_grads = reference.prepare(args).training_step()
-    forward = tolerances.forward_tolerance(args.dtype)
-    gradient = tolerances.gradient_tolerance(args.dtype)
+def assert_steps_match_reference(prepared, args, steps=1):
+    expected = reference_step(args)
     for _ in range(steps):              # buffers are reused: later steps must agree too
         outputs, grads = prepared.to_numpy(prepared.training_step())
-        for got, want in zip(outputs, want_outputs, strict=True):
-            assert got.dtype == args.dtype
-            assert forward.allclose(got, want)
-        assert list(grads) == list(args.inputs())
-        for name, want in want_grads.items():
-            assert grads[name].shape == want.shape, name
-            assert gradient.allclose(grads[name], want), name
-    inference = prepared.to_numpy(prepared.forward())
-    for got, want in zip(inference, want_outputs, strict=True):
-        assert forward.allclose(got, want)
+        assert_matches_reference(outputs, grads, args, expected)
+    assert_matches_reference(prepared.to_numpy(prepared.forward()), None, args, expected)
 
 
 @pytest.mark.parametrize("path", ["stepwise", "persistent"])
@@ -142,12 +133,12 @@ def test_training_step_and_forward_match_reference(problem, path):
     args = make_args(problem)
     prepared = numba_cuda.prepare(args, small(path))
     assert prepared.path == path
-    assert_matches_reference(prepared, args)
+    assert_steps_match_reference(prepared, args)
 
 
 def test_repeated_steps_reuse_buffers_correctly():
     args = make_args(Problem("gru", 3, 2, 3, 5, dtype="float64", reset_after=False))
-    assert_matches_reference(numba_cuda.prepare(args, small("auto")), args, steps=2)
+    assert_steps_match_reference(numba_cuda.prepare(args, small("auto")), args, steps=2)
 
 
 def test_auto_path_persistent_for_small_batch_stepwise_beyond():
@@ -168,7 +159,7 @@ def test_forced_persistent_serves_a_larger_batch():
                                               persistent_batch_per_thread=2))
     # shared arrays sized for 4; batch groups of 2 and 1
     assert (prepared.plan.max_batch, prepared.plan.batch_per_thread) == (4, 2)
-    assert_matches_reference(prepared, args)
+    assert_steps_match_reference(prepared, args)
 
 
 def test_default_config_sizes_slices_to_shared_memory():
@@ -203,7 +194,7 @@ def test_persistent_spans_several_blocks():
                              variable_lengths=True))
     prepared = numba_cuda.prepare(args, small("persistent"))
     assert prepared.plan.blocks == 3 and prepared.plan.slices_per_block == 1
-    assert_matches_reference(prepared, args)
+    assert_steps_match_reference(prepared, args)
 
 
 def test_convenience_api_forward():

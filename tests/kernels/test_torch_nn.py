@@ -1,11 +1,10 @@
 """The torch backends against the float64 reference, through the contract's prepared path."""
-import numpy as np
 import pytest
 
-from grubench import tolerances
-from grubench.kernels import reference, torch_nn
+from grubench.kernels import torch_nn
 from grubench.kernels.contract import BackendUnavailable
 from grubench.problems import Problem
+from oracle import assert_matches_reference, reference_step
 
 torch = pytest.importorskip("torch")
 
@@ -28,21 +27,11 @@ def test_training_step_matches_reference(problem):
     if problem.variable_lengths:
         args.lengths[0] = 0            # torch cannot pack length 0: the backend routes it
         args.lengths[-1] = problem.T
-    want_outputs, want_grads = reference.prepare(args).training_step()
+    expected = reference_step(args)
     prepared = torch_nn.prepare(args)
     outputs, grads = prepared.to_numpy(prepared.training_step())
-    forward = tolerances.forward_tolerance(problem.dtype)
-    gradient = tolerances.gradient_tolerance(problem.dtype)
-    for got, want in zip(outputs, want_outputs):
-        assert got.dtype == np.dtype(problem.dtype)
-        assert forward.allclose(got, want)
-    assert set(grads) == set(args.inputs())
-    for name, want in want_grads.items():
-        assert grads[name].shape == want.shape, name
-        assert gradient.allclose(grads[name], want), name
-    inference = prepared.to_numpy(prepared.forward())
-    for got, want in zip(inference, want_outputs):
-        assert forward.allclose(got, want)
+    assert_matches_reference(outputs, grads, args, expected)
+    assert_matches_reference(prepared.to_numpy(prepared.forward()), None, args, expected)
 
 
 def test_saved_bytes_counts_what_autograd_keeps():
