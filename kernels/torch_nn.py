@@ -102,6 +102,9 @@ class TorchPrepared(Prepared):
         keep their initial state and give zero outputs."""
         keep = self.nonempty
         states = [h0] if c0 is None else [h0, c0]
+        if len(keep) == 0:          # every sequence is empty: zero outputs, states kept
+            y = x.new_zeros(self.args.T, self.args.B, self.args.H)
+            return y, (h0[None] if c0 is None else (h0[None], c0[None]))
         packed = pack_padded_sequence(x.index_select(1, keep), self.nonempty_lengths,
                                       enforce_sorted=False)
         kept_states = [s.index_select(0, keep)[None] for s in states]
@@ -131,8 +134,13 @@ class TorchPrepared(Prepared):
 
     def backward(self, saved, upstream):
         outputs, leaves = saved
-        grads = torch.autograd.grad(outputs, leaves, grad_outputs=upstream)
-        return dict(zip(self.args.inputs(), grads))
+        # An output that no weight reached (y when every sequence is empty) has no graph,
+        # and a leaf it does not reach has no gradient: that gradient is zero.
+        pairs = [(o, g) for o, g in zip(outputs, upstream) if o.requires_grad]
+        grads = torch.autograd.grad([o for o, _ in pairs], leaves,
+                                    grad_outputs=[g for _, g in pairs], allow_unused=True)
+        return {name: torch.zeros_like(leaf) if grad is None else grad
+                for name, grad, leaf in zip(self.args.inputs(), grads, leaves)}
 
     def _run_counting_saved(self, x, h0, c0):
         """The first training forward records the bytes autograd saves for backward."""

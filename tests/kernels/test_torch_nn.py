@@ -1,4 +1,7 @@
 """The torch backends against the float64 reference, through the contract's prepared path."""
+import dataclasses
+
+import numpy as np
 import pytest
 
 from grubench.kernels import torch_nn
@@ -32,6 +35,18 @@ def test_training_step_matches_reference(problem):
     outputs, grads = prepared.to_numpy(prepared.training_step())
     assert_matches_reference(outputs, grads, args, expected)
     assert_matches_reference(prepared.to_numpy(prepared.forward()), None, args, expected)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_all_sequences_empty(cell):
+    """Packing refuses an empty batch; the contract wants zero outputs and the initial
+    states back, and gradients that pass dh_n (dc_n) straight to h0 (c0)."""
+    args = Problem(cell, 3, 2, 4, 5, dtype="float64").make_args(seed=2)
+    args = dataclasses.replace(args, lengths=np.zeros(2, dtype=np.int64))
+    prepared = torch_nn.prepare(args)
+    outputs, grads = prepared.to_numpy(prepared.training_step())
+    assert_matches_reference(outputs, grads, args)
+    assert np.all(outputs[0] == 0) and np.array_equal(outputs[1], args.h0)
 
 
 def test_saved_bytes_counts_what_autograd_keeps():
