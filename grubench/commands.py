@@ -113,6 +113,12 @@ def _finish(frame, seconds: float, out: str) -> int:
         print("grubench: nothing was measured: no selected backend is available here "
               "(see the notes above)", file=sys.stderr)
         return 1
+    if not frame.attrs.get("interrupted") and not (frame["status"] == "ok").any():
+        counts = frame["status"].value_counts().to_dict()
+        print("grubench: nothing was measured: every case ended "
+              + ", ".join(f"{status} ({n})" for status, n in counts.items())
+              + " (reasons in the tables above)", file=sys.stderr)
+        return 1
     if frame.attrs.get("interrupted"):
         print("interrupted: the cases measured so far are kept", file=sys.stderr)
         return 130

@@ -158,6 +158,9 @@ def get(name: str, scale: float = 1.0) -> Suite:
     the valid names for an unknown one."""
     if not scale > 0:
         raise ValueError(f"--scale must be > 0, got {scale}")
+    if scale != 1.0 and name != "deepbench":
+        raise ValueError(f"--scale shortens DeepBench's long sequences; suite {name!r} does "
+                         f"not take it (give --size T,B,I,H instead)")
     if name.endswith(".toml"):
         return load_toml(name)
     suites = _builtin(scale)
@@ -217,30 +220,60 @@ def load_toml(path: str | Path) -> Suite:
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"suite file {path} is not valid TOML: {error}") from None
     where = f"suite file {path}"
+    try:
+        return _suite_from_table(table, path)
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _names(table: dict, key: str, default, valid) -> tuple[str, ...]:
+    """A list of names from the table (a bare string is one name, not its letters)."""
+    value = table.get(key, default)
+    return check_names(key.rstrip("s"), _string_list(list(value) if isinstance(value, tuple)
+                                                     else value, key), valid)
+
+
+def _string_list(value, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of names, got {value!r}")
+    return tuple(value)
+
+
+def _suite_from_table(table: dict, path: Path) -> Suite:
     group_tables = table.get("group") or [table]
+    if not isinstance(group_tables, list) or not all(isinstance(g, dict) for g in group_tables):
+        raise ValueError("group must be a list of tables ([[group]] sections)")
     groups = []
     for g in group_tables:
         sizes = g.get("sizes")
-        if not sizes:
-            raise ValueError(f"{where}: every group needs sizes = [[T, B, I, H], ...]")
-        try:
-            parsed = tuple(parse_size(",".join(str(v) for v in s)) for s in sizes)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{where}: {error}") from None
+        if not sizes or not isinstance(sizes, list):
+            raise ValueError("every group needs sizes = [[T, B, I, H], ...]")
+        parsed = tuple(parse_size(",".join(str(v) for v in s)) if isinstance(s, list)
+                       else parse_size(str(s)) for s in sizes)
         groups.append(Group(
-            parsed,
-            cells=check_names("cell", g.get("cells", CELLS), CELLS),
-            variants=check_names("variant", g.get("variants", ("reset_after",)), VARIANTS),
-            modes=check_names("mode", g.get("modes", MODES), MODES)))
+            parsed, cells=_names(g, "cells", CELLS, CELLS),
+            variants=_names(g, "variants", ("reset_after",), VARIANTS),
+            modes=_names(g, "modes", MODES, MODES)))
     dtype = table.get("dtype", "float32")
     check_names("dtype", [dtype], DTYPES)
+    threads = table.get("threads", [1])
+    if not isinstance(threads, list):
+        raise ValueError(f"threads must be a list of positive integers, got {threads!r}")
+    device = table.get("device", "cpu")
+    check_names("device", [device], ("cpu", "cuda"))
+    min_time = table.get("min_time", 0.2)
+    if isinstance(min_time, bool) or not isinstance(min_time, (int, float)) \
+            or not 0 < min_time < 3600:
+        raise ValueError(f"min_time must be seconds in (0, 3600), got {min_time!r}")
     return Suite(
         name=str(table.get("name", path.stem)),
         description=str(table.get("description", f"user suite from {path}")),
         groups=tuple(groups), dtype=dtype,
-        threads=tuple(_positive_int(t, "threads") for t in table.get("threads", [1])),
-        backends=tuple(table["backends"]) if "backends" in table else None,
-        device=table.get("device", "cpu"),
+        threads=tuple(_positive_int(t, "threads") for t in threads),
+        backends=_string_list(table["backends"], "backends") if "backends" in table else None,
+        device=device,
         baseline=str(table.get("baseline", "torch-cpu")),
         min_runs=_positive_int(table.get("min_runs", 5), "min_runs"),
-        min_time=float(table.get("min_time", 0.2)))
+        min_time=float(min_time))

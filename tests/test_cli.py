@@ -144,3 +144,18 @@ def test_a_run_with_nothing_available_exits_1(capsys, monkeypatch, tmp_path):
     assert status == 1, err
     assert "note: fake-unavailable left out: fake reason it cannot run" in out
     assert "nothing was measured" in err
+
+
+def test_a_run_where_every_case_fails_exits_1(capsys, tmp_path):
+    status, out, err = run_main(capsys, "run", "--backends", "numpy", "--size", "2,1,2,2",
+                                "--mode", "inference", "--cells", "gru", "--timeout",
+                                "0.001", "--out", str(tmp_path), "--no-progress")
+    assert status == 1, err
+    assert "nothing was measured: every case ended timeout (1)" in err
+
+
+def test_scale_is_refused_outside_deepbench(capsys, tmp_path):
+    status, _, err = run_main(capsys, "run", "--suite", "quick", "--scale", "0.5",
+                              "--out", str(tmp_path))
+    assert status == 2
+    assert "suite 'quick' does not take it" in err
