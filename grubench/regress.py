@@ -209,7 +209,8 @@ def load_baseline(path: str | os.PathLike) -> dict:
                             f"(expected schema {SCHEMA!r})")
     cases = document.get("cases")
     if not isinstance(cases, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("ratio"), (int, float)) and v["ratio"] > 0
+            isinstance(v, dict) and isinstance(v.get("ratio"), (int, float))
+            and not isinstance(v["ratio"], bool) and v["ratio"] > 0
             for v in cases.values()):
         raise BaselineError(f"baseline {path} has no valid 'cases' mapping of key -> "
                             f"{{'ratio': positive number}}")
@@ -344,7 +345,7 @@ def add_subcommand(subparsers) -> None:
 
 def handle(args) -> int:
     from grubench import machine
-    from grubench.files import write_atomic
+    from grubench.files import check_writable_dir, write_atomic
 
     if args.suite not in SUITES:
         raise ValueError(f"unknown regress suite {args.suite!r}; valid: {', '.join(SUITES)}")
@@ -361,6 +362,8 @@ def handle(args) -> int:
         except BaselineError as error:
             print(f"grubench regress: {error}", file=sys.stderr)
             return 2
+    if args.update:
+        check_writable_dir(Path(args.baseline).parent)
     context = machine.context()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
@@ -385,6 +388,11 @@ def handle(args) -> int:
             return {k: row["ratio"] for k, row in again.items() if row["status"] == "ok"}
 
         ratios = {key: entry["ratio"] for key, entry in baseline["cases"].items()}
+        if not set(ratios) & set(cases):
+            print(f"grubench regress: baseline {args.baseline} holds none of the "
+                  f"{args.suite} suite's cases (another suite, or stale?); re-record it "
+                  f"with --update", file=sys.stderr)
+            return 2
         verdicts = compare(ratios, rows, args.tolerance, remeasure)
     recorded_on = machine.short_name(baseline.get("machine") or {})
     if recorded_on != machine.short_name(context):

@@ -91,6 +91,7 @@ def test_table_lists_every_case_with_change():
     (json.dumps({"schema": "other"}), "is not a grubench regress baseline"),
     (json.dumps({"schema": regress.SCHEMA, "cases": {"a": {"ratio": -1}}}), "no valid 'cases'"),
     (json.dumps({"schema": regress.SCHEMA, "cases": []}), "no valid 'cases'"),
+    (json.dumps({"schema": regress.SCHEMA, "cases": {"a": {"ratio": True}}}), "no valid 'cases'"),
 ])
 def test_missing_or_corrupt_baseline(tmp_path, content, message):
     path = tmp_path / "baseline.json"
@@ -185,3 +186,22 @@ def test_bad_regress_arguments_exit_2(capsys):
     assert "unknown regress suite 'nightly'; valid: ci" in capsys.readouterr().err
     assert cli.main(["regress", "--tolerance", "-1"]) == 2
     assert cli.main(["regress", "--pairs", "1"]) == 2
+
+
+def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, tiny_suite, capsys):
+    from grubench import cli
+
+    baseline = tmp_path / "other.json"
+    baseline.write_text(json.dumps({"schema": regress.SCHEMA,
+                                    "cases": {"some/other/case": {"ratio": 1.0}}}))
+    assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "3"]) == 2
+    assert "holds none of the ci suite's cases" in capsys.readouterr().err
+
+
+def test_update_into_an_unwritable_folder_fails_before_measuring(tiny_suite, capsys,
+                                                                  monkeypatch):
+    from grubench import cli
+
+    monkeypatch.setattr(regress, "measure", lambda *a: pytest.fail("measured first"))
+    assert cli.main(["regress", "--update", "--baseline", "/sys/grubench/b.json"]) == 2
+    assert "cannot write to output directory /sys/grubench" in capsys.readouterr().err
