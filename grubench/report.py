@@ -290,6 +290,28 @@ def to_json(frame: pd.DataFrame) -> str:
     return json.dumps(document, indent=1, default=str) + "\n"
 
 
+#: Fields a results row must have, and those that must be numbers (or null) when present.
+_REQUIRED = CASE_KEY + ("backend", "status")
+_SIZES = ("T", "B", "I", "H", "threads")
+_NUMBERS = ("median_s", "iqr_s", "min_s", "runs", "compile_s", "peak_bytes", "rss_bytes",
+            "expected_bytes", "saved_bytes", "max_abs_err", "rel_err", "gflops", "speedup")
+
+
+def _row_problem(row: dict) -> str | None:
+    """What makes one results row unreadable, or None."""
+    missing = [c for c in _REQUIRED if c not in row]
+    if missing:
+        return f"lacks the fields {', '.join(missing)}"
+    for key in _SIZES:
+        if isinstance(row[key], bool) or not isinstance(row[key], int) or row[key] < 1:
+            return f"{key} must be a positive integer, got {row[key]!r}"
+    for key in _NUMBERS:
+        value = row.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{key} must be a number, got {value!r}"
+    return None
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results.json back as a DataFrame; ValueError saying what is wrong with a file
     that is missing, not JSON, or not grubench results."""
@@ -309,10 +331,10 @@ def load_results(path: str | Path) -> pd.DataFrame:
     results = document.get("results")
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise ValueError(f"{path}: 'results' must be a list of objects")
-    missing = sorted({c for r in results for c in CASE_KEY + ("backend", "status")} -
-                     {c for r in results for c in r} if results else set())
-    if missing:
-        raise ValueError(f"{path}: results lack the fields {', '.join(missing)}")
+    for number, row in enumerate(results, 1):
+        problem = _row_problem(row)
+        if problem:
+            raise ValueError(f"{path}: result {number}: {problem}")
     frame = pd.DataFrame(results, columns=list(COLUMNS))
     frame.attrs.update(machine=document.get("machine", {}), suite=document.get("suite", {}),
                        notes=document.get("notes", []),

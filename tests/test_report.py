@@ -152,11 +152,29 @@ def test_interrupted_report_write_keeps_the_old_file(results, tmp_path, monkeypa
     ('{"schema": "other/1", "results": []}', "not a grubench results file"),
     ('[1, 2]', "not a grubench results file"),
     ('{"schema": "grubench.results/1", "results": {}}', "must be a list of objects"),
-    ('{"schema": "grubench.results/1", "results": [{"backend": "x"}]}', "lack the fields"),
+    ('{"schema": "grubench.results/1", "results": [{"backend": "x"}]}',
+     "result 1: lacks the fields cell, variant"),
 ])
 def test_corrupt_results_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "results.json"
     path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        report.load_results(path)
+
+
+GOOD_ROW = dict(backend="numpy", cell="gru", variant="reset_after", mode="inference", T=2,
+                B=1, I=2, H=2, dtype="float32", threads=1, status="ok", median_s=0.001)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"cell": "gru"}, "result 2: lacks the fields variant"),   # one incomplete row is enough
+    ({**GOOD_ROW, "median_s": "fast"}, "result 2: median_s must be a number, got 'fast'"),
+    ({**GOOD_ROW, "T": 0}, "result 2: T must be a positive integer, got 0"),
+    ({**GOOD_ROW, "threads": True}, "result 2: threads must be a positive integer"),
+])
+def test_each_results_row_is_checked(tmp_path, bad, message):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": runner.SCHEMA, "results": [GOOD_ROW, bad]}))
     with pytest.raises(ValueError, match=message):
         report.load_results(path)
 
