@@ -125,7 +125,21 @@ def plan(args):
         raise ValueError(f"--threads must be a comma list of integers: {error}") from error
     if min(threads) < 1:
         raise ValueError(f"--threads must be >= 1, got {min(threads)}")
+    check_model_fits(cells, args.hidden)
     return cells, backend_names, threads, load_datasets(args)
+
+
+def check_model_fits(cells, hidden: int) -> None:
+    """ValueError before any worker starts when the recurrent weights alone, with their
+    gradients and Adam's two moments (4 float32 copies of G*H*H), cannot fit in memory."""
+    from grubench.kernels.contract import GATES, available_memory_bytes, format_bytes
+
+    need = max(4 * 4 * GATES[cell] * hidden * hidden for cell in cells)
+    have = available_memory_bytes()
+    if need > 0.9 * have:
+        raise ValueError(f"--hidden {hidden} needs at least {format_bytes(need)} for the "
+                         f"recurrent weights, their gradients and Adam's moments; "
+                         f"{format_bytes(have)} of memory is available")
 
 
 def jobs(args, data, dataset_file: Path, cells, backend_names, threads):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -117,20 +118,34 @@ def run_job(job: Job) -> dict:
     }
 
 
-def run_in_worker(job: Job, scratch: Path) -> dict:
-    """``run_job`` in a fresh process whose thread pools start at ``job.threads``."""
+#: A training run that has not finished after this long is stopped (the defaults take ~1 min).
+WORKER_TIMEOUT_S = 3600.0
+
+
+def run_in_worker(job: Job, scratch: Path, timeout_s: float = WORKER_TIMEOUT_S) -> dict:
+    """``run_job`` in a fresh process whose thread pools start at ``job.threads``; a worker
+    that dies or overruns ``timeout_s`` raises RunFailed saying how."""
     stem = f"{Path(job.dataset_file).stem}-{job.cell}-{job.backend}-t{job.threads}"
     job_file, result_file = scratch / f"{stem}.job.json", scratch / f"{stem}.result.json"
     job_file.write_text(json.dumps(asdict(job)))
     result_file.unlink(missing_ok=True)
     env = {**os.environ, **thread_env(job.threads)}
-    done = subprocess.run([sys.executable, "-m", "grubench.training.runner", str(job_file),
-                           str(result_file)], env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "grubench.training.runner",
+                               str(job_file), str(result_file)], env=env, capture_output=True,
+                               text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise RunFailed(f"{job.cell} on {job.backend}: no result after {timeout_s:g} s; "
+                        f"the worker was stopped") from None
     if done.returncode == USER_ERROR_EXIT:
         raise RunFailed(f"{job.cell} on {job.backend}: {done.stderr.strip()}")
     if done.returncode != 0 or not result_file.exists():
-        raise RuntimeError(f"training worker for {stem} failed with exit code "
-                           f"{done.returncode}:\n{done.stderr[-4000:]}")
+        how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
+               else f"exit code {done.returncode}")
+        hint = " (out of memory?)" if done.returncode == -signal.SIGKILL else ""
+        last = done.stderr.strip().splitlines()[-1:] or ["(no message)"]
+        raise RunFailed(f"{job.cell} on {job.backend}: the training worker died with "
+                        f"{how}{hint}: {last[0][:300]}")
     return json.loads(result_file.read_text())
 
 

@@ -32,6 +32,7 @@ def test_tiny_run_writes_the_reports(tmp_path, capsys):
     (["--epochs", "0"], "--epochs must be positive"),
     (["--threads", "two"], "--threads must be a comma list of integers"),
     (["--out", "{tmp}/file.txt"], "exists and is not a directory"),
+    (["--hidden", "100000000"], "--hidden 100000000 needs at least"),
 ])
 def test_user_mistakes_exit_2_with_a_message(tmp_path, capsys, arguments, message):
     (tmp_path / "file.txt").write_text("not a folder")

@@ -62,6 +62,17 @@ def test_run_in_worker(tmp_path, tiny_series):
         runner.run_in_worker(make_job(tmp_path, data), tmp_path)
 
 
+def test_a_worker_that_dies_or_overruns_is_a_run_failure(tmp_path, tiny_series):
+    job = make_job(tmp_path, tiny_series())
+    (tmp_path / "tiny.npz").write_bytes(b"not an npz")       # the worker crashes reading it
+    with pytest.raises(runner.RunFailed, match="gru on numpy: the training worker died with "
+                                               "exit code 1"):
+        runner.run_in_worker(job, tmp_path)
+    job = make_job(tmp_path, tiny_series(), epochs=50)
+    with pytest.raises(runner.RunFailed, match=r"no result after 0.01 s; the worker was stop"):
+        runner.run_in_worker(job, tmp_path, timeout_s=0.01)   # less than a python start
+
+
 def test_allocation_counter_per_backend():
     assert runner.allocation_counter(runner.TORCH_MODEL) == "torch-profiler"
     assert runner.allocation_counter("torch-cpu") == "torch-profiler"
