@@ -9,6 +9,7 @@ import sys
 import time
 
 from grubench import suites
+from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
 
@@ -19,6 +20,10 @@ def _comma_list(kind: str, valid=None):
         items = tuple(item.strip() for item in text.split(",") if item.strip())
         if not items:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind} names")
+        repeated = sorted({item for item in items if items.count(item) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{kind} {', '.join(map(repr, repeated))} "
+                                             f"given more than once")
         if valid is not None:
             try:
                 suites.check_names(kind, items, valid)
@@ -35,7 +40,8 @@ def _size(text: str):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive(kind):
+def _positive(kind, most: float | None = None, why: str = ""):
+    """An argparse type: a number > 0 (and <= ``most``, for the reason ``why``)."""
     def parse(text: str):
         try:
             value = kind(text)
@@ -43,6 +49,8 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        if most is not None and not value <= most:
+            raise argparse.ArgumentTypeError(f"{text!r} must be <= {most:g}{why}")
         return value
     return parse
 
@@ -73,13 +81,15 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--size", type=_size, action="append", metavar="T,B,I,H",
                         help="a problem size; repeat for several; replaces the suite's")
     parser.add_argument("--dtype", choices=suites.DTYPES, help="default: the suite's")
-    parser.add_argument("--threads", type=_positive(int), nargs="+", metavar="N",
+    parser.add_argument("--threads", nargs="+", metavar="N",
+                        type=_positive(int, cpu_count(), f" (this machine's CPUs; more only "
+                                                         f"measures oversubscription)"),
                         help="thread counts, one worker each (default: the suite's)")
     parser.add_argument("--min-runs", type=_positive(int), metavar="N",
                         help="at least N timed runs per case")
-    parser.add_argument("--min-time", type=_positive(float), metavar="S",
+    parser.add_argument("--min-time", type=_positive(float, 3600), metavar="S",
                         help="at least S seconds of timed runs per case")
-    parser.add_argument("--timeout", type=_positive(float), metavar="S",
+    parser.add_argument("--timeout", type=_positive(float, 86400), metavar="S",
                         help="seconds a case may take before its worker is killed")
     parser.add_argument("--baseline", metavar="BACKEND",
                         help="speedups are against this backend (default: the suite's, "

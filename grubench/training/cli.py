@@ -95,7 +95,7 @@ def check_backends(names: list[str]) -> None:
 def check_positive(args) -> None:
     for name in ("epochs", "hidden", "batch", "embed", "lr"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
+        if value is not None and not value > 0:         # NaN is not positive either
             raise ValueError(f"--{name} must be positive, got {value}")
 
 

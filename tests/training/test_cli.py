@@ -30,6 +30,7 @@ def test_tiny_run_writes_the_reports(tmp_path, capsys):
     (["--cells", "gru,rnn"], "unknown cell 'rnn'"),
     (["--backends", "numpy,fortran"], "unknown backend 'fortran'"),
     (["--epochs", "0"], "--epochs must be positive"),
+    (["--lr", "nan"], "--lr must be positive, got nan"),
     (["--threads", "two"], "--threads must be a comma list of integers"),
     (["--out", "{tmp}/file.txt"], "exists and is not a directory"),
     (["--hidden", "100000000"], "--hidden 100000000 needs at least"),
