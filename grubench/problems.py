@@ -23,6 +23,16 @@ class Problem:
     reset_after: bool = True
     variable_lengths: bool = False
 
+    def __post_init__(self):
+        if self.cell not in GATES:
+            raise ValueError(f"unknown cell {self.cell!r}; expected one of {', '.join(GATES)}")
+        for name in ("T", "B", "I", "H"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
     @property
     def gates(self) -> int:
         return GATES[self.cell]

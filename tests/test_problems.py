@@ -40,3 +40,14 @@ def test_make_args_is_seeded_and_typed():
     assert a.lengths.min() >= 0 and a.lengths.max() <= 4
     assert not np.array_equal(p.make_args(seed=6).x, a.x)
     assert p.make_args(with_grads=False).dy is None
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(cell="rnn"), "unknown cell 'rnn'"),
+    (dict(T=-1), "T must be a positive integer, got -1"),
+    (dict(H=2.5), "H must be a positive integer, got 2.5"),
+    (dict(dtype="int32"), "dtype must be float32 or float64"),
+])
+def test_nonsense_problems_are_refused_when_made(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Problem(**{**dict(cell="gru", T=2, B=1, I=3, H=4), **fields})
