@@ -25,14 +25,14 @@ Design choices, each measured (the backend's report in the issue holds the figur
   the BLAS numba already links (SciPy's OpenBLAS, via numba's ``numba_xxgemm`` helper)
   through :func:`gemm`, which takes transposed views and column blocks and accumulates
   (beta = 1), so no pass copies or allocates.
-* Threads: the kernels never start numba's own thread pool (no ``parallel=True``); the only
-  threads are the BLAS pool's, which the harness pins (grubench.threads). So at threads = 2
-  the second core runs the large GEMMs (input projection, dx, weight gradients) of problems
-  of at least BLAS_THREADS_MIN_FLOPS; the per-step work stays on one core, and smaller
-  problems run BLAS on one thread (:func:`blas_threads_for`). With one pool there is nothing
-  to spin against, and results are bit-identical run to run at a fixed count. (A prange
-  recurrent product was tried: a kernel calling a ``parallel=True`` function cannot be
-  cached by numba, and every process would recompile for 40 s.)
+* Threads: a run shares its work among numba's thread count (``numba.set_num_threads``)
+  of threads, each running the same kernel on its slice of the hidden units and of the
+  large GEMMs' outputs, meeting at a barrier of atomics once per step (see the "threads"
+  section). The threads are the module's own (a ``parallel=True`` kernel cannot be cached
+  by numba, and every process would recompile for 40 s), BLAS runs on one thread inside
+  each, and runs whose steps are too small to share (TEAM_MIN_STEP_FLOPS) use one thread.
+  So no pool spins against another, and results are bit-identical run to run at a fixed
+  thread count.
 * Lengths (ONNX semantics): a sequence past its length keeps its state, writes y = 0 and
   gets zero gate gradients; the products still run over the full batch.
 * Training saves only the gate activations (plus W_hn h + b_hn for reset-after GRUs, plus the
@@ -47,7 +47,7 @@ Shapes are those of :mod:`grubench.kernels.contract`; G = 3 (GRU) or 4 (LSTM).
 """
 from __future__ import annotations
 
-import contextlib
+import concurrent.futures
 import functools
 import math
 
@@ -170,6 +170,19 @@ if numba is not None:
         if status != 0:
             raise RuntimeError("gemm: the BLAS call failed")
 
+    @intrinsic
+    def nonnegative(typingctx, value):
+        """``value``, with LLVM told it is >= 0. Indexes built from it then need no
+        negative-index wraparound, which would keep the loops over them scalar (4x)."""
+        def codegen(context, builder, signature, args):
+            assume = builder.module.declare_intrinsic(
+                "llvm.assume", fnty=ir.FunctionType(ir.VoidType(), [ir.IntType(1)]))
+            builder.call(assume, [builder.icmp_signed(">=", args[0],
+                                                      ir.Constant(args[0].type, 0))])
+            return args[0]
+
+        return value(value), codegen
+
     @njit(**JIT)
     def _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out, o):
         """out[b:b+4, o+j:o+j+4] of :func:`matmul_nt`: 16 dot products in one pass over k, so
@@ -226,27 +239,38 @@ if numba is not None:
             total += ar[k] * wr[k]
         out[b, o + j] = total
 
+    #: rows of w_t one pass of :func:`_axpy_rows` adds into out's row
+    AXPY_ROWS = 8
+
     @njit(**JIT)
     def _axpy_rows(a, a_col, w_t, w_row, w_col, K, out, out_col, N):
         """:func:`matmul_nt` for fewer than 4 batch rows: out[b] accumulates rows of w_t
-        scaled by a[b, k], four rows per pass over out[b] (which stays in L1)."""
-        K4 = K - K % 4
+        scaled by a[b, k], AXPY_ROWS rows per pass over out[b] (which stays in L1). The
+        rows are offsets into one flat view of w_t: a view per row costs more than a
+        pass over a short row (the N of one worker's gate block)."""
+        ld = nonnegative(w_t.shape[1])
+        flat = w_t.reshape(w_t.size)
+        K8 = K - K % AXPY_ROWS
         for b in range(a.shape[0]):
             row = out[b, out_col:out_col + N]
             row[:] = 0
-            for k in range(0, K4, 4):
-                a0, a1 = a[b, a_col + k], a[b, a_col + k + 1]
-                a2, a3 = a[b, a_col + k + 2], a[b, a_col + k + 3]
-                m0, m1 = w_t[w_col + k, w_row:w_row + N], w_t[w_col + k + 1, w_row:w_row + N]
-                m2 = w_t[w_col + k + 2, w_row:w_row + N]
-                m3 = w_t[w_col + k + 3, w_row:w_row + N]
+            for k in range(0, K8, AXPY_ROWS):
+                a0, a1, a2, a3 = a[b, a_col + k], a[b, a_col + k + 1], \
+                    a[b, a_col + k + 2], a[b, a_col + k + 3]
+                a4, a5, a6, a7 = a[b, a_col + k + 4], a[b, a_col + k + 5], \
+                    a[b, a_col + k + 6], a[b, a_col + k + 7]
+                base = nonnegative((w_col + k) * ld + w_row)
                 for j in range(N):
-                    row[j] += a0 * m0[j] + a1 * m1[j] + a2 * m2[j] + a3 * m3[j]
-            for k in range(K4, K):
+                    at = base + j
+                    row[j] += (a0 * flat[at] + a1 * flat[at + ld]
+                               + a2 * flat[at + 2 * ld] + a3 * flat[at + 3 * ld]
+                               + a4 * flat[at + 4 * ld] + a5 * flat[at + 5 * ld]
+                               + a6 * flat[at + 6 * ld] + a7 * flat[at + 7 * ld])
+            for k in range(K8, K):
                 a0 = a[b, a_col + k]
-                m0 = w_t[w_col + k, w_row:w_row + N]
+                base = nonnegative((w_col + k) * ld + w_row)
                 for j in range(N):
-                    row[j] += a0 * m0[j]
+                    row[j] += a0 * flat[base + j]
 
     #: below this depth the dot products are too short to amortize their horizontal sums,
     #: and at batches of 4 and more BLAS wins (measured at 32x64x192)
@@ -281,6 +305,95 @@ if numba is not None:
         for j in range(N4, N):
             for b in range(B):
                 _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
+
+    # ----------------------------------------------------------------------- threads
+    # A run on n threads is n calls of the same kernel, one per thread (the kernels release
+    # the GIL), each with a team = (worker, workers, sync). Each worker owns a slice of the
+    # hidden units, so the per-step products and gate math split with no shared writes, and
+    # a slice of the large GEMMs' outputs; the workers meet at a barrier once per step
+    # (twice for reset-before GRUs, whose r*h feeds a second product). BLAS runs on one
+    # thread inside every worker, so no other pool spins against the team.
+
+    @intrinsic
+    def _arrive(typingctx, sync):
+        """sync[0] += 1 atomically (sequentially consistent); returns the new count."""
+        def codegen(context, builder, signature, args):
+            counter = context.make_array(signature.args[0])(context, builder, args[0]).data
+            one = ir.Constant(ir.IntType(64), 1)
+            return builder.add(builder.atomic_rmw("add", counter, one, "seq_cst"), one)
+
+        return types.int64(sync), codegen
+
+    @intrinsic
+    def _arrivals(typingctx, sync):
+        """sync[0], loaded with acquire ordering: what other workers wrote before they
+        arrived is visible after it."""
+        def codegen(context, builder, signature, args):
+            counter = context.make_array(signature.args[0])(context, builder, args[0]).data
+            return builder.load_atomic(counter, "acquire", 8)
+
+        return types.int64(sync), codegen
+
+    @intrinsic
+    def _yield_core(typingctx):
+        """sched_yield(2): a waiting worker lets whatever else is runnable on its core run
+        (on a loaded machine a pure spin would hold back the worker it waits for)."""
+        def codegen(context, builder, signature, args):
+            fnty = ir.FunctionType(ir.IntType(32), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "sched_yield"),
+                         [])
+            return context.get_dummy_value()
+
+        return types.none(), codegen
+
+    @njit(**JIT)
+    def barrier(team):
+        """Return once every worker of the team has arrived. sync[0] counts arrivals since
+        the run began, so the k-th barrier opens at k * workers: nothing to reset."""
+        _worker, workers, sync = team
+        if workers == 1:
+            return
+        opens_at = (_arrive(sync) + workers - 1) // workers * workers
+        while _arrivals(sync) < opens_at:
+            _yield_core()
+
+    #: hidden-unit slices start at multiples of 16 floats (one 64-byte cache line), so no
+    #: two workers write one line, and of 4, so the 4x4 product blocks are those of one thread
+    UNIT_ALIGN = 16
+
+    @njit(**JIT)
+    def share(team, n, align):
+        """This worker's part [start, stop) of range(n): equal chunks, multiples of align."""
+        worker, workers, _sync = team
+        chunk = (n + workers - 1) // workers
+        chunk = (chunk + align - 1) // align * align
+        start = min(worker * chunk, n)
+        return start, min(start + chunk, n)
+
+    @njit(**JIT)
+    def team_gemm(team, a, b, c, beta):
+        """:func:`gemm` shared by the team: each worker takes a block of c's rows, or of its
+        columns when those are more, so the operand every worker reads whole is the
+        smaller one. No barrier: callers place one before c is read by other workers."""
+        m, n = c.shape
+        if m >= n:
+            start, stop = share(team, m, 1)
+            gemm(a[start:stop], b, c[start:stop], beta)
+        else:
+            start, stop = share(team, n, UNIT_ALIGN)
+            gemm(a, b[:, start:stop], c[:, start:stop], beta)
+
+    @njit(**JIT)
+    def gate_products(a, w, w_t, gates, H, start, stop, out):
+        """out[:, g*H + start : g*H + stop] = a @ w[g*H + start : g*H + stop].T for the
+        first ``gates`` gate blocks: a worker's units of every gate (one call when they
+        are all units). a (B,H), w (G*H,H), w_t = w.T, out (B,G*H)."""
+        if start == 0 and stop == H:
+            matmul_nt(a, 0, w, w_t, 0, 0, H, out, 0, gates * H)
+            return
+        for gate in range(gates):
+            matmul_nt(a, 0, w, w_t, gate * H + start, 0, H, out, gate * H + start,
+                      stop - start)
 
     # ------------------------------------------------------------------- gate math
 
@@ -341,6 +454,12 @@ if numba is not None:
             out[i] = gate_sigmoid(np.float64(values[i]), out.dtype)
 
     # ----------------------------------------------------------------- shared parts
+    # Every kernel takes the team first; ``start, stop`` are the worker's hidden units
+    # (:func:`share`), and pointwise functions work on those units of 1-D rows (one
+    # sequence, one step): on rows LLVM vectorizes the loops (4x faster than indexing the
+    # 3-D arrays in place). Their loops run ``for unit in range(stop - start)`` with
+    # ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0 only
+    # in that form, and a possibly negative index keeps a loop scalar.
 
     @njit(**JIT)
     def previous_states(y, h0, t):
@@ -350,71 +469,98 @@ if numba is not None:
         return h0 if t == 0 else y[t - 1]
 
     @njit(**JIT)
-    def column_sums(rows, out):
-        """out = rows.sum(axis=0) with float64 accumulation. rows (M,N), out (N,)."""
-        total = np.zeros(out.shape[0], np.float64)
-        for i in range(rows.shape[0]):
-            for j in range(rows.shape[1]):
-                total[j] += rows[i, j]
-        for j in range(out.shape[0]):
-            out[j] = total[j]
+    def zero_units(row, gates, H, start, stop):
+        """row[g*H + start : g*H + stop] = 0 for the first ``gates`` blocks of a (G*H,) row."""
+        for gate in range(gates):
+            row[gate * H + start:gate * H + stop] = 0
 
     @njit(**JIT)
-    def weight_gradient_from_states(d_rows, y, h0, out):
+    def column_sums(team, rows, out):
+        """out = rows.sum(axis=0) with float64 accumulation, this worker's columns.
+        rows (M,N), out (N,)."""
+        start, stop = share(team, out.shape[0], UNIT_ALIGN)
+        total = np.zeros(stop - start, np.float64)
+        for i in range(rows.shape[0]):
+            row = rows[i, start:stop]
+            for j in range(stop - start):
+                total[j] += row[j]
+        for j in range(stop - start):
+            out[start + j] = total[j]
+
+    @njit(**JIT)
+    def weight_gradient_from_states(team, d_rows, y, h0, out):
         """out = sum over steps t of d_t.T @ h_{t-1} (h_{-1} = h0), as two GEMMs over the
         rows of y, with no copy of the state sequence. d_rows (T*B,N) holds d_t in rows
         t*B..t*B+B-1 (a column block is fine); y (T,B,H), h0 (B,H), out (N,H). Rows past
         a sequence's length must be zero: y is zero there, not the carried state."""
         T, B, H = y.shape
-        gemm(d_rows[:B].T, h0, out, 0.0)
-        if T > 1:
-            gemm(d_rows[B:].T, y.reshape((T * B, H))[:(T - 1) * B], out, 1.0)
+        team_gemm(team, d_rows[:B].T, h0, out, 0.0)
+        if T > 1:        # the same split of out as above: each worker adds to its own part
+            team_gemm(team, d_rows[B:].T, y.reshape((T * B, H))[:(T - 1) * B], out, 1.0)
 
     @njit(**JIT)
-    def input_gradients(d_gates, x, w_ih, dx, dw_ih, db_ih):
+    def input_gradients(team, d_gates, x, w_ih, dx, dw_ih, db_ih):
         """dx = d_gates @ w_ih, dw_ih = d_gates.T @ x, db_ih = column sums, each one pass over
         all T*B rows. d_gates (T,B,G*H), x (T,B,I), w_ih (G*H,I)."""
         T, B, I = x.shape
         rows = d_gates.reshape((T * B, d_gates.shape[2]))
-        gemm(rows, w_ih, dx.reshape((T * B, I)), 0.0)
-        gemm(rows.T, x.reshape((T * B, I)), dw_ih, 0.0)
-        column_sums(rows, db_ih)
+        team_gemm(team, rows, w_ih, dx.reshape((T * B, I)), 0.0)
+        team_gemm(team, rows.T, x.reshape((T * B, I)), dw_ih, 0.0)
+        column_sums(team, rows, db_ih)
 
     @njit(**JIT)
-    def project_inputs(x, w_ih, gi):
-        """gi = x @ w_ih.T for all steps at once. x (T,B,I), w_ih (G*H,I), gi (T,B,G*H)."""
+    def project_inputs(team, x, w_ih, gi):
+        """gi = x @ w_ih.T for all steps at once, then a barrier (every worker reads all of
+        gi's rows). x (T,B,I), w_ih (G*H,I), gi (T,B,G*H)."""
         T, B, I = x.shape
-        gemm(x.reshape((T * B, I)), w_ih.T, gi.reshape((T * B, gi.shape[2])), 0.0)
+        team_gemm(team, x.reshape((T * B, I)), w_ih.T, gi.reshape((T * B, gi.shape[2])), 0.0)
+        barrier(team)
+
+    @njit(**JIT)
+    def add_rows(into, rows, lengths, t, replace, start, stop):
+        """into[b, start:stop] (+)= rows[b, start:stop] for the sequences inside step t.
+        into (B,H) float64, rows (B,H)."""
+        start, stop = nonnegative(start), nonnegative(stop)
+        for b in range(into.shape[0]):
+            if t < lengths[b]:
+                into_row, row = into[b], rows[b]
+                for unit in range(stop - start):
+                    j = start + unit
+                    into_row[j] = row[j] if replace else into_row[j] + row[j]
 
     # -------------------------------------------------------------------------- GRU
-    # Pointwise work goes through functions over 1-D rows (one sequence, one step): on
-    # rows LLVM vectorizes the loops (4x faster than indexing the 3-D arrays in place).
 
     # Slots of the GRU's saved activations, each H wide: r, z, n and (reset-after only) the
     # recurrent part of the candidate, W_hn h + b_hn, that dr needs.
     SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
 
     @njit(**JIT)
-    def gru_reset_row(gi_row, gh_row, bias_gi, h_row, reset_row, saved_row):
+    def gru_reset_row(gi_row, gh_row, bias_gi, h_row, reset_row, saved_row, start, stop):
         """Reset-before pre-pass: r into saved_row's r slot and reset_row = r * h.
         gi_row, gh_row (3H,) (gh's r part filled), bias_gi (3H,), h_row, reset_row (H,)."""
-        H = h_row.shape[0]
+        H = nonnegative(h_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j],
                              h_row.dtype)
             saved_row[SAVED_R * H + j] = r
             reset_row[j] = r * h_row[j]
 
     @njit(**JIT)
-    def gru_step_row(gi_row, gh_row, bias_gi, b_hn, reset_after, h_row, y_row, saved_row):
+    def gru_step_row(gi_row, gh_row, bias_gi, b_hn, reset_after, h_row, new_row, y_row,
+                     saved_row, start, stop):
         """One sequence's GRU step: gates from gi_row, gh_row (3H,) and the biases (see
-        :func:`gru_forward_kernel`); updates h_row (H,), writes y_row (H,) and saved_row
-        (4H or 3H,; reset-before: r is there already, from :func:`gru_reset_row`)."""
-        H = h_row.shape[0]
+        :func:`gru_forward_kernel`); from the state h_row (H,) writes the new state to
+        new_row and y_row (H,) and the activations to saved_row (4H or 3H,; reset-before:
+        r is there already, from :func:`gru_reset_row`)."""
+        H = nonnegative(h_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         dtype = h_row.dtype
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             z = gate_sigmoid(np.float64(gi_row[Z + j]) + bias_gi[Z + j] + gh_row[Z + j], dtype)
             gh_n = np.float64(gh_row[N + j]) + b_hn[j]
             a_n = np.float64(gi_row[N + j]) + bias_gi[N + j]
@@ -429,49 +575,58 @@ if numba is not None:
             h_new = n + z * (np.float64(h_row[j]) - n)
             saved_row[SAVED_Z * H + j] = z
             saved_row[SAVED_N * H + j] = n
-            h_row[j] = h_new
+            new_row[j] = h_new
             y_row[j] = h_new
 
     @njit(**JIT)
-    def gru_forward_kernel(x, h0, w_ih, w_hh, w_hh_t, bias_gi, b_hn, lengths, reset_after,
-                           y, h, saved, gi, gh, reset_state):
+    def gru_forward_kernel(team, x, h0, w_ih, w_hh, w_hh_t, bias_gi, b_hn, lengths,
+                           reset_after, y, h, saved, gi, gh, reset_state, states):
         """GRU forward over all T steps.
 
         x (T,B,I); h0 (B,H); w_ih (3H,I); w_hh (3H,H) and w_hh_t (H,3H), its transpose;
         bias_gi (3H,) float64: the biases added to the input part (b_ih, plus b_hh for r
         and z, plus b_hn when reset-before); b_hn (H,) float64: the candidate's recurrent
         bias when reset-after (r multiplies it; zero when reset-before); lengths (B,) int64.
-        Outputs: y (T,B,H); h (B,H), the running state, is h_n on return.
-        saved (T,B,4H) (reset-after) or (T,B,3H) receives r, z, n [, W_hn h + b_hn] for
-        backward; inference passes a (1,B,4H) scratch that each step overwrites.
-        Workspaces: gi (T,B,3H), gh (B,3H), reset_state (B,H) (r*h, reset-before only).
+        Outputs: y (T,B,H); h (B,H) = h_n. saved (T,B,4H) (reset-after) or (T,B,3H)
+        receives r, z, n [, W_hn h + b_hn] for backward; inference passes a (1,B,4H)
+        scratch that each step overwrites.
+        Workspaces: gi (T,B,3H), gh (B,3H), reset_state (B,H) (r*h, reset-before only),
+        states (2,B,H): the state before and after a step (other workers still read the
+        one before while this worker writes its units of the next).
         """
         T, B, _ = x.shape
         H = h0.shape[1]
         N = GRU_N * H
-        project_inputs(x, w_ih, gi)
-        h[:] = h0
+        start, stop = share(team, H, UNIT_ALIGN)
+        states[0, :, start:stop] = h0[:, start:stop]
+        project_inputs(team, x, w_ih, gi)           # its barrier also publishes states[0]
         for t in range(T):
+            prev, new = states[t % 2], states[(t + 1) % 2]
             slot = t if saved.shape[0] == T else 0
             if reset_after:
-                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, 3 * H)
+                gate_products(prev, w_hh, w_hh_t, 3, H, start, stop, gh)
             else:
                 # r is needed before the candidate's product: W_hn (r*h).
-                matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, N)
+                gate_products(prev, w_hh, w_hh_t, 2, H, start, stop, gh)
                 for b in range(B):
-                    gru_reset_row(gi[t, b], gh[b], bias_gi, h[b], reset_state[b],
-                                  saved[slot, b])
-                matmul_nt(reset_state, 0, w_hh, w_hh_t, N, 0, H, gh, N, H)
+                    gru_reset_row(gi[t, b], gh[b], bias_gi, prev[b], reset_state[b],
+                                  saved[slot, b], start, stop)
+                barrier(team)
+                matmul_nt(reset_state, 0, w_hh, w_hh_t, N + start, 0, H, gh, N + start,
+                          stop - start)
             for b in range(B):
                 if t < lengths[b]:
-                    gru_step_row(gi[t, b], gh[b], bias_gi, b_hn, reset_after, h[b], y[t, b],
-                                 saved[slot, b])
+                    gru_step_row(gi[t, b], gh[b], bias_gi, b_hn, reset_after, prev[b], new[b],
+                                 y[t, b], saved[slot, b], start, stop)
                 else:
-                    y[t, b, :] = 0
+                    new[b, start:stop] = prev[b, start:stop]
+                    y[t, b, start:stop] = 0
+            barrier(team)
+        h[:, start:stop] = states[T % 2, :, start:stop]
 
     @njit(**JIT)
     def gru_backward_row(dy_row, saved_row, prev_row, reset_after, dh_row, d_gi_row,
-                         d_gh_row, reset_row):
+                         d_gh_row, reset_row, start, stop):
         """One sequence's GRU step backward. dy_row (H,), saved_row (4H or 3H,), prev_row
         (H,) the state before the step; dh_row (H,) float64 holds dL/dh after the step and
         leaves with its direct part (d * z). Writes d_gi_row (3H,) and, reset-after,
@@ -480,57 +635,57 @@ if numba is not None:
 
         Several short loops, each with few arrays: one fused loop over all of them is too
         many possible aliases for LLVM's vectorizer, which then leaves it scalar (4x)."""
-        H = dy_row.shape[0]
+        H = nonnegative(dy_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             dh_row[j] += dy_row[j]
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             d = dh_row[j]
             z = np.float64(saved_row[SAVED_Z * H + j])
             n = np.float64(saved_row[SAVED_N * H + j])
             d_gi_row[Z + j] = d * (np.float64(prev_row[j]) - n) * z * (1.0 - z)
             d_gi_row[N + j] = d * (1.0 - z) * (1.0 - n * n)
         if reset_after:
-            for j in range(H):
+            for unit in range(stop - start):
+                j = start + unit
                 r = np.float64(saved_row[SAVED_R * H + j])
                 gh_n = np.float64(saved_row[SAVED_GH_N * H + j])
                 d_gi_row[R + j] = np.float64(d_gi_row[N + j]) * gh_n * r * (1.0 - r)
-            for j in range(H):
+            for unit in range(stop - start):
+                j = start + unit
                 r = np.float64(saved_row[SAVED_R * H + j])
                 d_gh_row[R + j] = d_gi_row[R + j]
                 d_gh_row[Z + j] = d_gi_row[Z + j]
                 d_gh_row[N + j] = d_gi_row[N + j] * r
         else:
-            for j in range(H):
+            for unit in range(stop - start):
+                j = start + unit
                 reset_row[j] = saved_row[SAVED_R * H + j] * prev_row[j]
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             dh_row[j] *= np.float64(saved_row[SAVED_Z * H + j])
 
     @njit(**JIT)
-    def gru_reset_backward_row(d_reset_row, saved_row, prev_row, dh_row, d_gi_row):
+    def gru_reset_backward_row(d_reset_row, saved_row, prev_row, dh_row, d_gi_row, start,
+                               stop):
         """Reset-before: from d(r*h) (H,), the r gradient into d_gi_row (3H,) and the
         r-path into dh_row (H,) float64."""
-        H = d_reset_row.shape[0]
+        H = nonnegative(d_reset_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             r = np.float64(saved_row[SAVED_R * H + j])
             d_reset = np.float64(d_reset_row[j])
             d_gi_row[R + j] = d_reset * np.float64(prev_row[j]) * r * (1.0 - r)
             dh_row[j] += d_reset * r
 
     @njit(**JIT)
-    def add_rows(into, rows, lengths, t, replace):
-        """into[b] (+)= rows[b] for the sequences inside step t. into (B,H) float64,
-        rows (B,H)."""
-        for b in range(into.shape[0]):
-            if t < lengths[b]:
-                into_row, row = into[b], rows[b]
-                for j in range(into_row.shape[0]):
-                    into_row[j] = row[j] if replace else into_row[j] + row[j]
-
-    @njit(**JIT)
-    def gru_backward_kernel(x, h0, w_ih, w_hh, w_hh_t, lengths, reset_after, y, saved, dy,
-                            dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
+    def gru_backward_kernel(team, x, h0, w_ih, w_hh, w_hh_t, lengths, reset_after, y, saved,
+                            dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
                             d_gi, d_gh, reset_states, dh, dh_rec, d_reset):
         """GRU backpropagation through time.
 
@@ -545,7 +700,8 @@ if numba is not None:
         T, B, _ = x.shape
         H = h0.shape[1]
         N = GRU_N * H
-        dh[:] = dh_n
+        start, stop = share(team, H, UNIT_ALIGN)
+        dh[:, start:stop] = dh_n[:, start:stop]
         for t in range(T - 1, -1, -1):
             prev = previous_states(y, h0, t)
             for b in range(B):
@@ -553,34 +709,40 @@ if numba is not None:
                     # the workspace a variant does not use is empty: pass a valid row
                     gru_backward_row(dy[t, b], saved[t, b], prev[b], reset_after, dh[b],
                                      d_gi[t, b], d_gh[t, b] if reset_after else dh_rec[b],
-                                     dh_rec[b] if reset_after else reset_states[t, b])
+                                     dh_rec[b] if reset_after else reset_states[t, b],
+                                     start, stop)
                     continue
-                d_gi[t, b, :] = 0
+                zero_units(d_gi[t, b], 3, H, start, stop)
                 if reset_after:
-                    d_gh[t, b, :] = 0
+                    zero_units(d_gh[t, b], 3, H, start, stop)
                 else:
-                    reset_states[t, b, :] = 0
+                    reset_states[t, b, start:stop] = 0
+            barrier(team)          # the products below read every worker's gate gradients
             if reset_after:
-                matmul_nt(d_gh[t], 0, w_hh_t, w_hh, 0, 0, 3 * H, dh_rec, 0, H)
+                matmul_nt(d_gh[t], 0, w_hh_t, w_hh, start, 0, 3 * H, dh_rec, start,
+                          stop - start)
             else:
-                matmul_nt(d_gi[t], N, w_hh_t, w_hh, 0, N, H, d_reset, 0, H)  # d(r*h)
+                matmul_nt(d_gi[t], N, w_hh_t, w_hh, start, N, H, d_reset, start,
+                          stop - start)                                         # d(r*h)
                 for b in range(B):
                     if t < lengths[b]:
                         gru_reset_backward_row(d_reset[b], saved[t, b], prev[b], dh[b],
-                                               d_gi[t, b])
-                matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, N, dh_rec, 0, H)
-            add_rows(dh, dh_rec, lengths, t, False)
-        dh0[:] = dh
-        input_gradients(d_gi, x, w_ih, dx, dw_ih, db_ih)
+                                               d_gi[t, b], start, stop)
+                barrier(team)
+                matmul_nt(d_gi[t], 0, w_hh_t, w_hh, start, 0, N, dh_rec, start,
+                          stop - start)
+            add_rows(dh, dh_rec, lengths, t, False, start, stop)
+        dh0[:, start:stop] = dh[:, start:stop]
+        input_gradients(team, d_gi, x, w_ih, dx, dw_ih, db_ih)
         if reset_after:
             d_rows = d_gh.reshape((T * B, 3 * H))
-            weight_gradient_from_states(d_rows, y, h0, dw_hh)
-            column_sums(d_rows, db_hh)
+            weight_gradient_from_states(team, d_rows, y, h0, dw_hh)
+            column_sums(team, d_rows, db_hh)
         else:
             d_rows = d_gi.reshape((T * B, 3 * H))
-            weight_gradient_from_states(d_rows[:, :N], y, h0, dw_hh[:N])
-            gemm(d_rows[:, N:].T, reset_states.reshape((T * B, H)), dw_hh[N:], 0.0)
-            column_sums(d_rows, db_hh)
+            weight_gradient_from_states(team, d_rows[:, :N], y, h0, dw_hh[:N])
+            team_gemm(team, d_rows[:, N:].T, reset_states.reshape((T * B, H)), dw_hh[N:], 0.0)
+            column_sums(team, d_rows, db_hh)
 
     # ------------------------------------------------------------------------- LSTM
 
@@ -588,13 +750,17 @@ if numba is not None:
     SAVED_I, SAVED_F, SAVED_G, SAVED_O, SAVED_C = 0, 1, 2, 3, 4
 
     @njit(**JIT)
-    def lstm_step_row(gi_row, gh_row, bias, h_row, c_row, y_row, saved_row):
-        """One sequence's LSTM step: gates from gi_row, gh_row (4H,) and bias (4H,); updates
-        h_row, c_row (H,), writes y_row (H,) and saved_row (5H,)."""
-        H = h_row.shape[0]
+    def lstm_step_row(gi_row, gh_row, bias, h_row, new_row, c_row, y_row, saved_row, start,
+                      stop):
+        """One sequence's LSTM step: gates from gi_row, gh_row (4H,) and bias (4H,); from the
+        state h_row (H,) writes the new one to new_row and y_row (H,), updates c_row (H,)
+        and writes saved_row (5H,)."""
+        H = nonnegative(h_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
         dtype = h_row.dtype
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             i = gate_sigmoid(np.float64(gi_row[GI + j]) + bias[GI + j] + gh_row[GI + j], dtype)
             f = gate_sigmoid(np.float64(gi_row[GF + j]) + bias[GF + j] + gh_row[GF + j], dtype)
             g = gate_tanh(np.float64(gi_row[GG + j]) + bias[GG + j] + gh_row[GG + j], dtype)
@@ -607,52 +773,63 @@ if numba is not None:
             saved_row[SAVED_O * H + j] = o
             saved_row[SAVED_C * H + j] = c_new
             c_row[j] = c_new
-            h_row[j] = h_new
+            new_row[j] = h_new
             y_row[j] = h_new
 
     @njit(**JIT)
-    def lstm_forward_kernel(x, h0, c0, w_ih, w_hh, w_hh_t, bias, lengths, y, h, c, saved,
-                            gi, gh):
+    def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, w_hh_t, bias, lengths, y, h, c,
+                            saved, gi, gh, states):
         """LSTM forward over all T steps.
 
         x (T,B,I); h0, c0 (B,H); w_ih (4H,I); w_hh (4H,H) and w_hh_t (H,4H), its transpose;
-        bias (4H,) float64 = b_ih + b_hh; lengths (B,) int64. Outputs: y (T,B,H); h, c
-        (B,H), the running states, are h_n, c_n on return. saved (T,B,5H) receives i, f,
-        g, o and the new c for backward; inference passes a (1,B,5H) scratch.
-        Workspaces: gi (T,B,4H), gh (B,4H).
+        bias (4H,) float64 = b_ih + b_hh; lengths (B,) int64. Outputs: y (T,B,H); h = h_n
+        and c, the running cell state, = c_n (B,H). saved (T,B,5H) receives i, f, g, o and
+        the new c for backward; inference passes a (1,B,5H) scratch.
+        Workspaces: gi (T,B,4H), gh (B,4H), states (2,B,H) (see :func:`gru_forward_kernel`).
         """
         T, B, _ = x.shape
         H = h0.shape[1]
-        project_inputs(x, w_ih, gi)
-        h[:] = h0
-        c[:] = c0
+        start, stop = share(team, H, UNIT_ALIGN)
+        states[0, :, start:stop] = h0[:, start:stop]
+        c[:, start:stop] = c0[:, start:stop]      # c[j] is read by unit j's worker only
+        project_inputs(team, x, w_ih, gi)
         for t in range(T):
+            prev, new = states[t % 2], states[(t + 1) % 2]
             slot = t if saved.shape[0] == T else 0
-            matmul_nt(h, 0, w_hh, w_hh_t, 0, 0, H, gh, 0, 4 * H)
+            gate_products(prev, w_hh, w_hh_t, 4, H, start, stop, gh)
             for b in range(B):
                 if t < lengths[b]:
-                    lstm_step_row(gi[t, b], gh[b], bias, h[b], c[b], y[t, b], saved[slot, b])
+                    lstm_step_row(gi[t, b], gh[b], bias, prev[b], new[b], c[b], y[t, b],
+                                  saved[slot, b], start, stop)
                 else:
-                    y[t, b, :] = 0
+                    new[b, start:stop] = prev[b, start:stop]
+                    y[t, b, start:stop] = 0
+            barrier(team)
+        h[:, start:stop] = states[T % 2, :, start:stop]
 
     @njit(**JIT)
-    def lstm_backward_row(dy_row, saved_row, c_prev_row, dh_row, dc_row, d_gi_row):
+    def lstm_backward_row(dy_row, saved_row, c_prev_row, dh_row, dc_row, d_gi_row, start,
+                          stop):
         """One sequence's LSTM step backward. dy_row (H,), saved_row (5H,), c_prev_row (H,)
         the cell state before the step; dh_row, dc_row (H,) float64 hold the gradients
         after the step (dh_row is clobbered), dc_row leaves with the one before it.
         Writes d_gi_row (4H,). Short loops over few arrays, so each one vectorizes (see
         :func:`gru_backward_row`)."""
-        H = dy_row.shape[0]
+        H = nonnegative(dy_row.shape[0])
+        start, stop = nonnegative(start), nonnegative(stop)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             dh_row[j] += dy_row[j]
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             o = np.float64(saved_row[SAVED_O * H + j])
             tanh_c = gate_tanh(np.float64(saved_row[SAVED_C * H + j]), dy_row.dtype)
             d_h = dh_row[j]
             d_gi_row[GO + j] = d_h * tanh_c * o * (1.0 - o)
             dc_row[j] += d_h * o * (1.0 - tanh_c * tanh_c)
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             i = np.float64(saved_row[SAVED_I * H + j])
             f = np.float64(saved_row[SAVED_F * H + j])
             g = np.float64(saved_row[SAVED_G * H + j])
@@ -660,13 +837,14 @@ if numba is not None:
             d_gi_row[GI + j] = d_c * g * i * (1.0 - i)
             d_gi_row[GF + j] = d_c * np.float64(c_prev_row[j]) * f * (1.0 - f)
             d_gi_row[GG + j] = d_c * i * (1.0 - g * g)
-        for j in range(H):
+        for unit in range(stop - start):
+            j = start + unit
             dc_row[j] *= np.float64(saved_row[SAVED_F * H + j])
 
     @njit(**JIT)
-    def lstm_backward_kernel(x, h0, c0, w_ih, w_hh, w_hh_t, lengths, y, saved, dy, dh_n,
-                             dc_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, d_gi, dh, dc,
-                             dh_rec):
+    def lstm_backward_kernel(team, x, h0, c0, w_ih, w_hh, w_hh_t, lengths, y, saved, dy,
+                             dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, d_gi, dh,
+                             dc, dh_rec):
         """LSTM backpropagation through time.
 
         Inputs as :func:`lstm_forward_kernel`, y (T,B,H) and saved of its training run,
@@ -678,32 +856,65 @@ if numba is not None:
         T, B, _ = x.shape
         H = h0.shape[1]
         C = SAVED_C * H
-        dh[:] = dh_n
-        dc[:] = dc_n
+        start, stop = share(team, H, UNIT_ALIGN)
+        dh[:, start:stop] = dh_n[:, start:stop]
+        dc[:, start:stop] = dc_n[:, start:stop]
         for t in range(T - 1, -1, -1):
             for b in range(B):
                 if t < lengths[b]:
                     # a sequence inside step t was inside t-1: its saved c there is current
                     c_prev = c0[b] if t == 0 else saved[t - 1, b, C:C + H]
-                    lstm_backward_row(dy[t, b], saved[t, b], c_prev, dh[b], dc[b], d_gi[t, b])
+                    lstm_backward_row(dy[t, b], saved[t, b], c_prev, dh[b], dc[b], d_gi[t, b],
+                                      start, stop)
                 else:
-                    d_gi[t, b, :] = 0
-            matmul_nt(d_gi[t], 0, w_hh_t, w_hh, 0, 0, 4 * H, dh_rec, 0, H)
-            add_rows(dh, dh_rec, lengths, t, True)
-        dh0[:] = dh
-        dc0[:] = dc
-        input_gradients(d_gi, x, w_ih, dx, dw_ih, db_ih)
+                    zero_units(d_gi[t, b], 4, H, start, stop)
+            barrier(team)
+            matmul_nt(d_gi[t], 0, w_hh_t, w_hh, start, 0, 4 * H, dh_rec, start, stop - start)
+            add_rows(dh, dh_rec, lengths, t, True, start, stop)
+        dh0[:, start:stop] = dh[:, start:stop]
+        dc0[:, start:stop] = dc[:, start:stop]
+        input_gradients(team, d_gi, x, w_ih, dx, dw_ih, db_ih)
         d_rows = d_gi.reshape((T * B, 4 * H))
-        weight_gradient_from_states(d_rows, y, h0, dw_hh)
-        db_hh[:] = db_ih
+        weight_gradient_from_states(team, d_rows, y, h0, dw_hh)
+        start, stop = share(team, db_hh.shape[0], UNIT_ALIGN)   # column_sums' split
+        db_hh[start:stop] = db_ih[start:stop]
 
 
 # ----------------------------------------------------------------------------- backend
 
-#: GEMMs below this many FLOPs run BLAS on one thread: waking a second BLAS thread costs
-#: more than it saves there, and far more when the cores are shared (measured: 30 ms
-#: stalls of a 2 ms LSTM at B = 1 on a loaded 2-core machine)
-BLAS_THREADS_MIN_FLOPS = 2e8
+#: a run shares its steps among numba's threads only where one step's recurrent product
+#: has at least this many FLOPs: below it the barrier per step costs more than half a
+#: step saves (measured at threads = 2: see the backend's report in issue 3)
+TEAM_MIN_STEP_FLOPS = 2e5
+
+
+def team_size(args: RNNArgs) -> int:
+    """Threads a run of ``args`` uses: numba's thread count (``numba.set_num_threads``,
+    NUMBA_NUM_THREADS), or 1 where a step is too small to share."""
+    step_flops = 2.0 * args.B * args.H * args.gates * args.H
+    return 1 if step_flops < TEAM_MIN_STEP_FLOPS else numba.get_num_threads()
+
+
+@functools.cache
+def _helper_threads(count: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The threads that run workers 1.. of a team (worker 0 is the calling thread)."""
+    return concurrent.futures.ThreadPoolExecutor(count, thread_name_prefix="numba-cpu")
+
+
+def run_team(workers: int, kernel, *arguments) -> None:
+    """``kernel(team, *arguments)`` on ``workers`` threads at once, each with its team.
+    Kernels raise only on broken invariants (validation ran before), so a worker never
+    leaves the others waiting at a barrier."""
+    sync = np.zeros(8, np.int64)            # 64 bytes: the counter has its cache line
+    if workers == 1:
+        kernel((0, 1, sync), *arguments)
+        return
+    helpers = [_helper_threads(workers - 1).submit(kernel, (worker, workers, sync),
+                                                   *arguments)
+               for worker in range(1, workers)]
+    kernel((0, workers, sync), *arguments)
+    for helper in helpers:
+        helper.result()
 
 
 @functools.cache
@@ -717,19 +928,15 @@ def _numba_blas():
     return None
 
 
-@contextlib.contextmanager
-def blas_threads_for(flops: float):
-    """One BLAS thread for the duration of a small run; the pinned count otherwise."""
+def keep_blas_on_one_thread() -> None:
+    """Set the OpenBLAS numba calls (SciPy's) to one thread, and leave it there: the
+    team's workers are the threads. Setting it back after each run would wake OpenBLAS's
+    own threads, which then spin beside the team for a while (measured at threads = 2:
+    medians up to 2.5x slower, varying 2x run to run). NumPy's BLAS is another library
+    and keeps its threads; SciPy's linear algebra in this process runs on one thread."""
     blas = _numba_blas()
-    if blas is None or flops >= BLAS_THREADS_MIN_FLOPS:
-        yield
-        return
-    pinned = blas.get_num_threads()
-    blas.set_num_threads(1)
-    try:
-        yield
-    finally:
-        blas.set_num_threads(pinned)
+    if blas is not None and blas.get_num_threads() != 1:
+        blas.set_num_threads(1)
 
 
 def saved_width(args: RNNArgs) -> int:
@@ -765,28 +972,25 @@ class NumbaPrepared(Prepared):
                 self.b_hn = np.zeros(H)
         self.gi = np.empty((T, B, G * H), dtype)
         self.gh = np.empty((B, G * H), dtype)
+        self.states = np.empty((2, B, H), dtype)
         self.scratch = np.empty((1, B, self.saved_width), dtype)
         self.reset_state = np.empty((B, H) if not args.reset_after else (0, 0), dtype)
         self._backward_workspace = None
-        self.input_gemm_flops = 2.0 * T * B * args.I * G * H
 
     def _run(self, saved):
         a = self.args
         y = np.empty((a.T, a.B, a.H), a.dtype)
         h = np.empty((a.B, a.H), a.dtype)
-        with blas_threads_for(self.input_gemm_flops):
-            return self._run_kernel(saved, y, h)
-
-    def _run_kernel(self, saved, y, h):
-        a = self.args
+        keep_blas_on_one_thread()
         if a.cell == "gru":
-            gru_forward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t, self.bias, self.b_hn,
-                               self.lengths, a.reset_after, y, h, saved, self.gi, self.gh,
-                               self.reset_state)
+            run_team(team_size(a), gru_forward_kernel, a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t,
+                     self.bias, self.b_hn, self.lengths, a.reset_after, y, h, saved, self.gi,
+                     self.gh, self.reset_state, self.states)
             return y, h
         c = np.empty((a.B, a.H), a.dtype)
-        lstm_forward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.w_hh_t, self.bias,
-                            self.lengths, y, h, c, saved, self.gi, self.gh)
+        run_team(team_size(a), lstm_forward_kernel, a.x, a.h0, a.c0, a.w_ih, a.w_hh,
+                 self.w_hh_t, self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
+                 self.states)
         return y, h, c
 
     def forward(self):
@@ -822,26 +1026,21 @@ class NumbaPrepared(Prepared):
         y, activations = saved
         w = self._workspace()
         grads = {name: np.empty_like(value) for name, value in a.inputs().items()}
-        with blas_threads_for(self.input_gemm_flops):
-            self._backward_kernel(y, activations, upstream, w, grads)
-        return grads
-
-    def _backward_kernel(self, y, activations, upstream, w, grads):
-        a = self.args
+        keep_blas_on_one_thread()
         if a.cell == "gru":
             dy, dh_n = upstream
-            gru_backward_kernel(a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t, self.lengths,
-                                a.reset_after, y, activations, dy, dh_n, grads["x"], grads["h0"],
-                                grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
-                                w["d_gi"], w["d_gh"], w["reset_states"], w["dh"],
-                                w["dh_rec"], w["d_reset"])
+            run_team(team_size(a), gru_backward_kernel, a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t,
+                     self.lengths, a.reset_after, y, activations, dy, dh_n, grads["x"],
+                     grads["h0"], grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
+                     w["d_gi"], w["d_gh"], w["reset_states"], w["dh"], w["dh_rec"],
+                     w["d_reset"])
         else:
             dy, dh_n, dc_n = upstream
-            lstm_backward_kernel(a.x, a.h0, a.c0, a.w_ih, a.w_hh, self.w_hh_t,
-                                 self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
-                                 grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"],
-                                 grads["b_ih"], grads["b_hh"], w["d_gi"], w["dh"], w["dc"],
-                                 w["dh_rec"])
+            run_team(team_size(a), lstm_backward_kernel, a.x, a.h0, a.c0, a.w_ih, a.w_hh,
+                     self.w_hh_t, self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
+                     grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
+                     grads["b_hh"], w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
+        return grads
 
 
 def prepare(args: RNNArgs) -> NumbaPrepared:

@@ -35,11 +35,31 @@ def make_args(cell, T, B, I, H, dtype, *, reset_after=True, lengths=None, seed=0
                     reset_after=reset_after, lengths=lengths, **grads)
 
 
+@pytest.fixture
+def team_of(monkeypatch):
+    """team_of(n): runs after it share every step among n threads, however small (n may
+    exceed the cores: the team is numba-cpu's own threads)."""
+    def team_of(threads):
+        monkeypatch.setattr(numba_cpu, "team_size", lambda args: threads)
+    return team_of
+
+
 def run(args, threads=1):
-    """Outputs of forward, and (outputs, grads) of a training step, at ``threads``."""
+    """Outputs of forward, and (outputs, grads) of a training step, with BLAS at
+    ``threads`` (the team is set by team_of)."""
     with threadpool_limits(limits=threads):
         prepared = numba_cpu.prepare(args)
         return prepared.forward(), prepared.training_step()
+
+
+def test_team_size_is_numbas_thread_count_past_the_step_threshold(monkeypatch):
+    small = make_args("gru", 2, 1, 3, 8, "float32")
+    large = make_args("gru", 2, 16, 3, 64, "float32")
+    assert numba_cpu.team_size(small) == 1
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 5)
+    assert numba_cpu.team_size(large) == 5
+    monkeypatch.setattr(numba_cpu, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 64 * 192 + 1)
+    assert numba_cpu.team_size(large) == 1
 
 
 # (cell, T, B, I, H, reset_after, lengths): T = 1, B = 1, H = 13 (no multiple of any SIMD
@@ -67,10 +87,11 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s[:6])))
-def test_matches_reference(shape, dtype, threads):
+def test_matches_reference(shape, dtype, threads, team_of):
+    team_of(threads)
     cell, T, B, I, H, reset_after, lengths = shape
     args = make_args(cell, T, B, I, H, dtype, reset_after=reset_after, lengths=lengths,
                      seed=T * B + H)
@@ -105,7 +126,8 @@ def test_all_sequences_empty_keep_their_state():
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("cell, B", [("gru", 1), ("gru", 6), ("lstm", 6)])
-def test_repeated_runs_are_bit_identical(cell, B, threads):
+def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
+    team_of(threads)
     args = make_args(cell, 7, B, 24, 40, "float32", lengths=[7, 3, 0, 7, 5, 1][:B])
     with threadpool_limits(limits=threads):
         prepared = numba_cpu.prepare(args)
@@ -194,16 +216,52 @@ def test_float64_gates_are_libm_exact():
                        equal_nan=True)
 
 
+def packed_instructions(function, *arguments):
+    """Lines of packed (ymm/zmm) double-precision instructions in ``function``'s assembly.
+    numba shows no assembly of cached code: an uncached twin is compiled, same options."""
+    twin = numba.njit(**dict(numba_cpu.JIT, cache=False))(function.py_func)
+    twin(*arguments)
+    return [line for line in twin.inspect_asm(twin.signatures[0]).splitlines()
+            if ("ymm" in line or "zmm" in line) and "pd" in line]
+
+
 def test_float32_gate_loop_vectorizes():
-    """The reason the approximation exists: packed (ymm/zmm) double divisions in the loop.
+    """The reason the approximation exists: packed double divisions in the loop.
     It breaks if error_model='numpy' or the fastmath flags are dropped."""
-    # numba shows no assembly of cached code: compile an uncached twin, same options.
-    twin = numba.njit(**dict(numba_cpu.JIT, cache=False))(numba_cpu.tanh_for.py_func)
     values = np.zeros(4, np.float32)
-    twin(values, values.copy())
-    asm = twin.inspect_asm(twin.signatures[0])
-    assert any("vdivpd" in line and ("ymm" in line or "zmm" in line)
-               for line in asm.splitlines())
+    assert any("vdivpd" in line for line in packed_instructions(numba_cpu.tanh_for, values,
+                                                                 values.copy()))
+
+
+def row_function_cases():
+    """(row function, arguments) of every pointwise loop over one worker's units."""
+    H, f32 = 40, np.float32
+
+    def rows(width, dtype=f32):
+        return np.zeros(width * H, dtype)
+
+    return {
+        "gru_reset_row": (numba_cpu.gru_reset_row, rows(3), rows(3), rows(3, float), rows(1),
+                          rows(1), rows(4), 16, H),
+        "gru_step_row": (numba_cpu.gru_step_row, rows(3), rows(3), rows(3, float),
+                         rows(1, float), True, rows(1), rows(1), rows(1), rows(4), 16, H),
+        "gru_backward_row": (numba_cpu.gru_backward_row, rows(1), rows(4), rows(1), True,
+                             rows(1, float), rows(3), rows(3), rows(1), 16, H),
+        "gru_reset_backward_row": (numba_cpu.gru_reset_backward_row, rows(1), rows(3),
+                                   rows(1), rows(1, float), rows(3), 16, H),
+        "lstm_step_row": (numba_cpu.lstm_step_row, rows(4), rows(4), rows(4, float), rows(1),
+                          rows(1), rows(1), rows(1), rows(5), 16, H),
+        "lstm_backward_row": (numba_cpu.lstm_backward_row, rows(1), rows(5), rows(1),
+                              rows(1, float), rows(1, float), rows(4), 16, H),
+    }
+
+
+@pytest.mark.parametrize("name", list(row_function_cases()))
+def test_pointwise_loops_over_a_workers_units_vectorize(name):
+    """Loops from a runtime start vectorize only in the form the module describes
+    (unit offsets, start marked nonnegative); otherwise they run scalar, 4x slower."""
+    function, *arguments = row_function_cases()[name]
+    assert len(packed_instructions(function, *arguments)) >= 20
 
 
 # ----------------------------------------------------------------------------- gemm
