@@ -287,3 +287,17 @@ def test_gemm_refuses_operands_without_a_contiguous_axis():
         numba_cpu.gemm(strided, np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
     with pytest.raises(ValueError, match="shapes do not match"):
         numba_cpu.gemm(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
+
+
+def test_a_run_leaves_the_blas_it_calls_on_one_thread():
+    """The team's threads are the only ones: a BLAS pool woken beside them spins."""
+    blas = numba_cpu._numba_blas()
+    if blas is None:
+        pytest.skip("threadpoolctl does not see the OpenBLAS numba calls")
+    pinned = blas.get_num_threads()
+    try:
+        blas.set_num_threads(2)
+        numba_cpu.prepare(make_args("gru", 3, 2, 4, 8, "float32")).forward()
+        assert blas.get_num_threads() == 1
+    finally:
+        blas.set_num_threads(pinned)
