@@ -2,14 +2,18 @@
 
     pytest benchmarks --benchmark-only                       # the default suite's cases
     GRUBENCH_BENCH_SUITE=quick pytest benchmarks --benchmark-only --benchmark-autosave
+    GRUBENCH_BENCH_SUITE=reports/cpu/issue3-targets/suite.toml \\
+        pytest benchmarks --benchmark-only -k lengths_cost     # issue 3's lengths overhead
     pytest benchmarks --benchmark-only --benchmark-compare   # against the last saved run
 
 Every available CPU backend runs in this process (threads pinned by conftest.py); the
 first call (compilation) happens before timing. Cases the suite skips for a backend (the
 slow numpy reference above its size cap, sizes too large for memory) are skipped here too.
 """
+import dataclasses
 import os
 
+import numpy as np
 import pytest
 
 from grubench import backends, runner, suites
@@ -27,16 +31,19 @@ def case_id(value):
     return value
 
 
-@pytest.mark.parametrize("backend_name, case", CASES, ids=case_id)
-def test_case(benchmark, backend_name, case):
+def time_case(benchmark, backend_name, case, group, full_lengths=False):
+    """Benchmark one case; ``full_lengths`` passes lengths = T for every sequence (the same
+    work as none: what is timed is the masking)."""
     problem = Problem(case.cell, *case.size, dtype=case.dtype,
                       reset_after=case.variant != "reset_before")
     training = case.mode == "training"
     reason = runner.skip_reason(SUITE, backend_name, problem, training)
     if reason:
         pytest.skip(reason)
-    prepared = backends.get(backend_name).prepare(problem.make_args(SUITE.seed,
-                                                                    with_grads=training))
+    args = problem.make_args(SUITE.seed, with_grads=training)
+    if full_lengths:
+        args = dataclasses.replace(args, lengths=np.full(problem.B, problem.T, np.int64))
+    prepared = backends.get(backend_name).prepare(args)
     step = prepared.training_step if training else prepared.forward
 
     def call():
@@ -44,7 +51,24 @@ def test_case(benchmark, backend_name, case):
         prepared.synchronize()
 
     call()  # compilation and caches stay out of the timing
-    benchmark.group = f"{case_id(case)} {case.dtype}"
+    benchmark.group = group
     benchmark.extra_info.update(backend=backend_name, flops=problem.flops(training),
-                                T=problem.T, B=problem.B, I=problem.I, H=problem.H)
+                                T=problem.T, B=problem.B, I=problem.I, H=problem.H,
+                                lengths="T" if full_lengths else None)
     benchmark(call)
+
+
+@pytest.mark.parametrize("backend_name, case", CASES, ids=case_id)
+def test_case(benchmark, backend_name, case):
+    time_case(benchmark, backend_name, case, f"{case_id(case)} {case.dtype}")
+
+
+GRU_CASES = [(backend, case) for backend, case in CASES if case.cell == "gru"]
+
+
+@pytest.mark.parametrize("full_lengths", [False, True], ids=["no-lengths", "lengths"])
+@pytest.mark.parametrize("backend_name, case", GRU_CASES, ids=case_id)
+def test_lengths_cost(benchmark, backend_name, case, full_lengths):
+    """Each GRU case with and without lengths, side by side in one group per backend."""
+    time_case(benchmark, backend_name, case,
+              f"lengths cost: {backend_name} {case_id(case)} {case.dtype}", full_lengths)
