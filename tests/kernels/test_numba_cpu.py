@@ -53,12 +53,13 @@ def run(args, threads=1):
 
 
 def test_team_size_is_numbas_thread_count_past_the_step_threshold(monkeypatch):
-    small = make_args("gru", 2, 1, 3, 8, "float32")
-    large = make_args("gru", 2, 16, 3, 64, "float32")
-    assert numba_cpu.team_size(small) == 1
     monkeypatch.setattr(numba, "get_num_threads", lambda: 5)
+    large = make_args("gru", 2, 16, 3, 128, "float32")
     assert numba_cpu.team_size(large) == 5
-    monkeypatch.setattr(numba_cpu, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 64 * 192 + 1)
+    assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 256, "float32")) == 5   # B < 4
+    assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 8, "float32")) == 1     # small
+    assert numba_cpu.team_size(make_args("gru", 2, 32, 3, 64, "float32")) == 1   # BLAS steps
+    monkeypatch.setattr(numba_cpu, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 128 * 384 + 1)
     assert numba_cpu.team_size(large) == 1
 
 
