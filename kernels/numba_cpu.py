@@ -316,7 +316,7 @@ if numba is not None:
 
     @intrinsic
     def _arrive(typingctx, sync):
-        """sync[0] += 1 atomically (sequentially consistent); returns the new count."""
+        """sync[ARRIVALS] += 1 atomically (sequentially consistent); the new count."""
         def codegen(context, builder, signature, args):
             counter = context.make_array(signature.args[0])(context, builder, args[0]).data
             one = ir.Constant(ir.IntType(64), 1)
@@ -324,15 +324,19 @@ if numba is not None:
 
         return types.int64(sync), codegen
 
+    #: slots of a team's sync array: arrivals at barriers, and a flag a failing worker sets
+    ARRIVALS, ABORTED = 0, 1
+
     @intrinsic
-    def _arrivals(typingctx, sync):
-        """sync[0], loaded with acquire ordering: what other workers wrote before they
+    def _load_acquire(typingctx, sync, slot):
+        """sync[slot], loaded with acquire ordering: what other workers wrote before they
         arrived is visible after it."""
         def codegen(context, builder, signature, args):
-            counter = context.make_array(signature.args[0])(context, builder, args[0]).data
-            return builder.load_atomic(counter, "acquire", 8)
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            index = context.cast(builder, args[1], signature.args[1], types.intp)
+            return builder.load_atomic(builder.gep(data, [index]), "acquire", 8)
 
-        return types.int64(sync), codegen
+        return types.int64(sync, slot), codegen
 
     @intrinsic
     def _yield_core(typingctx):
@@ -348,13 +352,17 @@ if numba is not None:
 
     @njit(**JIT)
     def barrier(team):
-        """Return once every worker of the team has arrived. sync[0] counts arrivals since
-        the run began, so the k-th barrier opens at k * workers: nothing to reset."""
+        """Return once every worker of the team has arrived. sync[ARRIVALS] counts arrivals
+        since the run began, so the k-th barrier opens at k * workers: nothing to reset.
+        Once a worker has failed (sync[ABORTED]), barriers no longer wait: the others run
+        to their end, and :func:`run_team` raises the error instead of hanging."""
         _worker, workers, sync = team
         if workers == 1:
             return
         opens_at = (_arrive(sync) + workers - 1) // workers * workers
-        while _arrivals(sync) < opens_at:
+        while _load_acquire(sync, ARRIVALS) < opens_at:
+            if _load_acquire(sync, ABORTED):
+                return
             _yield_core()
 
     #: hidden-unit slices start at multiples of 16 floats (one 64-byte cache line), so no
@@ -908,19 +916,29 @@ def _helper_threads(count: int) -> concurrent.futures.ThreadPoolExecutor:
 
 
 def run_team(workers: int, kernel, *arguments) -> None:
-    """``kernel(team, *arguments)`` on ``workers`` threads at once, each with its team.
-    Kernels raise only on broken invariants (validation ran before), so a worker never
-    leaves the others waiting at a barrier."""
-    sync = np.zeros(8, np.int64)            # 64 bytes: the counter has its cache line
+    """``kernel(team, *arguments)`` on ``workers`` threads at once, each with its team;
+    returns when all are done, raising the error of a worker that failed."""
+    sync = np.zeros(8, np.int64)            # 64 bytes: the counters have their cache line
     if workers == 1:
         kernel((0, 1, sync), *arguments)
         return
-    helpers = [_helper_threads(workers - 1).submit(kernel, (worker, workers, sync),
-                                                   *arguments)
+    helpers = [_helper_threads(workers - 1).submit(_run_worker, kernel,
+                                                   (worker, workers, sync), arguments)
                for worker in range(1, workers)]
-    kernel((0, workers, sync), *arguments)
+    try:
+        _run_worker(kernel, (0, workers, sync), arguments)
+    finally:
+        concurrent.futures.wait(helpers)    # no worker writes anything after this returns
     for helper in helpers:
         helper.result()
+
+
+def _run_worker(kernel, team, arguments) -> None:
+    try:
+        kernel(team, *arguments)
+    except BaseException:
+        team[2][ABORTED] = 1                # the other workers stop waiting at barriers
+        raise
 
 
 @functools.cache

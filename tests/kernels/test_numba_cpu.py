@@ -2,6 +2,9 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -302,3 +305,26 @@ def test_a_run_leaves_the_blas_it_calls_on_one_thread():
         assert blas.get_num_threads() == 1
     finally:
         blas.set_num_threads(pinned)
+
+
+@pytest.mark.parametrize("failing_worker", [0, 1])
+def test_a_failing_worker_raises_instead_of_leaving_the_team_waiting(failing_worker):
+    """Run in a subprocess with a timeout: without the abort flag the team hangs."""
+    code = f"""
+import numba, pytest
+from grubench.kernels import numba_cpu
+
+@numba.njit(nogil=True)
+def kernel(team, failing_worker):
+    if team[0] == failing_worker:
+        raise ValueError("worker failed")
+    for _ in range(3):
+        numba_cpu.barrier(team)
+
+with pytest.raises(ValueError, match="worker failed"):
+    numba_cpu.run_team(2, kernel, {failing_worker})
+numba_cpu.run_team(2, kernel, -1)       # the module's threads are usable again
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
