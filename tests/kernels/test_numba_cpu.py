@@ -8,7 +8,6 @@ import sys
 import numba
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from grubench import tolerances
 from grubench.kernels import numba_cpu, reference
@@ -47,12 +46,11 @@ def team_of(monkeypatch):
     return team_of
 
 
-def run(args, threads=1):
-    """Outputs of forward, and (outputs, grads) of a training step, with BLAS at
-    ``threads`` (the team is set by team_of)."""
-    with threadpool_limits(limits=threads):
-        prepared = numba_cpu.prepare(args)
-        return prepared.forward(), prepared.training_step()
+def run(args):
+    """Outputs of forward, and (outputs, grads) of a training step (the team's size is
+    team_size's, or team_of's)."""
+    prepared = numba_cpu.prepare(args)
+    return prepared.forward(), prepared.training_step()
 
 
 def test_team_size_is_numbas_thread_count_past_the_step_threshold(monkeypatch):
@@ -99,7 +97,7 @@ def test_matches_reference(shape, dtype, threads, team_of):
     cell, T, B, I, H, reset_after, lengths = shape
     args = make_args(cell, T, B, I, H, dtype, reset_after=reset_after, lengths=lengths,
                      seed=T * B + H)
-    forward_outputs, (outputs, grads) = run(args, threads)
+    forward_outputs, (outputs, grads) = run(args)
     for inference, got in zip(forward_outputs, outputs, strict=True):
         assert np.array_equal(inference, got)          # inference = training forward
     assert_matches_reference(outputs, grads, args)
@@ -133,11 +131,10 @@ def test_all_sequences_empty_keep_their_state():
 def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
     team_of(threads)
     args = make_args(cell, 7, B, 24, 40, "float32", lengths=[7, 3, 0, 7, 5, 1][:B])
-    with threadpool_limits(limits=threads):
-        prepared = numba_cpu.prepare(args)
-        first = prepared.training_step()
-        again = prepared.training_step()
-        fresh = numba_cpu.prepare(args).training_step()
+    prepared = numba_cpu.prepare(args)
+    first = prepared.training_step()
+    again = prepared.training_step()
+    fresh = numba_cpu.prepare(args).training_step()
     for other in (again, fresh):
         for got, want in zip(other[0], first[0]):
             assert np.array_equal(got, want)
