@@ -2,13 +2,13 @@
 
 Structure of every pass (haste's and cuDNN's, on the CPU):
 
-* forward: one GEMM projects the inputs of all T steps, ``gi = x @ w_ih.T``; then per step
+* forward: one product projects the inputs of all T steps, ``gi = x @ w_ih.T``; then per step
   one recurrent product for all gates, ``gh = h @ w_hh.T``, and one fused pointwise loop that
   adds the biases, applies the gates and updates the state (reset-before GRUs need a second,
   (B,H)x(H,H) product per step, because r multiplies h before W_hn).
 * backward: per step a fused pointwise loop writes the gate pre-activation gradients of all
   T steps into one buffer, then one recurrent product carries dh back a step; the weight and
-  input gradients are then single large GEMMs over all T*B rows.
+  input gradients are then single large products over all T*B rows.
 
 Design choices, each measured (the backend's report in the issue holds the figures):
 
@@ -19,17 +19,22 @@ Design choices, each measured (the backend's report in the issue holds the figur
   scalar ``tanh`` does not). float64 problems use ``math.tanh`` itself, so float64 results
   match the reference to its rounding.
 * fastmath without ``nnan``/``ninf``: NaN and Inf inputs propagate like in the reference.
-* The per-step recurrent product is :func:`matmul_nt`, register-blocked dot products over
-  the weights in place: OpenBLAS repacks the weights on every call, which at recurrent
-  shapes costs it up to 4x. The large GEMMs (input projection, dx, weight gradients) call
-  the BLAS numba already links (SciPy's OpenBLAS, via numba's ``numba_xxgemm`` helper)
-  through :func:`gemm`, which takes transposed views and column blocks and accumulates
-  (beta = 1), so no pass copies or allocates.
+* Every product with a weight matrix (the recurrent one of each step, the input
+  projection and dx) is :func:`matmul_nt`: the weights are packed once per prepared run
+  into panels, and an outer-product micro-kernel written in LLVM vector IR
+  (:func:`_panel_tile`) multiplies them, at 105-115 GFLOP/s on one core (float32) where
+  OpenBLAS, which repacks the weights on every call, reaches 44-85 at per-step shapes.
+  The weight gradients, whose operands change every run, call the BLAS numba already
+  links (SciPy's OpenBLAS, via numba's ``numba_xxgemm`` helper) through :func:`gemm`,
+  which takes transposed views and column blocks and accumulates (beta = 1), so no pass
+  copies or allocates.
 * Threads: a run shares its work among numba's thread count (``numba.set_num_threads``)
-  of threads, each running the same kernel on its slice of the hidden units and of the
-  large GEMMs' outputs, meeting at a barrier of atomics once per step (see the "threads"
-  section). The threads are the module's own (a ``parallel=True`` kernel cannot be cached
-  by numba, and every process would recompile for 40 s), BLAS runs on one thread inside
+  of threads, each running the same kernel on its part (see the "threads" section): its
+  own sequences where the batch has PANEL_ROWS per worker (sequences are independent, so
+  the steps need no barrier), else a slice of the hidden units of every sequence,
+  meeting at a barrier of atomics once per step; and a slice of the all-steps products.
+  The threads are the module's own (a ``parallel=True`` kernel cannot be cached by
+  numba, and every process would recompile for 40 s), BLAS runs on one thread inside
   each, and runs whose steps are too small to share (TEAM_MIN_STEP_FLOPS) use one thread.
   So no pool spins against another, and results are bit-identical run to run at a fixed
   thread count.
@@ -183,136 +188,176 @@ if numba is not None:
 
         return value(value), codegen
 
-    @njit(**JIT)
-    def _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out, o):
-        """out[b:b+4, o+j:o+j+4] of :func:`matmul_nt`: 16 dot products in one pass over k, so
-        each loaded value feeds four multiply-adds; nothing is stored inside the k loop, so
-        LLVM vectorizes it without aliasing checks."""
-        zero = out.dtype.type(0)
-        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-        # 1-D row views: an index k >= 0 needs no negative-index wraparound, which with
-        # runtime offsets (w_col + k) would keep the loop scalar (6x slower).
-        wr0, wr1 = w[w_row + j, w_col:w_col + K], w[w_row + j + 1, w_col:w_col + K]
-        wr2, wr3 = w[w_row + j + 2, w_col:w_col + K], w[w_row + j + 3, w_col:w_col + K]
-        ar0, ar1 = a[b, a_col:a_col + K], a[b + 1, a_col:a_col + K]
-        ar2, ar3 = a[b + 2, a_col:a_col + K], a[b + 3, a_col:a_col + K]
-        for k in range(K):
-            w0, w1, w2, w3 = wr0[k], wr1[k], wr2[k], wr3[k]
-            x0, x1, x2, x3 = ar0[k], ar1[k], ar2[k], ar3[k]
-            s00 += x0 * w0; s01 += x0 * w1; s02 += x0 * w2; s03 += x0 * w3  # noqa: E702
-            s10 += x1 * w0; s11 += x1 * w1; s12 += x1 * w2; s13 += x1 * w3  # noqa: E702
-            s20 += x2 * w0; s21 += x2 * w1; s22 += x2 * w2; s23 += x2 * w3  # noqa: E702
-            s30 += x3 * w0; s31 += x3 * w1; s32 += x3 * w2; s33 += x3 * w3  # noqa: E702
-        o += j
-        out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = s00, s01, s02, s03
-        out[b + 1, o], out[b + 1, o + 1], out[b + 1, o + 2], out[b + 1, o + 3] = \
-            s10, s11, s12, s13
-        out[b + 2, o], out[b + 2, o + 1], out[b + 2, o + 2], out[b + 2, o + 3] = \
-            s20, s21, s22, s23
-        out[b + 3, o], out[b + 3, o + 1], out[b + 3, o + 2], out[b + 3, o + 3] = \
-            s30, s31, s32, s33
+    # ------------------------------------------------------ products with the weights
+    # A product with a weight matrix W, a (B,K) @ W.T, is small per step: at recurrent
+    # shapes BLAS spends much of it repacking W (44 of 110 GFLOP/s left at 16x256x768).
+    # W is fixed for a run, so it is packed once, when a run is prepared, into panels of
+    # PANEL_COLS of its rows, each stored depth-major: panel[k, :] holds element k of
+    # those rows, one run of PANEL_COLS values. A tile of PANEL_ROWS batch rows x one
+    # panel then accumulates in vector registers (:func:`_panel_tile`): per depth step it
+    # loads the panel's row once and broadcasts each batch row's value, with no horizontal
+    # sums and no stores until the end (an outer-product GEMM micro-kernel). The same
+    # panels serve the all-steps products with W (input projection, dx).
+
+    #: a tile: PANEL_ROWS batch rows x PANEL_COLS outputs, accumulated in vectors of
+    #: VECTOR_LANES values (float32: one AVX-512 or two AVX2 registers per vector). Tiles
+    #: of 4 x 32 ran at 107-114 GFLOP/s (one core, float32), within 5% of 8 x 32, 4 x 64
+    #: and 8 x 16; smaller batches take one tile of all their rows.
+    PANEL_ROWS, PANEL_COLS, VECTOR_LANES = 4, 32, 16
+
+    @intrinsic
+    def _panel_tile(typingctx, a, row, k0, K, panels, block, panel, out, out_col, cols, rows):
+        """out[row:row+rows, out_col:out_col+cols] =
+        a[row:row+rows, k0:k0+K] @ panels[block, panel, k0:k0+K, :cols], in LLVM vector
+        IR; rows is a constant (one set of accumulators per row).
+        a (B,*) and out (B,*) 2-D, panels (blocks, P, depth, PANEL_COLS): C-contiguous, one
+        float dtype; the caller checks the bounds (this reads and writes through raw
+        pointers, and makes no view, whose reference count two workers would contend
+        for). Each output is one lane's sum over k in order, so results do not depend on
+        where a tile starts."""
+        matrices = (a, out)
+        if not all(isinstance(array, types.Array) and array.layout == "C"
+                   and array.dtype == a.dtype for array in (a, panels, out)) \
+                or any(matrix.ndim != 2 for matrix in matrices) or panels.ndim != 4 \
+                or a.dtype not in (types.float32, types.float64) \
+                or not isinstance(rows, types.IntegerLiteral):
+            return None
+        tile_rows = rows.literal_value
+        sig = types.none(a, row, k0, K, panels, block, panel, out, out_col, cols, rows)
+
+        def codegen(context, builder, signature, args):
+            a_type = signature.args[0]
+            real = context.get_value_type(a_type.dtype)
+            vector = ir.VectorType(real, VECTOR_LANES)
+            intp = cgutils.intp_t
+
+            def array(i):
+                return context.make_array(signature.args[i])(context, builder, args[i])
+
+            def index(i):
+                return context.cast(builder, args[i], signature.args[i], types.intp)
+
+            def constant(value):
+                return ir.Constant(intp, value)
+
+            def row_stride(struct):
+                stride = cgutils.unpack_tuple(builder, struct.strides)[0]
+                return builder.sdiv(stride, constant(context.get_abi_sizeof(real)))
+
+            def vector_at(pointer, lane):
+                return builder.bitcast(builder.gep(pointer, [constant(lane)]),
+                                       vector.as_pointer())
+
+            a_array, panels_array, out_array = array(0), array(4), array(7)
+            row, k0, depth = index(1), index(2), index(3)
+            block, panel, out_col, cols = index(5), index(6), index(8), index(9)
+            _blocks, count, panel_depth, _cols = cgutils.unpack_tuple(builder,
+                                                                      panels_array.shape)
+            panel_start = builder.mul(builder.add(builder.mul(block, count), panel),
+                                      builder.mul(panel_depth, constant(PANEL_COLS)))
+            suffix = f"v{VECTOR_LANES}f{context.get_abi_sizeof(real) * 8}"
+            fmuladd = builder.module.declare_intrinsic(
+                f"llvm.fmuladd.{suffix}", fnty=ir.FunctionType(vector, [vector] * 3))
+            per_row = PANEL_COLS // VECTOR_LANES
+            # allocas in the entry block: LLVM promotes them to registers
+            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+                     for _ in range(per_row)] for _ in range(tile_rows)]
+            lda, ldo = row_stride(a_array), row_stride(out_array)
+            a_rows = [builder.gep(a_array.data, [builder.add(
+                builder.mul(builder.add(row, constant(r)), lda), k0)])
+                for r in range(tile_rows)]
+            panel_rows = builder.gep(panels_array.data, [builder.add(
+                panel_start, builder.mul(k0, constant(PANEL_COLS)))])
+            lane0 = ir.Constant(ir.IntType(32), 0)
+            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR_LANES),
+                                    [0] * VECTOR_LANES)
+            with cgutils.for_range(builder, depth) as loop:
+                k = loop.index
+                panel_k = builder.gep(panel_rows, [builder.mul(k, constant(PANEL_COLS))])
+                weights = [builder.load(vector_at(panel_k, v * VECTOR_LANES), align=4)
+                           for v in range(per_row)]
+                for r in range(tile_rows):
+                    value = builder.load(builder.gep(a_rows[r], [k]))
+                    values = builder.shuffle_vector(
+                        builder.insert_element(ir.Constant(vector, ir.Undefined), value, lane0),
+                        ir.Constant(vector, ir.Undefined), broadcast)
+                    for v in range(per_row):
+                        total = builder.call(fmuladd, [values, weights[v],
+                                                       builder.load(sums[r][v])])
+                        builder.store(total, sums[r][v])
+            out_rows = [builder.gep(out_array.data, [builder.add(
+                builder.mul(builder.add(row, constant(r)), ldo), out_col)])
+                for r in range(tile_rows)]
+            whole = builder.icmp_signed("==", cols, constant(PANEL_COLS))
+            with builder.if_else(whole) as (whole_panel, part_panel):
+                with whole_panel:
+                    for r in range(tile_rows):
+                        for v in range(per_row):
+                            builder.store(builder.load(sums[r][v]),
+                                          vector_at(out_rows[r], v * VECTOR_LANES), align=4)
+                with part_panel:            # the last panel of a block: through a buffer
+                    buffer = builder.bitcast(
+                        cgutils.alloca_once(builder, ir.ArrayType(real, PANEL_COLS)),
+                        real.as_pointer())
+                    for r in range(tile_rows):
+                        for v in range(per_row):
+                            builder.store(builder.load(sums[r][v]),
+                                          vector_at(buffer, v * VECTOR_LANES), align=4)
+                        with cgutils.for_range(builder, cols) as column:
+                            builder.store(builder.load(builder.gep(buffer, [column.index])),
+                                          builder.gep(out_rows[r], [column.index]))
+            return context.get_dummy_value()
+
+        return sig, codegen
 
     @njit(**JIT)
-    def _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out, o):
-        """out[b, o+j:o+j+4] of :func:`matmul_nt` (batch rows left over from 4x4 blocks)."""
-        zero = out.dtype.type(0)
-        s0 = s1 = s2 = s3 = zero
-        wr0, wr1 = w[w_row + j, w_col:w_col + K], w[w_row + j + 1, w_col:w_col + K]
-        wr2, wr3 = w[w_row + j + 2, w_col:w_col + K], w[w_row + j + 3, w_col:w_col + K]
-        ar = a[b, a_col:a_col + K]
-        for k in range(K):
-            x = ar[k]
-            s0 += x * wr0[k]
-            s1 += x * wr1[k]
-            s2 += x * wr2[k]
-            s3 += x * wr3[k]
-        o += j
-        out[b, o], out[b, o + 1], out[b, o + 2], out[b, o + 3] = s0, s1, s2, s3
-
-    @njit(**JIT)
-    def _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, o):
-        """out[b, o+j] of :func:`matmul_nt` (columns left over from blocks of 4)."""
-        total = out.dtype.type(0)
-        ar, wr = a[b, a_col:a_col + K], w[w_row + j, w_col:w_col + K]
-        for k in range(K):
-            total += ar[k] * wr[k]
-        out[b, o + j] = total
-
-    #: rows of w_t one pass of :func:`_axpy_rows` adds into out's row
-    AXPY_ROWS = 8
-
-    @njit(**JIT)
-    def _axpy_rows(a, a_col, w_t, w_row, w_col, K, out, out_col, N):
-        """:func:`matmul_nt` for fewer than 4 batch rows: out[b] accumulates rows of w_t
-        scaled by a[b, k], AXPY_ROWS rows per pass over out[b] (which stays in L1). The
-        rows are offsets into one flat view of w_t: a view per row costs more than a
-        pass over a short row (the N of one worker's gate block)."""
-        ld = nonnegative(w_t.shape[1])
-        flat = w_t.reshape(w_t.size)
-        K8 = K - K % AXPY_ROWS
-        for b in range(a.shape[0]):
-            row = out[b, out_col:out_col + N]
-            row[:] = 0
-            for k in range(0, K8, AXPY_ROWS):
-                a0, a1, a2, a3 = a[b, a_col + k], a[b, a_col + k + 1], \
-                    a[b, a_col + k + 2], a[b, a_col + k + 3]
-                a4, a5, a6, a7 = a[b, a_col + k + 4], a[b, a_col + k + 5], \
-                    a[b, a_col + k + 6], a[b, a_col + k + 7]
-                base = nonnegative((w_col + k) * ld + w_row)
-                for j in range(N):
-                    at = base + j
-                    row[j] += (a0 * flat[at] + a1 * flat[at + ld]
-                               + a2 * flat[at + 2 * ld] + a3 * flat[at + 3 * ld]
-                               + a4 * flat[at + 4 * ld] + a5 * flat[at + 5 * ld]
-                               + a6 * flat[at + 6 * ld] + a7 * flat[at + 7 * ld])
-            for k in range(K8, K):
-                a0 = a[b, a_col + k]
-                base = nonnegative((w_col + k) * ld + w_row)
-                for j in range(N):
-                    row[j] += a0 * flat[base + j]
-
-    #: below this depth the dot products are too short to amortize their horizontal sums,
-    #: and at batches of 4 and more BLAS wins (measured at 32x64x192)
-    DOT_MIN_DEPTH = 128
-
-    @njit(**JIT)
-    def matmul_nt(a, a_col, w, w_t, w_row, w_col, K, out, out_col, N):
-        """out[:, out_col:out_col+N] = a[:, a_col:a_col+K] @ w[w_row:w_row+N, w_col:w_col+K].T:
-        the per-step recurrent product (forward: w = w_hh; backward: w = w_hh.T copy).
-        a (B,*), w (*,*), w_t = w.T (a copy: BLAS's faster orientation) and out (B,*), all
-        C-contiguous: blocks are offsets, so every inner loop runs over contiguous rows.
-
-        Batches of 4 and more: dot products register-blocked 4 batch rows x 4 weight rows,
-        over the weights in place, which at recurrent shapes beats OpenBLAS (it repacks the
-        weights on every call: 91 vs 55 GFLOP/s at 16x256x768, 92 vs 22 at 4x512x1536,
-        one core); short dot products (K < DOT_MIN_DEPTH) go to BLAS. Smaller batches:
-        scaled rows of w_t streamed once (:func:`_axpy_rows`)."""
+    def matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
+        """out[:, out_col:out_col+N] = a[:, k0:k0+K] @ W[r:r+N, k0:k0+K].T with
+        r = block * R + unit: the per-step recurrent product (and the all-steps ones), over
+        rows of one block of W (blocks, R, depth) (forward: the gate blocks of w_hh;
+        backward: w_hh.T, one block), as :func:`pack_panels` lays it out: panels (blocks,
+        ceil(R/PANEL_COLS), depth, PANEL_COLS). a (B,*) and out (B,*) C-contiguous; unit a
+        multiple of PANEL_COLS. Measured against OpenBLAS on one core (float32, GFLOP/s):
+        16x256x768 110 vs 44; 64x512x1536 110 vs 72; B = 1 at 1x512x2048: 44 vs 6."""
         B = a.shape[0]
-        if B < 4:
-            _axpy_rows(a, a_col, w_t, w_row, w_col, K, out, out_col, N)
+        if out.shape[0] != B or k0 < 0 or k0 + K > a.shape[1] or out_col < 0 \
+                or out_col + N > out.shape[1] or N < 0 or unit < 0:
+            raise ValueError("matmul_nt: operands out of bounds")
+        if N == 0:          # a worker with no units (H < workers * UNIT_ALIGN)
             return
-        if K < DOT_MIN_DEPTH:
-            gemm(a[:, a_col:a_col + K], w_t[w_col:w_col + K, w_row:w_row + N],
-                 out[:, out_col:out_col + N], 0.0)
-            return
-        B4, N4 = B - B % 4, N - N % 4
-        for j in range(0, N4, 4):
-            for b in range(0, B4, 4):
-                _dot_4x4(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
-            for b in range(B4, B):
-                _dot_1x4(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
-        for j in range(N4, N):
-            for b in range(B):
-                _dot_1x1(a, a_col, w, w_row, w_col, K, b, j, out, out_col)
+        first = unit // PANEL_COLS
+        count = (N + PANEL_COLS - 1) // PANEL_COLS
+        if unit % PANEL_COLS or block < 0 or block >= panels.shape[0] \
+                or first + count > panels.shape[1] or k0 + K > panels.shape[2] \
+                or panels.shape[3] != PANEL_COLS:
+            raise ValueError("matmul_nt: rows out of the weight panels")
+        last_tile = B - PANEL_ROWS
+        for p in range(first, first + count):
+            column = out_col + (p - first) * PANEL_COLS
+            cols = min(PANEL_COLS, N - (p - first) * PANEL_COLS)
+            if B == 1:      # small batches: one tile of all rows
+                _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 1)
+            elif B == 2:
+                _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 2)
+            elif B == 3:
+                _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 3)
+            else:
+                for row in range(0, last_tile + 1, PANEL_ROWS):
+                    _panel_tile(a, row, k0, K, panels, block, p, out, column, cols,
+                                PANEL_ROWS)
+                if B % PANEL_ROWS:  # the last rows as one more tile, overlapping the one
+                    _panel_tile(a, last_tile, k0, K, panels, block, p, out, column,  # before
+                                cols, PANEL_ROWS)
 
     # ----------------------------------------------------------------------- threads
     # A run on n threads is n calls of the same kernel, one per thread (the kernels release
-    # the GIL), each with a team = (worker, workers, sync). Each worker owns a slice of the
-    # hidden units, so the per-step products and gate math split with no shared writes, and
-    # a slice of the large GEMMs' outputs; the workers meet at a barrier once per step
-    # (twice for reset-before GRUs, whose r*h feeds a second product). BLAS runs on one
-    # thread inside every worker, so no other pool spins against the team.
+    # the GIL), each with a team = (worker, workers, sync). Each worker owns a part of every
+    # step (:func:`step_part`): its own sequences where the batch allows, which need no
+    # barrier, or else a slice of the hidden units of every sequence, so the per-step
+    # products and gate math split with no shared writes and the workers meet at a barrier
+    # once per step (twice for reset-before GRUs, whose r*h feeds a second product). Each
+    # also owns a slice of the all-steps products' outputs. BLAS runs on one thread inside
+    # every worker, so no other pool spins against the team.
 
     @intrinsic
     def _arrive(typingctx, sync):
@@ -365,9 +410,9 @@ if numba is not None:
                 return
             _yield_core()
 
-    #: hidden-unit slices start at multiples of 16 floats (one 64-byte cache line), so no
-    #: two workers write one line, and of 4, so the 4x4 product blocks are those of one thread
-    UNIT_ALIGN = 16
+    #: hidden-unit slices start at panel boundaries (:func:`matmul_nt`), which are
+    #: multiples of 16 floats (one 64-byte cache line): no two workers write one line
+    UNIT_ALIGN = PANEL_COLS
 
     @njit(**JIT)
     def share(team, n, align):
@@ -377,6 +422,22 @@ if numba is not None:
         chunk = (chunk + align - 1) // align * align
         start = min(worker * chunk, n)
         return start, min(start + chunk, n)
+
+    @njit(**JIT)
+    def step_part(team, B, H):
+        """This worker's part of every step: (seqs, start, stop, step_team), its sequences
+        (a slice of range(B)) and units [start, stop). Where every worker gets
+        PANEL_ROWS sequences or more, whole sequences: they are independent, so step_team
+        is a team of one, whose barriers return at once, and every call covers all H
+        units (split by units, GRU inference at 64,32,32,64 ran 1.1x slower on two
+        threads than on one). Otherwise every sequence and a slice of the units, meeting
+        at the team's barriers."""
+        _worker, workers, sync = team
+        if workers > 1 and B >= workers * PANEL_ROWS:
+            first, stop_seq = share(team, B, 1)
+            return slice(first, stop_seq), 0, H, (0, 1, sync)
+        start, stop = share(team, H, UNIT_ALIGN)
+        return slice(0, B), start, stop, team
 
     @njit(**JIT)
     def team_gemm(team, a, b, c, beta):
@@ -392,16 +453,13 @@ if numba is not None:
             gemm(a, b[:, start:stop], c[:, start:stop], beta)
 
     @njit(**JIT)
-    def gate_products(a, w, w_t, gates, H, start, stop, out):
-        """out[:, g*H + start : g*H + stop] = a @ w[g*H + start : g*H + stop].T for the
-        first ``gates`` gate blocks: a worker's units of every gate (one call when they
-        are all units). a (B,H), w (G*H,H), w_t = w.T, out (B,G*H)."""
-        if start == 0 and stop == H:
-            matmul_nt(a, 0, w, w_t, 0, 0, H, out, 0, gates * H)
-            return
+    def gate_products(a, panels, gates, H, start, stop, out):
+        """out[:, g*H + start : g*H + stop] = a @ W[g*H + start : g*H + stop].T for the
+        first ``gates`` blocks of H rows of W: a worker's units of every gate. a (B,K),
+        panels of W as :func:`matmul_nt` (depth K), out (B,gates*H) or wider."""
         for gate in range(gates):
-            matmul_nt(a, 0, w, w_t, gate * H + start, 0, H, out, gate * H + start,
-                      stop - start)
+            matmul_nt(a, 0, a.shape[1], panels, gate, start, stop - start, out,
+                      gate * H + start)
 
     # ------------------------------------------------------------------- gate math
 
@@ -463,11 +521,13 @@ if numba is not None:
 
     # ----------------------------------------------------------------- shared parts
     # Every kernel takes the team first; ``start, stop`` are the worker's hidden units
-    # (:func:`share`), and pointwise functions work on those units of 1-D rows (one
-    # sequence, one step): on rows LLVM vectorizes the loops (4x faster than indexing the
-    # 3-D arrays in place). Their loops run ``for unit in range(stop - start)`` with
-    # ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0 only
-    # in that form, and a possibly negative index keeps a loop scalar.
+    # (:func:`share`). Pointwise functions take one step's 2-D arrays (B, width) and a
+    # sequence b, and work on row b's units. They index those arrays rather than take row
+    # views: making a view updates the parent's reference count atomically, and with two
+    # workers updating the same counts every row, GRU inference at 64,32,32,64 gained
+    # nothing from a second thread. Their loops run ``for unit in range(stop - start)``
+    # with ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0
+    # only in that form, and a possibly negative index keeps a loop scalar (4x).
 
     @njit(**JIT)
     def previous_states(y, h0, t):
@@ -487,13 +547,13 @@ if numba is not None:
         """out = rows.sum(axis=0) with float64 accumulation, this worker's columns.
         rows (M,N), out (N,)."""
         start, stop = share(team, out.shape[0], UNIT_ALIGN)
+        start, stop = nonnegative(start), nonnegative(stop)
         total = np.zeros(stop - start, np.float64)
         for i in range(rows.shape[0]):
-            row = rows[i, start:stop]
-            for j in range(stop - start):
-                total[j] += row[j]
-        for j in range(stop - start):
-            out[start + j] = total[j]
+            for unit in range(stop - start):
+                total[unit] += rows[i, start + unit]
+        for unit in range(stop - start):
+            out[start + unit] = total[unit]
 
     @njit(**JIT)
     def weight_gradient_from_states(team, d_rows, y, h0, out):
@@ -506,22 +566,42 @@ if numba is not None:
         if T > 1:        # the same split of out as above: each worker adds to its own part
             team_gemm(team, d_rows[B:].T, y.reshape((T * B, H))[:(T - 1) * B], out, 1.0)
 
+    #: rows one pass of an all-steps product takes: its panels then stay in L2 while the
+    #: rows stream through (6400x512x1536, one core: 104 GFLOP/s in passes of 256 rows,
+    #: 86 in one pass)
+    PASS_ROWS = 256
+
     @njit(**JIT)
-    def input_gradients(team, d_gates, x, w_ih, dx, dw_ih, db_ih):
+    def all_steps_product(a, panels, gates, H, start, stop, out):
+        """:func:`gate_products` over the T*B rows of all steps, in passes of PASS_ROWS to
+        2 * PASS_ROWS rows. a (T*B,K), out (T*B,gates*H) or wider."""
+        M = a.shape[0]
+        passes = max(1, M // PASS_ROWS)
+        for i in range(passes):
+            first, stop_row = i * M // passes, (i + 1) * M // passes
+            gate_products(a[first:stop_row], panels, gates, H, start, stop,
+                          out[first:stop_row])
+
+    @njit(**JIT)
+    def input_gradients(team, d_gates, x, w_ih_t, dx, dw_ih, db_ih):
         """dx = d_gates @ w_ih, dw_ih = d_gates.T @ x, db_ih = column sums, each one pass over
-        all T*B rows. d_gates (T,B,G*H), x (T,B,I), w_ih (G*H,I)."""
+        all T*B rows. d_gates (T,B,G*H), x (T,B,I), w_ih_t: w_ih.T laid out for
+        :func:`matmul_nt` (one block of I rows, depth G*H)."""
         T, B, I = x.shape
         rows = d_gates.reshape((T * B, d_gates.shape[2]))
-        team_gemm(team, rows, w_ih, dx.reshape((T * B, I)), 0.0)
+        start, stop = share(team, I, UNIT_ALIGN)
+        all_steps_product(rows, w_ih_t, 1, I, start, stop, dx.reshape((T * B, I)))
         team_gemm(team, rows.T, x.reshape((T * B, I)), dw_ih, 0.0)
         column_sums(team, rows, db_ih)
 
     @njit(**JIT)
-    def project_inputs(team, x, w_ih, gi):
-        """gi = x @ w_ih.T for all steps at once, then a barrier (every worker reads all of
-        gi's rows). x (T,B,I), w_ih (G*H,I), gi (T,B,G*H)."""
+    def project_inputs(team, x, w_ih, gates, start, stop, gi):
+        """gi = x @ w_ih.T for all steps at once, this worker's units of every gate, then a
+        barrier (every worker reads all of gi's rows). x (T,B,I), w_ih laid out for
+        :func:`matmul_nt` (``gates`` blocks of H rows, depth I), gi (T,B,gates*H)."""
         T, B, I = x.shape
-        team_gemm(team, x.reshape((T * B, I)), w_ih.T, gi.reshape((T * B, gi.shape[2])), 0.0)
+        all_steps_product(x.reshape((T * B, I)), w_ih, gates, gi.shape[2] // gates, start,
+                          stop, gi.reshape((T * B, gi.shape[2])))
         barrier(team)
 
     @njit(**JIT)
@@ -531,10 +611,9 @@ if numba is not None:
         start, stop = nonnegative(start), nonnegative(stop)
         for b in range(into.shape[0]):
             if t < lengths[b]:
-                into_row, row = into[b], rows[b]
                 for unit in range(stop - start):
                     j = start + unit
-                    into_row[j] = row[j] if replace else into_row[j] + row[j]
+                    into[b, j] = rows[b, j] if replace else into[b, j] + rows[b, j]
 
     # -------------------------------------------------------------------------- GRU
 
@@ -543,58 +622,60 @@ if numba is not None:
     SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
 
     @njit(**JIT)
-    def gru_reset_row(gi_row, gh_row, bias_gi, h_row, reset_row, saved_row, start, stop):
-        """Reset-before pre-pass: r into saved_row's r slot and reset_row = r * h.
-        gi_row, gh_row (3H,) (gh's r part filled), bias_gi (3H,), h_row, reset_row (H,)."""
-        H = nonnegative(h_row.shape[0])
+    def gru_reset_row(gi_t, gh, bias_gi, prev, reset_state, saved_t, b, start, stop):
+        """Reset-before pre-pass for sequence b: r into saved_t's r slot and
+        reset_state = r * h. gi_t, gh (B,3H) (gh's r part filled), bias_gi (3H,); prev,
+        reset_state (B,H); saved_t (B,3H)."""
+        H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
         for unit in range(stop - start):
             j = start + unit
-            r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j],
-                             h_row.dtype)
-            saved_row[SAVED_R * H + j] = r
-            reset_row[j] = r * h_row[j]
+            r = gate_sigmoid(np.float64(gi_t[b, R + j]) + bias_gi[R + j] + gh[b, R + j],
+                             prev.dtype)
+            saved_t[b, SAVED_R * H + j] = r
+            reset_state[b, j] = r * prev[b, j]
 
     @njit(**JIT)
-    def gru_step_row(gi_row, gh_row, bias_gi, b_hn, reset_after, h_row, new_row, y_row,
-                     saved_row, start, stop):
-        """One sequence's GRU step: gates from gi_row, gh_row (3H,) and the biases (see
-        :func:`gru_forward_kernel`); from the state h_row (H,) writes the new state to
-        new_row and y_row (H,) and the activations to saved_row (4H or 3H,; reset-before:
-        r is there already, from :func:`gru_reset_row`)."""
-        H = nonnegative(h_row.shape[0])
+    def gru_step_row(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t, b,
+                     start, stop):
+        """Sequence b's GRU step: gates from gi_t, gh (B,3H) and the biases (see
+        :func:`gru_forward_kernel`); from the state prev (B,H) writes the new state to new
+        and y_t (B,H) and the activations to saved_t (B,4H) or (B,3H) (reset-before: r is
+        there already, from :func:`gru_reset_row`)."""
+        H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
-        dtype = h_row.dtype
+        dtype = prev.dtype
         for unit in range(stop - start):
             j = start + unit
-            z = gate_sigmoid(np.float64(gi_row[Z + j]) + bias_gi[Z + j] + gh_row[Z + j], dtype)
-            gh_n = np.float64(gh_row[N + j]) + b_hn[j]
-            a_n = np.float64(gi_row[N + j]) + bias_gi[N + j]
+            z = gate_sigmoid(np.float64(gi_t[b, Z + j]) + bias_gi[Z + j] + gh[b, Z + j], dtype)
+            gh_n = np.float64(gh[b, N + j]) + b_hn[j]
+            a_n = np.float64(gi_t[b, N + j]) + bias_gi[N + j]
             if reset_after:
-                r = gate_sigmoid(np.float64(gi_row[R + j]) + bias_gi[R + j] + gh_row[R + j],
+                r = gate_sigmoid(np.float64(gi_t[b, R + j]) + bias_gi[R + j] + gh[b, R + j],
                                  dtype)
                 n = gate_tanh(a_n + r * gh_n, dtype)
-                saved_row[SAVED_R * H + j] = r
-                saved_row[SAVED_GH_N * H + j] = gh_n
+                saved_t[b, SAVED_R * H + j] = r
+                saved_t[b, SAVED_GH_N * H + j] = gh_n
             else:
                 n = gate_tanh(a_n + gh_n, dtype)
-            h_new = n + z * (np.float64(h_row[j]) - n)
-            saved_row[SAVED_Z * H + j] = z
-            saved_row[SAVED_N * H + j] = n
-            new_row[j] = h_new
-            y_row[j] = h_new
+            h_new = n + z * (np.float64(prev[b, j]) - n)
+            saved_t[b, SAVED_Z * H + j] = z
+            saved_t[b, SAVED_N * H + j] = n
+            new[b, j] = h_new
+            y_t[b, j] = h_new
 
     @njit(**JIT)
-    def gru_forward_kernel(team, x, h0, w_ih, w_hh, w_hh_t, bias_gi, b_hn, lengths,
-                           reset_after, y, h, saved, gi, gh, reset_state, states):
+    def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_after, y,
+                           h, saved, gi, gh, reset_state, states):
         """GRU forward over all T steps.
 
-        x (T,B,I); h0 (B,H); w_ih (3H,I); w_hh (3H,H) and w_hh_t (H,3H), its transpose;
-        bias_gi (3H,) float64: the biases added to the input part (b_ih, plus b_hh for r
-        and z, plus b_hn when reset-before); b_hn (H,) float64: the candidate's recurrent
-        bias when reset-after (r multiplies it; zero when reset-before); lengths (B,) int64.
+        x (T,B,I); h0 (B,H); w_ih and w_hh laid out for :func:`matmul_nt` (3 blocks of H
+        rows, depth I and H); bias_gi (3H,) float64: the biases added to the input part
+        (b_ih, plus b_hh for r and z, plus b_hn when reset-before); b_hn (H,) float64: the
+        candidate's recurrent bias when reset-after (r multiplies it; zero when
+        reset-before); lengths (B,) int64.
         Outputs: y (T,B,H); h (B,H) = h_n. saved (T,B,4H) (reset-after) or (T,B,3H)
         receives r, z, n [, W_hn h + b_hn] for backward; inference passes a (1,B,4H)
         scratch that each step overwrites.
@@ -605,99 +686,102 @@ if numba is not None:
         T, B, _ = x.shape
         H = h0.shape[1]
         N = GRU_N * H
-        start, stop = share(team, H, UNIT_ALIGN)
-        states[0, :, start:stop] = h0[:, start:stop]
-        project_inputs(team, x, w_ih, gi)           # its barrier also publishes states[0]
+        seqs, start, stop, step_team = step_part(team, B, H)
+        states[0, seqs, start:stop] = h0[seqs, start:stop]
+        projected = share(team, H, UNIT_ALIGN)
+        project_inputs(team, x, w_ih, 3, projected[0], projected[1], gi)  # and a barrier
         for t in range(T):
             prev, new = states[t % 2], states[(t + 1) % 2]
-            slot = t if saved.shape[0] == T else 0
+            gi_t, y_t = gi[t], y[t]
+            saved_t = saved[t if saved.shape[0] == T else 0]
             if reset_after:
-                gate_products(prev, w_hh, w_hh_t, 3, H, start, stop, gh)
+                gate_products(prev[seqs], w_hh, 3, H, start, stop, gh[seqs])
             else:
                 # r is needed before the candidate's product: W_hn (r*h).
-                gate_products(prev, w_hh, w_hh_t, 2, H, start, stop, gh)
-                for b in range(B):
-                    gru_reset_row(gi[t, b], gh[b], bias_gi, prev[b], reset_state[b],
-                                  saved[slot, b], start, stop)
-                barrier(team)
-                matmul_nt(reset_state, 0, w_hh, w_hh_t, N + start, 0, H, gh, N + start,
-                          stop - start)
-            for b in range(B):
+                gate_products(prev[seqs], w_hh, 2, H, start, stop, gh[seqs])
+                for b in range(seqs.start, seqs.stop):
+                    gru_reset_row(gi_t, gh, bias_gi, prev, reset_state, saved_t, b, start,
+                                  stop)
+                barrier(step_team)
+                matmul_nt(reset_state[seqs], 0, H, w_hh, GRU_N, start, stop - start,
+                          gh[seqs], N + start)
+            for b in range(seqs.start, seqs.stop):
                 if t < lengths[b]:
-                    gru_step_row(gi[t, b], gh[b], bias_gi, b_hn, reset_after, prev[b], new[b],
-                                 y[t, b], saved[slot, b], start, stop)
+                    gru_step_row(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t,
+                                 saved_t, b, start, stop)
                 else:
                     new[b, start:stop] = prev[b, start:stop]
                     y[t, b, start:stop] = 0
-            barrier(team)
-        h[:, start:stop] = states[T % 2, :, start:stop]
+            barrier(step_team)
+        h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
     @njit(**JIT)
-    def gru_backward_row(dy_row, saved_row, prev_row, reset_after, dh_row, d_gi_row,
-                         d_gh_row, reset_row, start, stop):
-        """One sequence's GRU step backward. dy_row (H,), saved_row (4H or 3H,), prev_row
-        (H,) the state before the step; dh_row (H,) float64 holds dL/dh after the step and
-        leaves with its direct part (d * z). Writes d_gi_row (3H,) and, reset-after,
-        d_gh_row (3H,) (the recurrent parts' gradients: r*da_n in n) or, reset-before,
-        reset_row (H,) = r*h_prev, the input of W_hn (dr waits for d(r*h)).
+    def gru_backward_row(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t, b,
+                         start, stop):
+        """Sequence b's GRU step backward. dy_t (B,H), saved_t (B,4H) or (B,3H), prev (B,H)
+        the state before the step; dh (B,H) float64 holds dL/dh after the step and leaves
+        with its direct part (d * z). Writes d_gi_t (B,3H) and, reset-after, d_gh_t (B,3H)
+        (the recurrent parts' gradients: r*da_n in n) or, reset-before, reset_t (B,H) =
+        r*h_prev, the input of W_hn (dr waits for d(r*h)).
 
         Several short loops, each with few arrays: one fused loop over all of them is too
         many possible aliases for LLVM's vectorizer, which then leaves it scalar (4x)."""
-        H = nonnegative(dy_row.shape[0])
+        H = nonnegative(dy_t.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         for unit in range(stop - start):
             j = start + unit
-            dh_row[j] += dy_row[j]
+            dh[b, j] += dy_t[b, j]
         for unit in range(stop - start):
             j = start + unit
-            d = dh_row[j]
-            z = np.float64(saved_row[SAVED_Z * H + j])
-            n = np.float64(saved_row[SAVED_N * H + j])
-            d_gi_row[Z + j] = d * (np.float64(prev_row[j]) - n) * z * (1.0 - z)
-            d_gi_row[N + j] = d * (1.0 - z) * (1.0 - n * n)
+            d = dh[b, j]
+            z = np.float64(saved_t[b, SAVED_Z * H + j])
+            n = np.float64(saved_t[b, SAVED_N * H + j])
+            d_gi_t[b, Z + j] = d * (np.float64(prev[b, j]) - n) * z * (1.0 - z)
+            d_gi_t[b, N + j] = d * (1.0 - z) * (1.0 - n * n)
         if reset_after:
             for unit in range(stop - start):
                 j = start + unit
-                r = np.float64(saved_row[SAVED_R * H + j])
-                gh_n = np.float64(saved_row[SAVED_GH_N * H + j])
-                d_gi_row[R + j] = np.float64(d_gi_row[N + j]) * gh_n * r * (1.0 - r)
+                r = np.float64(saved_t[b, SAVED_R * H + j])
+                gh_n = np.float64(saved_t[b, SAVED_GH_N * H + j])
+                d_gi_t[b, R + j] = np.float64(d_gi_t[b, N + j]) * gh_n * r * (1.0 - r)
             for unit in range(stop - start):
                 j = start + unit
-                r = np.float64(saved_row[SAVED_R * H + j])
-                d_gh_row[R + j] = d_gi_row[R + j]
-                d_gh_row[Z + j] = d_gi_row[Z + j]
-                d_gh_row[N + j] = d_gi_row[N + j] * r
+                r = np.float64(saved_t[b, SAVED_R * H + j])
+                d_gh_t[b, R + j] = d_gi_t[b, R + j]
+                d_gh_t[b, Z + j] = d_gi_t[b, Z + j]
+                d_gh_t[b, N + j] = d_gi_t[b, N + j] * r
         else:
             for unit in range(stop - start):
                 j = start + unit
-                reset_row[j] = saved_row[SAVED_R * H + j] * prev_row[j]
+                reset_t[b, j] = saved_t[b, SAVED_R * H + j] * prev[b, j]
         for unit in range(stop - start):
             j = start + unit
-            dh_row[j] *= np.float64(saved_row[SAVED_Z * H + j])
+            dh[b, j] *= np.float64(saved_t[b, SAVED_Z * H + j])
 
     @njit(**JIT)
-    def gru_reset_backward_row(d_reset_row, saved_row, prev_row, dh_row, d_gi_row, start,
-                               stop):
-        """Reset-before: from d(r*h) (H,), the r gradient into d_gi_row (3H,) and the
-        r-path into dh_row (H,) float64."""
-        H = nonnegative(d_reset_row.shape[0])
+    def gru_reset_backward_row(d_reset, saved_t, prev, dh, d_gi_t, b, start, stop):
+        """Reset-before, sequence b: from d(r*h) in d_reset (B,H), the r gradient into
+        d_gi_t (B,3H) and the r-path into dh (B,H) float64."""
+        H = nonnegative(d_reset.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
         for unit in range(stop - start):
             j = start + unit
-            r = np.float64(saved_row[SAVED_R * H + j])
-            d_reset = np.float64(d_reset_row[j])
-            d_gi_row[R + j] = d_reset * np.float64(prev_row[j]) * r * (1.0 - r)
-            dh_row[j] += d_reset * r
+            r = np.float64(saved_t[b, SAVED_R * H + j])
+            d_reset_j = np.float64(d_reset[b, j])
+            d_gi_t[b, R + j] = d_reset_j * np.float64(prev[b, j]) * r * (1.0 - r)
+            dh[b, j] += d_reset_j * r
 
     @njit(**JIT)
-    def gru_backward_kernel(team, x, h0, w_ih, w_hh, w_hh_t, lengths, reset_after, y, saved,
+    def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, saved,
                             dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
                             d_gi, d_gh, reset_states, dh, dh_rec, d_reset):
         """GRU backpropagation through time.
 
-        Inputs as :func:`gru_forward_kernel`, y (T,B,H) and saved of its training run,
+        Inputs as :func:`gru_forward_kernel`, except the weights: w_ih.T and w_hh.T laid
+        out for :func:`matmul_nt` (one block of I or H rows, depth 3H); y (T,B,H) and saved of its
+        training run,
         upstream dy (T,B,H), dh_n (B,H). Outputs: dx (T,B,I), dh0 (B,H), dw_ih (3H,I),
         dw_hh (3H,H), db_ih, db_hh (3H,).
         Workspaces: d_gi (T,B,3H) gradients of the gates' input parts (da_r, da_z, da_n);
@@ -708,40 +792,42 @@ if numba is not None:
         T, B, _ = x.shape
         H = h0.shape[1]
         N = GRU_N * H
-        start, stop = share(team, H, UNIT_ALIGN)
-        dh[:, start:stop] = dh_n[:, start:stop]
+        seqs, start, stop, step_team = step_part(team, B, H)
+        dh[seqs, start:stop] = dh_n[seqs, start:stop]
         for t in range(T - 1, -1, -1):
             prev = previous_states(y, h0, t)
-            for b in range(B):
+            dy_t, saved_t, d_gi_t = dy[t], saved[t], d_gi[t]
+            # the workspace a variant does not use is empty: pass a valid array instead
+            d_gh_t = d_gh[t] if reset_after else dh_rec
+            reset_t = dh_rec if reset_after else reset_states[t]
+            for b in range(seqs.start, seqs.stop):
                 if t < lengths[b]:
-                    # the workspace a variant does not use is empty: pass a valid row
-                    gru_backward_row(dy[t, b], saved[t, b], prev[b], reset_after, dh[b],
-                                     d_gi[t, b], d_gh[t, b] if reset_after else dh_rec[b],
-                                     dh_rec[b] if reset_after else reset_states[t, b],
-                                     start, stop)
+                    gru_backward_row(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t,
+                                     reset_t, b, start, stop)
                     continue
                 zero_units(d_gi[t, b], 3, H, start, stop)
                 if reset_after:
                     zero_units(d_gh[t, b], 3, H, start, stop)
                 else:
                     reset_states[t, b, start:stop] = 0
-            barrier(team)          # the products below read every worker's gate gradients
+            barrier(step_team)     # the products below read every worker's gate gradients
             if reset_after:
-                matmul_nt(d_gh[t], 0, w_hh_t, w_hh, start, 0, 3 * H, dh_rec, start,
-                          stop - start)
+                matmul_nt(d_gh_t[seqs], 0, 3 * H, w_hh_t, 0, start, stop - start,
+                          dh_rec[seqs], start)
             else:
-                matmul_nt(d_gi[t], N, w_hh_t, w_hh, start, N, H, d_reset, start,
-                          stop - start)                                         # d(r*h)
-                for b in range(B):
+                matmul_nt(d_gi_t[seqs], N, H, w_hh_t, 0, start, stop - start, d_reset[seqs],
+                          start)                                                # d(r*h)
+                for b in range(seqs.start, seqs.stop):
                     if t < lengths[b]:
-                        gru_reset_backward_row(d_reset[b], saved[t, b], prev[b], dh[b],
-                                               d_gi[t, b], start, stop)
-                barrier(team)
-                matmul_nt(d_gi[t], 0, w_hh_t, w_hh, start, 0, N, dh_rec, start,
-                          stop - start)
-            add_rows(dh, dh_rec, lengths, t, False, start, stop)
-        dh0[:, start:stop] = dh[:, start:stop]
-        input_gradients(team, d_gi, x, w_ih, dx, dw_ih, db_ih)
+                        gru_reset_backward_row(d_reset, saved_t, prev, dh, d_gi_t, b, start,
+                                               stop)
+                barrier(step_team)
+                matmul_nt(d_gi_t[seqs], 0, N, w_hh_t, 0, start, stop - start, dh_rec[seqs],
+                          start)
+            add_rows(dh[seqs], dh_rec[seqs], lengths[seqs], t, False, start, stop)
+        dh0[seqs, start:stop] = dh[seqs, start:stop]
+        barrier(team)              # the gradients below read every worker's sequences
+        input_gradients(team, d_gi, x, w_ih_t, dx, dw_ih, db_ih)
         if reset_after:
             d_rows = d_gh.reshape((T * B, 3 * H))
             weight_gradient_from_states(team, d_rows, y, h0, dw_hh)
@@ -758,38 +844,38 @@ if numba is not None:
     SAVED_I, SAVED_F, SAVED_G, SAVED_O, SAVED_C = 0, 1, 2, 3, 4
 
     @njit(**JIT)
-    def lstm_step_row(gi_row, gh_row, bias, h_row, new_row, c_row, y_row, saved_row, start,
-                      stop):
-        """One sequence's LSTM step: gates from gi_row, gh_row (4H,) and bias (4H,); from the
-        state h_row (H,) writes the new one to new_row and y_row (H,), updates c_row (H,)
-        and writes saved_row (5H,)."""
-        H = nonnegative(h_row.shape[0])
+    def lstm_step_row(gi_t, gh, bias, prev, new, c, y_t, saved_t, b, start, stop):
+        """Sequence b's LSTM step: gates from gi_t, gh (B,4H) and bias (4H,); from the state
+        prev (B,H) writes the new one to new and y_t (B,H), updates c (B,H) and writes
+        saved_t (B,5H)."""
+        H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
-        dtype = h_row.dtype
+        dtype = prev.dtype
         for unit in range(stop - start):
             j = start + unit
-            i = gate_sigmoid(np.float64(gi_row[GI + j]) + bias[GI + j] + gh_row[GI + j], dtype)
-            f = gate_sigmoid(np.float64(gi_row[GF + j]) + bias[GF + j] + gh_row[GF + j], dtype)
-            g = gate_tanh(np.float64(gi_row[GG + j]) + bias[GG + j] + gh_row[GG + j], dtype)
-            o = gate_sigmoid(np.float64(gi_row[GO + j]) + bias[GO + j] + gh_row[GO + j], dtype)
-            c_new = f * c_row[j] + i * g
+            i = gate_sigmoid(np.float64(gi_t[b, GI + j]) + bias[GI + j] + gh[b, GI + j], dtype)
+            f = gate_sigmoid(np.float64(gi_t[b, GF + j]) + bias[GF + j] + gh[b, GF + j], dtype)
+            g = gate_tanh(np.float64(gi_t[b, GG + j]) + bias[GG + j] + gh[b, GG + j], dtype)
+            o = gate_sigmoid(np.float64(gi_t[b, GO + j]) + bias[GO + j] + gh[b, GO + j], dtype)
+            c_new = f * c[b, j] + i * g
             h_new = o * gate_tanh(c_new, dtype)
-            saved_row[SAVED_I * H + j] = i
-            saved_row[SAVED_F * H + j] = f
-            saved_row[SAVED_G * H + j] = g
-            saved_row[SAVED_O * H + j] = o
-            saved_row[SAVED_C * H + j] = c_new
-            c_row[j] = c_new
-            new_row[j] = h_new
-            y_row[j] = h_new
+            saved_t[b, SAVED_I * H + j] = i
+            saved_t[b, SAVED_F * H + j] = f
+            saved_t[b, SAVED_G * H + j] = g
+            saved_t[b, SAVED_O * H + j] = o
+            saved_t[b, SAVED_C * H + j] = c_new
+            c[b, j] = c_new
+            new[b, j] = h_new
+            y_t[b, j] = h_new
 
     @njit(**JIT)
-    def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, w_hh_t, bias, lengths, y, h, c,
-                            saved, gi, gh, states):
+    def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, saved, gi,
+                            gh, states):
         """LSTM forward over all T steps.
 
-        x (T,B,I); h0, c0 (B,H); w_ih (4H,I); w_hh (4H,H) and w_hh_t (H,4H), its transpose;
+        x (T,B,I); h0, c0 (B,H); w_ih and w_hh laid out for :func:`matmul_nt` (4 blocks of
+        H rows, depth I and H);
         bias (4H,) float64 = b_ih + b_hh; lengths (B,) int64. Outputs: y (T,B,H); h = h_n
         and c, the running cell state, = c_n (B,H). saved (T,B,5H) receives i, f, g, o and
         the new c for backward; inference passes a (1,B,5H) scratch.
@@ -797,64 +883,67 @@ if numba is not None:
         """
         T, B, _ = x.shape
         H = h0.shape[1]
-        start, stop = share(team, H, UNIT_ALIGN)
-        states[0, :, start:stop] = h0[:, start:stop]
-        c[:, start:stop] = c0[:, start:stop]      # c[j] is read by unit j's worker only
-        project_inputs(team, x, w_ih, gi)
+        seqs, start, stop, step_team = step_part(team, B, H)
+        states[0, seqs, start:stop] = h0[seqs, start:stop]
+        c[seqs, start:stop] = c0[seqs, start:stop]   # read by this worker only
+        projected = share(team, H, UNIT_ALIGN)
+        project_inputs(team, x, w_ih, 4, projected[0], projected[1], gi)  # and a barrier
         for t in range(T):
             prev, new = states[t % 2], states[(t + 1) % 2]
-            slot = t if saved.shape[0] == T else 0
-            gate_products(prev, w_hh, w_hh_t, 4, H, start, stop, gh)
-            for b in range(B):
+            gi_t, y_t = gi[t], y[t]
+            saved_t = saved[t if saved.shape[0] == T else 0]
+            gate_products(prev[seqs], w_hh, 4, H, start, stop, gh[seqs])
+            for b in range(seqs.start, seqs.stop):
                 if t < lengths[b]:
-                    lstm_step_row(gi[t, b], gh[b], bias, prev[b], new[b], c[b], y[t, b],
-                                  saved[slot, b], start, stop)
+                    lstm_step_row(gi_t, gh, bias, prev, new, c, y_t, saved_t, b, start, stop)
                 else:
                     new[b, start:stop] = prev[b, start:stop]
                     y[t, b, start:stop] = 0
-            barrier(team)
-        h[:, start:stop] = states[T % 2, :, start:stop]
+            barrier(step_team)
+        h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
     @njit(**JIT)
-    def lstm_backward_row(dy_row, saved_row, c_prev_row, dh_row, dc_row, d_gi_row, start,
-                          stop):
-        """One sequence's LSTM step backward. dy_row (H,), saved_row (5H,), c_prev_row (H,)
-        the cell state before the step; dh_row, dc_row (H,) float64 hold the gradients
-        after the step (dh_row is clobbered), dc_row leaves with the one before it.
-        Writes d_gi_row (4H,). Short loops over few arrays, so each one vectorizes (see
-        :func:`gru_backward_row`)."""
-        H = nonnegative(dy_row.shape[0])
+    def lstm_backward_row(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, b, start, stop):
+        """Sequence b's LSTM step backward. dy_t (B,H), saved_t (B,5H); the cell state
+        before the step is c_prev[b, c_col:c_col+H] (c0, or the c slot of the step
+        before); dh, dc (B,H) float64 hold the gradients after the step (dh is clobbered),
+        dc leaves with the one before it. Writes d_gi_t (B,4H). Short loops over few
+        arrays, so each one vectorizes (see :func:`gru_backward_row`)."""
+        H = nonnegative(dy_t.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
+        c_col = nonnegative(c_col)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
         for unit in range(stop - start):
             j = start + unit
-            dh_row[j] += dy_row[j]
+            dh[b, j] += dy_t[b, j]
         for unit in range(stop - start):
             j = start + unit
-            o = np.float64(saved_row[SAVED_O * H + j])
-            tanh_c = gate_tanh(np.float64(saved_row[SAVED_C * H + j]), dy_row.dtype)
-            d_h = dh_row[j]
-            d_gi_row[GO + j] = d_h * tanh_c * o * (1.0 - o)
-            dc_row[j] += d_h * o * (1.0 - tanh_c * tanh_c)
+            o = np.float64(saved_t[b, SAVED_O * H + j])
+            tanh_c = gate_tanh(np.float64(saved_t[b, SAVED_C * H + j]), dy_t.dtype)
+            d_h = dh[b, j]
+            d_gi_t[b, GO + j] = d_h * tanh_c * o * (1.0 - o)
+            dc[b, j] += d_h * o * (1.0 - tanh_c * tanh_c)
         for unit in range(stop - start):
             j = start + unit
-            i = np.float64(saved_row[SAVED_I * H + j])
-            f = np.float64(saved_row[SAVED_F * H + j])
-            g = np.float64(saved_row[SAVED_G * H + j])
-            d_c = dc_row[j]
-            d_gi_row[GI + j] = d_c * g * i * (1.0 - i)
-            d_gi_row[GF + j] = d_c * np.float64(c_prev_row[j]) * f * (1.0 - f)
-            d_gi_row[GG + j] = d_c * i * (1.0 - g * g)
+            i = np.float64(saved_t[b, SAVED_I * H + j])
+            f = np.float64(saved_t[b, SAVED_F * H + j])
+            g = np.float64(saved_t[b, SAVED_G * H + j])
+            d_c = dc[b, j]
+            d_gi_t[b, GI + j] = d_c * g * i * (1.0 - i)
+            d_gi_t[b, GF + j] = d_c * np.float64(c_prev[b, c_col + j]) * f * (1.0 - f)
+            d_gi_t[b, GG + j] = d_c * i * (1.0 - g * g)
         for unit in range(stop - start):
             j = start + unit
-            dc_row[j] *= np.float64(saved_row[SAVED_F * H + j])
+            dc[b, j] *= np.float64(saved_t[b, SAVED_F * H + j])
 
     @njit(**JIT)
-    def lstm_backward_kernel(team, x, h0, c0, w_ih, w_hh, w_hh_t, lengths, y, saved, dy,
+    def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
                              dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db, d_gi, dh, dc, dh_rec):
         """LSTM backpropagation through time.
 
-        Inputs as :func:`lstm_forward_kernel`, y (T,B,H) and saved of its training run,
+        Inputs as :func:`lstm_forward_kernel`, except the weights: w_ih.T and w_hh.T laid
+        out for :func:`matmul_nt` (one block of I or H rows, depth 4H); y (T,B,H) and saved of its
+        training run,
         upstream dy (T,B,H), dh_n, dc_n (B,H). Outputs: dx (T,B,I), dh0, dc0 (B,H),
         dw_ih (4H,I), dw_hh (4H,H), db (4H,): the gradient of b_ih and of b_hh alike.
         Workspaces: d_gi (T,B,4H) gate pre-activation gradients; dh, dc (B,H) float64,
@@ -863,24 +952,27 @@ if numba is not None:
         T, B, _ = x.shape
         H = h0.shape[1]
         C = SAVED_C * H
-        start, stop = share(team, H, UNIT_ALIGN)
-        dh[:, start:stop] = dh_n[:, start:stop]
-        dc[:, start:stop] = dc_n[:, start:stop]
+        seqs, start, stop, step_team = step_part(team, B, H)
+        dh[seqs, start:stop] = dh_n[seqs, start:stop]
+        dc[seqs, start:stop] = dc_n[seqs, start:stop]
         for t in range(T - 1, -1, -1):
-            for b in range(B):
+            dy_t, saved_t, d_gi_t = dy[t], saved[t], d_gi[t]
+            # a sequence inside step t was inside t-1: its saved c there is current
+            c_prev, c_col = (c0, 0) if t == 0 else (saved[t - 1], C)
+            for b in range(seqs.start, seqs.stop):
                 if t < lengths[b]:
-                    # a sequence inside step t was inside t-1: its saved c there is current
-                    c_prev = c0[b] if t == 0 else saved[t - 1, b, C:C + H]
-                    lstm_backward_row(dy[t, b], saved[t, b], c_prev, dh[b], dc[b], d_gi[t, b],
-                                      start, stop)
+                    lstm_backward_row(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, b, start,
+                                      stop)
                 else:
                     zero_units(d_gi[t, b], 4, H, start, stop)
-            barrier(team)
-            matmul_nt(d_gi[t], 0, w_hh_t, w_hh, start, 0, 4 * H, dh_rec, start, stop - start)
-            add_rows(dh, dh_rec, lengths, t, True, start, stop)
-        dh0[:, start:stop] = dh[:, start:stop]
-        dc0[:, start:stop] = dc[:, start:stop]
-        input_gradients(team, d_gi, x, w_ih, dx, dw_ih, db)
+            barrier(step_team)
+            matmul_nt(d_gi_t[seqs], 0, 4 * H, w_hh_t, 0, start, stop - start, dh_rec[seqs],
+                      start)
+            add_rows(dh[seqs], dh_rec[seqs], lengths[seqs], t, True, start, stop)
+        dh0[seqs, start:stop] = dh[seqs, start:stop]
+        dc0[seqs, start:stop] = dc[seqs, start:stop]
+        barrier(team)              # the gradients below read every worker's sequences
+        input_gradients(team, d_gi, x, w_ih_t, dx, dw_ih, db)
         weight_gradient_from_states(team, d_gi.reshape((T * B, 4 * H)), y, h0, dw_hh)
 
 
@@ -894,13 +986,9 @@ TEAM_MIN_STEP_FLOPS = 2e5
 
 def team_size(args: RNNArgs) -> int:
     """Threads a run of ``args`` uses: numba's thread count (``numba.set_num_threads``,
-    NUMBA_NUM_THREADS), or 1 where a step is too small to share, and where the step's
-    products go to BLAS (batches of 4 and more with H < DOT_MIN_DEPTH): split per worker
-    and gate, those calls are too short to pay for themselves (measured at 64,32,32,64:
-    reset-before GRU training 1.65x slower on two threads than on one, 8.49 vs 5.13 ms)."""
+    NUMBA_NUM_THREADS), or 1 where a step is too small to share."""
     step_flops = 2.0 * args.B * args.H * args.gates * args.H
-    blas_steps = args.B >= 4 and args.H < DOT_MIN_DEPTH
-    if step_flops < TEAM_MIN_STEP_FLOPS or blas_steps:
+    if step_flops < TEAM_MIN_STEP_FLOPS:
         return 1
     return numba.get_num_threads()
 
@@ -914,7 +1002,8 @@ def _helper_threads(count: int) -> concurrent.futures.ThreadPoolExecutor:
 def run_team(workers: int, kernel, *arguments) -> None:
     """``kernel(team, *arguments)`` on ``workers`` threads at once, each with its team;
     returns when all are done, raising the error of a worker that failed."""
-    sync = np.zeros(8, np.int64)            # 64 bytes: the counters have their cache line
+    sync = aligned_empty(8, np.int64)       # 64 bytes: the counters have their cache line
+    sync[:] = 0
     if workers == 1:
         kernel((0, 1, sync), *arguments)
         return
@@ -959,6 +1048,33 @@ def keep_blas_on_one_thread() -> None:
         blas.set_num_threads(1)
 
 
+#: bytes of a cache line (x86-64 and most ARM cores)
+CACHE_LINE = 64
+
+
+def aligned_empty(shape, dtype=np.float64) -> np.ndarray:
+    """np.empty whose data starts on a cache line (NumPy's start at 16 bytes). Workers write
+    slices of UNIT_ALIGN units, so in arrays aligned like this (and rows of a multiple of
+    16 floats) no two workers write one line: with NumPy's alignment they did, and GRU
+    inference at 64,32,32,64 ran 1.2x slower on two threads than on one."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + CACHE_LINE, np.uint8)
+    offset = -raw.ctypes.data % CACHE_LINE
+    return raw[offset:offset + size].view(dtype).reshape(shape)
+
+
+def pack_panels(blocks):
+    """W (blocks, R, depth) as :func:`matmul_nt`'s panels: (blocks, ceil(R/PANEL_COLS),
+    depth, PANEL_COLS), rows past R zero."""
+    count, R, depth = blocks.shape
+    panels = -(-R // PANEL_COLS)
+    padded = np.zeros((count, panels * PANEL_COLS, depth), blocks.dtype)
+    padded[:, :R] = blocks
+    return np.ascontiguousarray(
+        padded.reshape(count, panels, PANEL_COLS, depth).transpose(0, 1, 3, 2))
+
+
 def saved_width(args: RNNArgs) -> int:
     """Activations saved per (step, sequence), in units of H (see the SAVED_* slots)."""
     if args.cell == "lstm":
@@ -967,8 +1083,9 @@ def saved_width(args: RNNArgs) -> int:
 
 
 class NumbaPrepared(Prepared):
-    """Weights laid out once (w_hh transposed, biases folded in float64) and the workspaces
-    every run reuses; each run allocates only what it returns (outputs, saved, gradients).
+    """Weights laid out once (w_hh for the per-step products, biases folded in float64)
+    and the workspaces every run reuses; each run allocates only what it returns
+    (outputs, saved, gradients).
     One Prepared runs one call at a time (its workspaces are shared)."""
 
     def __init__(self, args: RNNArgs):
@@ -976,7 +1093,8 @@ class NumbaPrepared(Prepared):
         T, B, H, G = args.T, args.B, args.H, args.gates
         dtype = args.dtype
         self.lengths = (np.full(B, T, np.int64) if args.lengths is None else args.lengths)
-        self.w_hh_t = np.ascontiguousarray(args.w_hh.T)
+        self.w_ih = pack_panels(args.w_ih.reshape(G, H, args.I))
+        self.w_hh = pack_panels(args.w_hh.reshape(G, H, H))
         self.saved_width = saved_width(args) * H
         b_ih, b_hh = args.b_ih.astype(np.float64), args.b_hh.astype(np.float64)
         if args.cell == "lstm":
@@ -990,26 +1108,26 @@ class NumbaPrepared(Prepared):
             else:
                 self.bias[n_rows] += b_hh[n_rows]
                 self.b_hn = np.zeros(H)
-        self.gi = np.empty((T, B, G * H), dtype)
-        self.gh = np.empty((B, G * H), dtype)
-        self.states = np.empty((2, B, H), dtype)
-        self.scratch = np.empty((1, B, self.saved_width), dtype)
-        self.reset_state = np.empty((B, H) if not args.reset_after else (0, 0), dtype)
+        self.gi = aligned_empty((T, B, G * H), dtype)
+        self.gh = aligned_empty((B, G * H), dtype)
+        self.states = aligned_empty((2, B, H), dtype)
+        self.scratch = aligned_empty((1, B, self.saved_width), dtype)
+        self.reset_state = aligned_empty((B, H) if not args.reset_after else (0, 0), dtype)
         self._backward_workspace = None
 
     def _run(self, saved):
         a = self.args
-        y = np.empty((a.T, a.B, a.H), a.dtype)
-        h = np.empty((a.B, a.H), a.dtype)
+        y = aligned_empty((a.T, a.B, a.H), a.dtype)
+        h = aligned_empty((a.B, a.H), a.dtype)
         keep_blas_on_one_thread()
         if a.cell == "gru":
-            run_team(team_size(a), gru_forward_kernel, a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t,
+            run_team(team_size(a), gru_forward_kernel, a.x, a.h0, self.w_ih, self.w_hh,
                      self.bias, self.b_hn, self.lengths, a.reset_after, y, h, saved, self.gi,
                      self.gh, self.reset_state, self.states)
             return y, h
-        c = np.empty((a.B, a.H), a.dtype)
-        run_team(team_size(a), lstm_forward_kernel, a.x, a.h0, a.c0, a.w_ih, a.w_hh,
-                 self.w_hh_t, self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
+        c = aligned_empty((a.B, a.H), a.dtype)
+        run_team(team_size(a), lstm_forward_kernel, a.x, a.h0, a.c0, self.w_ih, self.w_hh,
+                 self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
                  self.states)
         return y, h, c
 
@@ -1020,7 +1138,7 @@ class NumbaPrepared(Prepared):
         """Outputs and saved = (y, activations): backward reads the previous states from y,
         so only the activations count as saved state."""
         a = self.args
-        activations = np.empty((a.T, a.B, self.saved_width), a.dtype)
+        activations = aligned_empty((a.T, a.B, self.saved_width), a.dtype)
         outputs = self._run(activations)
         self.saved_bytes = activations.nbytes
         return outputs, (outputs[0], activations)
@@ -1030,34 +1148,37 @@ class NumbaPrepared(Prepared):
         if self._backward_workspace is None:
             a = self.args
             T, B, H, G, dtype = a.T, a.B, a.H, a.gates, a.dtype
-            empty3 = np.empty((0, 0, 0), dtype)
+            empty3 = aligned_empty((0, 0, 0), dtype)
             self._backward_workspace = dict(
-                d_gi=np.empty((T, B, G * H), dtype),
-                d_gh=(np.empty((T, B, G * H), dtype)
+                w_ih_t=pack_panels(a.w_ih.T.reshape(1, a.I, G * H)),
+                w_hh_t=pack_panels(a.w_hh.T.reshape(1, H, G * H)),
+                d_gi=aligned_empty((T, B, G * H), dtype),
+                d_gh=(aligned_empty((T, B, G * H), dtype)
                       if a.cell == "gru" and a.reset_after else empty3),
-                reset_states=(np.empty((T, B, H), dtype)
+                reset_states=(aligned_empty((T, B, H), dtype)
                               if a.cell == "gru" and not a.reset_after else empty3),
-                dh=np.empty((B, H)), dc=np.empty((B, H)),
-                dh_rec=np.empty((B, H), dtype), d_reset=np.empty((B, H), dtype))
+                dh=aligned_empty((B, H)), dc=aligned_empty((B, H)),
+                dh_rec=aligned_empty((B, H), dtype), d_reset=aligned_empty((B, H), dtype))
         return self._backward_workspace
 
     def backward(self, saved, upstream):
         a = self.args
         y, activations = saved
         w = self._workspace()
-        grads = {name: np.empty_like(value) for name, value in a.inputs().items()}
+        grads = {name: aligned_empty(value.shape, value.dtype)
+                 for name, value in a.inputs().items()}
         keep_blas_on_one_thread()
         if a.cell == "gru":
             dy, dh_n = upstream
-            run_team(team_size(a), gru_backward_kernel, a.x, a.h0, a.w_ih, a.w_hh, self.w_hh_t,
+            run_team(team_size(a), gru_backward_kernel, a.x, a.h0, w["w_ih_t"], w["w_hh_t"],
                      self.lengths, a.reset_after, y, activations, dy, dh_n, grads["x"],
                      grads["h0"], grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
                      w["d_gi"], w["d_gh"], w["reset_states"], w["dh"], w["dh_rec"],
                      w["d_reset"])
         else:
             dy, dh_n, dc_n = upstream
-            run_team(team_size(a), lstm_backward_kernel, a.x, a.h0, a.c0, a.w_ih, a.w_hh,
-                     self.w_hh_t, self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
+            run_team(team_size(a), lstm_backward_kernel, a.x, a.h0, a.c0, w["w_ih_t"], w["w_hh_t"],
+                     self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
                      grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
                      w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
             grads["b_hh"][:] = grads["b_ih"]      # both biases enter the gates as one sum

@@ -59,16 +59,15 @@ def test_team_size_is_numbas_thread_count_past_the_step_threshold(monkeypatch):
     assert numba_cpu.team_size(large) == 5
     assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 256, "float32")) == 5   # B < 4
     assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 8, "float32")) == 1     # small
-    assert numba_cpu.team_size(make_args("gru", 2, 32, 3, 64, "float32")) == 1   # BLAS steps
     monkeypatch.setattr(numba_cpu, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 128 * 384 + 1)
     assert numba_cpu.team_size(large) == 1
 
 
 # (cell, T, B, I, H, reset_after, lengths): T = 1, B = 1, H = 13 (no multiple of any SIMD
-# width), I != H, lengths holding 0 and T. The recurrent product has three paths: B < 4
-# (rows of w_hh.T streamed), B >= 4 with depth K >= DOT_MIN_DEPTH (4x4 dot blocks plus
-# leftover rows and columns: B = 5 or 6, H = 130 or 43, so 3H and 4H >= 128 in backward),
-# B >= 4 with short K (BLAS).
+# width), I != H, lengths holding 0 and T. The products' tiles: B < 4 (one tile of all
+# rows), B >= 4 (tiles of 4 rows, B = 5 or 6 with an overlapping last one), H not a
+# multiple of PANEL_COLS (a partial last panel), H > PANEL_COLS (several panels). Teams
+# split units while B < 4 * workers, and sequences from there (B = 9, 12, 13).
 SHAPES = [
     ("gru", 3, 5, 8, 130, True, [3, 0, 1, 3, 2]),
     ("gru", 3, 6, 8, 130, False, [3, 2, 0, 3, 1, 3]),
@@ -86,6 +85,9 @@ SHAPES = [
     ("lstm", 6, 1, 7, 13, True, [3]),
     ("lstm", 5, 4, 9, 13, True, [0, 5, 2, 5]),
     ("lstm", 4, 2, 16, 16, True, [4, 0]),
+    ("gru", 3, 9, 5, 40, True, [3, 0, 1, 3, 2, 3, 3, 1, 2]),
+    ("gru", 4, 12, 6, 20, False, [4, 4, 0, 1, 2, 3, 4, 4, 1, 0, 3, 4]),
+    ("lstm", 3, 13, 5, 36, True, [3, 0, 1, 3, 2, 3, 3, 1, 2, 0, 3, 3, 1]),
 ]
 
 
@@ -235,25 +237,31 @@ def test_float32_gate_loop_vectorizes():
 
 
 def row_function_cases():
-    """(row function, arguments) of every pointwise loop over one worker's units."""
-    H, f32 = 40, np.float32
+    """(row function, arguments) of every pointwise loop over one worker's units: one
+    step's (B, width) arrays, sequence b = 1, units 16..H."""
+    B, H, f32 = 3, 40, np.float32
 
     def rows(width, dtype=f32):
-        return np.zeros(width * H, dtype)
+        return np.zeros((B, width * H), dtype)
+
+    def bias(width):
+        return np.zeros(width * H)
 
     return {
-        "gru_reset_row": (numba_cpu.gru_reset_row, rows(3), rows(3), rows(3, float), rows(1),
-                          rows(1), rows(4), 16, H),
-        "gru_step_row": (numba_cpu.gru_step_row, rows(3), rows(3), rows(3, float),
-                         rows(1, float), True, rows(1), rows(1), rows(1), rows(4), 16, H),
+        "gru_reset_row": (numba_cpu.gru_reset_row, rows(3), rows(3), bias(3), rows(1),
+                          rows(1), rows(4), 1, 16, H),
+        "gru_step_row": (numba_cpu.gru_step_row, rows(3), rows(3), bias(3), bias(1), True,
+                         rows(1), rows(1), rows(1), rows(4), 1, 16, H),
         "gru_backward_row": (numba_cpu.gru_backward_row, rows(1), rows(4), rows(1), True,
-                             rows(1, float), rows(3), rows(3), rows(1), 16, H),
+                             rows(1, float), rows(3), rows(3), rows(1), 1, 16, H),
         "gru_reset_backward_row": (numba_cpu.gru_reset_backward_row, rows(1), rows(3),
-                                   rows(1), rows(1, float), rows(3), 16, H),
-        "lstm_step_row": (numba_cpu.lstm_step_row, rows(4), rows(4), rows(4, float), rows(1),
-                          rows(1), rows(1), rows(1), rows(5), 16, H),
-        "lstm_backward_row": (numba_cpu.lstm_backward_row, rows(1), rows(5), rows(1),
-                              rows(1, float), rows(1, float), rows(4), 16, H),
+                                   rows(1), rows(1, float), rows(3), 1, 16, H),
+        "lstm_step_row": (numba_cpu.lstm_step_row, rows(4), rows(4), bias(4), rows(1),
+                          rows(1), rows(1), rows(1), rows(5), 1, 16, H),
+        "lstm_backward_row": (numba_cpu.lstm_backward_row, rows(1), rows(5), rows(5), 4 * H,
+                              rows(1, float), rows(1, float), rows(4), 1, 16, H),
+        "add_rows": (numba_cpu.add_rows, rows(1, float), rows(1), np.full(B, 2), 1, False,
+                     16, H),
     }
 
 
