@@ -129,10 +129,10 @@ def test_all_sequences_empty_keep_their_state():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("cell, B", [("gru", 1), ("gru", 6), ("lstm", 6)])
+@pytest.mark.parametrize("cell, B", [("gru", 1), ("gru", 6), ("lstm", 6), ("gru", 9)])
 def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
     team_of(threads)
-    args = make_args(cell, 7, B, 24, 40, "float32", lengths=[7, 3, 0, 7, 5, 1][:B])
+    args = make_args(cell, 7, B, 24, 40, "float32", lengths=[7, 3, 0, 7, 5, 1, 7, 2, 6][:B])
     prepared = numba_cpu.prepare(args)
     first = prepared.training_step()
     again = prepared.training_step()
@@ -273,7 +273,61 @@ def test_pointwise_loops_over_a_workers_units_vectorize(name):
     assert len(packed_instructions(function, *arguments)) >= 20
 
 
-# ----------------------------------------------------------------------------- gemm
+# ------------------------------------------------------------------------- products
+
+@numba.njit
+def call_matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
+    numba_cpu.matmul_nt(a, k0, K, panels, block, unit, N, out, out_col)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B", [1, 2, 3, 4, 5, 7, 8, 9])
+def test_matmul_nt_matches_numpy_on_every_tile_and_panel_path(B, dtype):
+    """Row tiles (B < 4 in one tile; 4-row tiles and an overlapping last one), whole and
+    partial panels (R = 40 = 32 + 8), a block other than the first, a depth offset k0,
+    and outputs written only inside their columns."""
+    rng = np.random.default_rng(B)
+    blocks, R, depth = 2, 40, 37
+    weights = rng.standard_normal((blocks, R, depth)).astype(dtype)
+    panels = numba_cpu.pack_panels(weights)
+    a = rng.standard_normal((B, depth + 3)).astype(dtype)
+    tolerance = tolerances.forward_tolerance(dtype)
+    for block, unit, N, k0, K in [(0, 0, 40, 0, 37), (1, 32, 8, 2, 35), (1, 0, 33, 5, 1),
+                                  (1, 0, 0, 0, 37)]:
+        out = np.full((B, 50), np.nan, dtype)
+        call_matmul_nt(a, k0, K, panels, block, unit, N, out, 3)
+        want = a[:, k0:k0 + K].astype(np.float64) @ weights[block, unit:unit + N,
+                                                           k0:k0 + K].T.astype(np.float64)
+        tolerance.assert_close(out[:, 3:3 + N], want, f"block {block}, units {unit}+{N}")
+        assert np.isnan(out[:, :3]).all() and np.isnan(out[:, 3 + N:]).all()
+
+
+@pytest.mark.parametrize("arguments, why", [
+    ((0, 38, 0, 0, 8, 3), "operands out of bounds"),        # depth past a's columns
+    ((0, 8, 0, 0, 48, 3), "operands out of bounds"),        # columns past out's
+    ((0, 8, 0, 16, 8, 3), "rows out of the weight panels"),  # unit not a panel boundary
+    ((0, 8, 2, 0, 8, 3), "rows out of the weight panels"),   # no such block
+    ((0, 8, 0, 32, 40, 3), "rows out of the weight panels"),  # rows past the block's
+])
+def test_matmul_nt_refuses_out_of_bounds_operands(arguments, why):
+    """Its micro-kernel reads and writes through raw pointers: bounds are checked first."""
+    k0, K, block, unit, N, out_col = arguments
+    panels = numba_cpu.pack_panels(np.zeros((2, 40, 37)))
+    with pytest.raises(ValueError, match=why):
+        call_matmul_nt(np.zeros((5, 37)), k0, K, panels, block, unit, N, np.zeros((5, 50)),
+                       out_col)
+
+
+def test_panel_tiles_compile_to_packed_fused_multiply_adds():
+    """The micro-kernel's vector IR must become packed FMAs, not scalar or library calls."""
+    twin = numba.njit(cache=False)(call_matmul_nt.py_func)
+    panels = numba_cpu.pack_panels(np.zeros((1, 32, 8), np.float32))
+    twin(np.zeros((4, 8), np.float32), 0, 8, panels, 0, 0, 32, np.zeros((4, 32), np.float32),
+         0)
+    assembly = twin.inspect_asm(twin.signatures[0])
+    assert any("vfmadd" in line and "ps" in line and ("ymm" in line or "zmm" in line)
+               for line in assembly.splitlines())
+
 
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_gemm_takes_transposed_views_and_column_blocks(beta):
