@@ -53,7 +53,9 @@ Shapes are those of :mod:`grubench.kernels.contract`; G = 3 (GRU) or 4 (LSTM).
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -523,9 +525,8 @@ if numba is not None:
     # Every kernel takes the team first; ``start, stop`` are the worker's hidden units
     # (:func:`share`). Pointwise functions take one step's 2-D arrays (B, width) and a
     # sequence b, and work on row b's units. They index those arrays rather than take row
-    # views: making a view updates the parent's reference count atomically, and with two
-    # workers updating the same counts every row, GRU inference at 64,32,32,64 gained
-    # nothing from a second thread. Their loops run ``for unit in range(stop - start)``
+    # views: a view updates its parent's reference count atomically, a cache line every
+    # worker would write for every row. Their loops run ``for unit in range(stop - start)``
     # with ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0
     # only in that form, and a possibly negative index keeps a loop scalar (4x).
 
@@ -1037,15 +1038,30 @@ def _numba_blas():
     return None
 
 
+@functools.cache
+def _numba_blas_thread_count():
+    """The OpenBLAS numba calls' own openblas_get_num_threads, as a ctypes function (0.3 us;
+    threadpoolctl's getter costs 13 us, a tenth of a run at 100,1,64,64), or None."""
+    blas = _numba_blas()
+    if blas is None:
+        return None
+    library = ctypes.CDLL(blas.filepath)
+    for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+        getter = getattr(library, f"{prefix}openblas_get_num_threads{suffix}", None)
+        if getter is not None:
+            return getter
+    return None
+
+
 def keep_blas_on_one_thread() -> None:
     """Set the OpenBLAS numba calls (SciPy's) to one thread, and leave it there: the
     team's workers are the threads. Setting it back after each run would wake OpenBLAS's
     own threads, which then spin beside the team for a while (measured at threads = 2:
     medians up to 2.5x slower, varying 2x run to run). NumPy's BLAS is another library
     and keeps its threads; SciPy's linear algebra in this process runs on one thread."""
-    blas = _numba_blas()
-    if blas is not None and blas.get_num_threads() != 1:
-        blas.set_num_threads(1)
+    thread_count = _numba_blas_thread_count()
+    if thread_count is not None and thread_count() != 1:
+        _numba_blas().set_num_threads(1)
 
 
 #: bytes of a cache line (x86-64 and most ARM cores)
@@ -1053,15 +1069,16 @@ CACHE_LINE = 64
 
 
 def aligned_empty(shape, dtype=np.float64) -> np.ndarray:
-    """np.empty whose data starts on a cache line (NumPy's start at 16 bytes). Workers write
-    slices of UNIT_ALIGN units, so in arrays aligned like this (and rows of a multiple of
-    16 floats) no two workers write one line: with NumPy's alignment they did, and GRU
-    inference at 64,32,32,64 ran 1.2x slower on two threads than on one."""
+    """np.empty whose data starts on a cache line (NumPy's start at 16 bytes, a multiple
+    of the item size). Workers write slices of UNIT_ALIGN units, so in arrays aligned like
+    this (and rows of a multiple of 16 floats) no two workers write one line. It costs
+    2 us (np.empty: 0.4), so it stays out of the loops."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(size + CACHE_LINE, np.uint8)
-    offset = -raw.ctypes.data % CACHE_LINE
-    return raw[offset:offset + size].view(dtype).reshape(shape)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = math.prod(shape)
+    raw = np.empty(count + CACHE_LINE // dtype.itemsize, dtype)
+    offset = -raw.ctypes.data % CACHE_LINE // dtype.itemsize
+    return raw[offset:offset + count].reshape(shape)
 
 
 def pack_panels(blocks):
