@@ -217,10 +217,9 @@ if numba is not None:
         pointers, and makes no view, whose reference count two workers would contend
         for). Each output is one lane's sum over k in order, so results do not depend on
         where a tile starts."""
-        matrices = (a, out)
         if not all(isinstance(array, types.Array) and array.layout == "C"
                    and array.dtype == a.dtype for array in (a, panels, out)) \
-                or any(matrix.ndim != 2 for matrix in matrices) or panels.ndim != 4 \
+                or (a.ndim, panels.ndim, out.ndim) != (2, 4, 2) \
                 or a.dtype not in (types.float32, types.float64) \
                 or not isinstance(rows, types.IntegerLiteral):
             return None
