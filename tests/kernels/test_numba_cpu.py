@@ -318,6 +318,12 @@ def test_matmul_nt_refuses_out_of_bounds_operands(arguments, why):
                        out_col)
 
 
+def host_has_fma() -> bool:
+    import llvmlite.binding as llvm
+    return bool(llvm.get_host_cpu_features().get("fma", False))
+
+
+@pytest.mark.skipif(not host_has_fma(), reason="the CPU has no fused multiply-add")
 def test_panel_tiles_compile_to_packed_fused_multiply_adds():
     """The micro-kernel's vector IR must become packed FMAs, not scalar or library calls."""
     twin = numba.njit(cache=False)(call_matmul_nt.py_func)
