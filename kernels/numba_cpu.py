@@ -595,13 +595,15 @@ if numba is not None:
         column_sums(team, rows, db_ih)
 
     @njit(**JIT)
-    def project_inputs(team, x, w_ih, gates, start, stop, gi):
-        """gi = x @ w_ih.T for all steps at once, this worker's units of every gate, then a
-        barrier (every worker reads all of gi's rows). x (T,B,I), w_ih laid out for
-        :func:`matmul_nt` (``gates`` blocks of H rows, depth I), gi (T,B,gates*H)."""
+    def project_inputs(team, x, w_ih, gates, gi):
+        """gi = x @ w_ih.T for all steps at once, this worker's slice of the units of every
+        gate, then a barrier (every worker reads all of gi's rows). x (T,B,I), w_ih laid out
+        for :func:`matmul_nt` (``gates`` blocks of H rows, depth I), gi (T,B,gates*H)."""
         T, B, I = x.shape
-        all_steps_product(x.reshape((T * B, I)), w_ih, gates, gi.shape[2] // gates, start,
-                          stop, gi.reshape((T * B, gi.shape[2])))
+        H = gi.shape[2] // gates
+        start, stop = share(team, H, UNIT_ALIGN)
+        all_steps_product(x.reshape((T * B, I)), w_ih, gates, H, start, stop,
+                          gi.reshape((T * B, gates * H)))
         barrier(team)
 
     @njit(**JIT)
@@ -688,8 +690,7 @@ if numba is not None:
         N = GRU_N * H
         seqs, start, stop, step_team = step_part(team, B, H)
         states[0, seqs, start:stop] = h0[seqs, start:stop]
-        projected = share(team, H, UNIT_ALIGN)
-        project_inputs(team, x, w_ih, 3, projected[0], projected[1], gi)  # and a barrier
+        project_inputs(team, x, w_ih, 3, gi)     # and a barrier
         for t in range(T):
             prev, new = states[t % 2], states[(t + 1) % 2]
             gi_t, y_t = gi[t], y[t]
@@ -886,8 +887,7 @@ if numba is not None:
         seqs, start, stop, step_team = step_part(team, B, H)
         states[0, seqs, start:stop] = h0[seqs, start:stop]
         c[seqs, start:stop] = c0[seqs, start:stop]   # read by this worker only
-        projected = share(team, H, UNIT_ALIGN)
-        project_inputs(team, x, w_ih, 4, projected[0], projected[1], gi)  # and a barrier
+        project_inputs(team, x, w_ih, 4, gi)     # and a barrier
         for t in range(T):
             prev, new = states[t % 2], states[(t + 1) % 2]
             gi_t, y_t = gi[t], y[t]

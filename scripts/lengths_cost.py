@@ -14,7 +14,7 @@ import dataclasses
 import os
 import statistics
 import sys
-import time
+import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,16 +55,10 @@ def main() -> int:
                 runs.append(prepared.forward if mode == "inference" else prepared.training_step)
                 runs[-1]()                           # compile and warm outside the pairs
             ratio = statistics.median(interleaved_ratios(runs[1], runs[0], options.pairs))
-            plain_ms = statistics.median(_seconds(runs[0]) for _ in range(5)) * 1e3
+            plain_ms = statistics.median(timeit.repeat(runs[0], number=1, repeat=5)) * 1e3
             print(f"| {mode} | {size} | {plain_ms:.3g} | {ratio:.3f} | "
                   f"{(ratio - 1) * 100:+.1f}% |", flush=True)
     return 0
-
-
-def _seconds(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
