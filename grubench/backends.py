@@ -34,7 +34,7 @@ REGISTRY: dict[str, Entry] = {
                        {"device": "cpu"}),
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
                         {"device": "cuda"}, device="cuda"),
-    "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float64 gate math, "
+    "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float32 gate math for float32, "
                        "weight products on packed panels, OpenBLAS weight gradients, steps "
                        "shared among numba's threads)"),
     "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
