@@ -211,29 +211,100 @@ if numba is not None:
     #: and 8 x 16; smaller batches take one tile of all their rows.
     PANEL_ROWS, PANEL_COLS, VECTOR_LANES = 4, 32, 16
 
+    def _emit_tile(context, builder, real, tile_rows, depth, a_element, panel_row, out_rows,
+                   cols, accumulate=None):
+        """The micro-kernel's LLVM IR: out_rows[r][c] (+)= sum over k < depth of
+        a_element(r, k) * panel_row(k)[c], for r < tile_rows (a constant) and c < cols
+        (cols < PANEL_COLS only without accumulate). a_element(r, k) and panel_row(k) return
+        pointers (a scalar; PANEL_COLS contiguous values), out_rows[r] a pointer to row r's
+        first output; accumulate, an i1 or None, adds the outputs' old values. Each output
+        is one lane's sum over k in order, so results do not depend on where a tile
+        starts."""
+        vector = ir.VectorType(real, VECTOR_LANES)
+        intp = cgutils.intp_t
+
+        def vector_at(pointer, lane):
+            return builder.bitcast(builder.gep(pointer, [ir.Constant(intp, lane)]),
+                                   vector.as_pointer())
+
+        suffix = f"v{VECTOR_LANES}f{context.get_abi_sizeof(real) * 8}"
+        fmuladd = builder.module.declare_intrinsic(
+            f"llvm.fmuladd.{suffix}", fnty=ir.FunctionType(vector, [vector] * 3))
+        per_row = PANEL_COLS // VECTOR_LANES
+        # allocas in the entry block: LLVM promotes them to registers
+        sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
+                 for _ in range(per_row)] for _ in range(tile_rows)]
+        lane0 = ir.Constant(ir.IntType(32), 0)
+        broadcast = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR_LANES),
+                                [0] * VECTOR_LANES)
+        with cgutils.for_range(builder, depth) as loop:
+            k = loop.index
+            panel_k = panel_row(k)
+            weights = [builder.load(vector_at(panel_k, v * VECTOR_LANES), align=4)
+                       for v in range(per_row)]
+            for r in range(tile_rows):
+                value = builder.load(a_element(r, k))
+                values = builder.shuffle_vector(
+                    builder.insert_element(ir.Constant(vector, ir.Undefined), value, lane0),
+                    ir.Constant(vector, ir.Undefined), broadcast)
+                for v in range(per_row):
+                    total = builder.call(fmuladd, [values, weights[v],
+                                                   builder.load(sums[r][v])])
+                    builder.store(total, sums[r][v])
+        if accumulate is not None:
+            with builder.if_then(accumulate):
+                for r in range(tile_rows):
+                    for v in range(per_row):
+                        old = builder.load(vector_at(out_rows[r], v * VECTOR_LANES), align=4)
+                        builder.store(builder.fadd(builder.load(sums[r][v]), old), sums[r][v])
+        whole = builder.icmp_signed("==", cols, ir.Constant(intp, PANEL_COLS))
+        with builder.if_else(whole) as (whole_panel, part_panel):
+            with whole_panel:
+                for r in range(tile_rows):
+                    for v in range(per_row):
+                        builder.store(builder.load(sums[r][v]),
+                                      vector_at(out_rows[r], v * VECTOR_LANES), align=4)
+            with part_panel:            # the last panel of a block: through a buffer
+                buffer = builder.bitcast(
+                    cgutils.alloca_once(builder, ir.ArrayType(real, PANEL_COLS)),
+                    real.as_pointer())
+                for r in range(tile_rows):
+                    for v in range(per_row):
+                        builder.store(builder.load(sums[r][v]),
+                                      vector_at(buffer, v * VECTOR_LANES), align=4)
+                    with cgutils.for_range(builder, cols) as column:
+                        builder.store(builder.load(builder.gep(buffer, [column.index])),
+                                      builder.gep(out_rows[r], [column.index]))
+
+    def _strides(context, builder, array_type, array):
+        """An array's strides in elements, as LLVM values."""
+        real = context.get_value_type(array_type.dtype)
+        size = ir.Constant(cgutils.intp_t, context.get_abi_sizeof(real))
+        return [builder.sdiv(stride, size)
+                for stride in cgutils.unpack_tuple(builder, array.strides)]
+
+    def _is_float_array(array, ndim, dtype, layout="C"):
+        return (isinstance(array, types.Array) and array.ndim == ndim
+                and array.dtype == dtype and dtype in (types.float32, types.float64)
+                and (layout == "A" or array.layout == layout))
+
     @intrinsic
     def _panel_tile(typingctx, a, row, k0, K, panels, block, panel, out, out_col, cols, rows):
         """out[row:row+rows, out_col:out_col+cols] =
         a[row:row+rows, k0:k0+K] @ panels[block, panel, k0:k0+K, :cols], in LLVM vector
-        IR; rows is a constant (one set of accumulators per row).
+        IR (:func:`_emit_tile`); rows is a constant (one set of accumulators per row).
         a (B,*) and out (B,*) 2-D, panels (blocks, P, depth, PANEL_COLS): C-contiguous, one
         float dtype; the caller checks the bounds (this reads and writes through raw
         pointers, and makes no view, whose reference count two workers would contend
-        for). Each output is one lane's sum over k in order, so results do not depend on
-        where a tile starts."""
-        if not all(isinstance(array, types.Array) and array.layout == "C"
-                   and array.dtype == a.dtype for array in (a, panels, out)) \
-                or (a.ndim, panels.ndim, out.ndim) != (2, 4, 2) \
-                or a.dtype not in (types.float32, types.float64) \
-                or not isinstance(rows, types.IntegerLiteral):
+        for)."""
+        if not (_is_float_array(a, 2, a.dtype) and _is_float_array(panels, 4, a.dtype)
+                and _is_float_array(out, 2, a.dtype)
+                and isinstance(rows, types.IntegerLiteral)):
             return None
-        tile_rows = rows.literal_value
         sig = types.none(a, row, k0, K, panels, block, panel, out, out_col, cols, rows)
 
         def codegen(context, builder, signature, args):
-            a_type = signature.args[0]
-            real = context.get_value_type(a_type.dtype)
-            vector = ir.VectorType(real, VECTOR_LANES)
+            real = context.get_value_type(signature.args[0].dtype)
             intp = cgutils.intp_t
 
             def array(i):
@@ -245,14 +316,6 @@ if numba is not None:
             def constant(value):
                 return ir.Constant(intp, value)
 
-            def row_stride(struct):
-                stride = cgutils.unpack_tuple(builder, struct.strides)[0]
-                return builder.sdiv(stride, constant(context.get_abi_sizeof(real)))
-
-            def vector_at(pointer, lane):
-                return builder.bitcast(builder.gep(pointer, [constant(lane)]),
-                                       vector.as_pointer())
-
             a_array, panels_array, out_array = array(0), array(4), array(7)
             row, k0, depth = index(1), index(2), index(3)
             block, panel, out_col, cols = index(5), index(6), index(8), index(9)
@@ -260,57 +323,67 @@ if numba is not None:
                                                                       panels_array.shape)
             panel_start = builder.mul(builder.add(builder.mul(block, count), panel),
                                       builder.mul(panel_depth, constant(PANEL_COLS)))
-            suffix = f"v{VECTOR_LANES}f{context.get_abi_sizeof(real) * 8}"
-            fmuladd = builder.module.declare_intrinsic(
-                f"llvm.fmuladd.{suffix}", fnty=ir.FunctionType(vector, [vector] * 3))
-            per_row = PANEL_COLS // VECTOR_LANES
-            # allocas in the entry block: LLVM promotes them to registers
-            sums = [[cgutils.alloca_once_value(builder, ir.Constant(vector, None))
-                     for _ in range(per_row)] for _ in range(tile_rows)]
-            lda, ldo = row_stride(a_array), row_stride(out_array)
+            lda = _strides(context, builder, signature.args[0], a_array)[0]
+            ldo = _strides(context, builder, signature.args[7], out_array)[0]
+            tile_rows = signature.args[10].literal_value
             a_rows = [builder.gep(a_array.data, [builder.add(
                 builder.mul(builder.add(row, constant(r)), lda), k0)])
                 for r in range(tile_rows)]
             panel_rows = builder.gep(panels_array.data, [builder.add(
                 panel_start, builder.mul(k0, constant(PANEL_COLS)))])
-            lane0 = ir.Constant(ir.IntType(32), 0)
-            broadcast = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR_LANES),
-                                    [0] * VECTOR_LANES)
-            with cgutils.for_range(builder, depth) as loop:
-                k = loop.index
-                panel_k = builder.gep(panel_rows, [builder.mul(k, constant(PANEL_COLS))])
-                weights = [builder.load(vector_at(panel_k, v * VECTOR_LANES), align=4)
-                           for v in range(per_row)]
-                for r in range(tile_rows):
-                    value = builder.load(builder.gep(a_rows[r], [k]))
-                    values = builder.shuffle_vector(
-                        builder.insert_element(ir.Constant(vector, ir.Undefined), value, lane0),
-                        ir.Constant(vector, ir.Undefined), broadcast)
-                    for v in range(per_row):
-                        total = builder.call(fmuladd, [values, weights[v],
-                                                       builder.load(sums[r][v])])
-                        builder.store(total, sums[r][v])
             out_rows = [builder.gep(out_array.data, [builder.add(
                 builder.mul(builder.add(row, constant(r)), ldo), out_col)])
                 for r in range(tile_rows)]
-            whole = builder.icmp_signed("==", cols, constant(PANEL_COLS))
-            with builder.if_else(whole) as (whole_panel, part_panel):
-                with whole_panel:
-                    for r in range(tile_rows):
-                        for v in range(per_row):
-                            builder.store(builder.load(sums[r][v]),
-                                          vector_at(out_rows[r], v * VECTOR_LANES), align=4)
-                with part_panel:            # the last panel of a block: through a buffer
-                    buffer = builder.bitcast(
-                        cgutils.alloca_once(builder, ir.ArrayType(real, PANEL_COLS)),
-                        real.as_pointer())
-                    for r in range(tile_rows):
-                        for v in range(per_row):
-                            builder.store(builder.load(sums[r][v]),
-                                          vector_at(buffer, v * VECTOR_LANES), align=4)
-                        with cgutils.for_range(builder, cols) as column:
-                            builder.store(builder.load(builder.gep(buffer, [column.index])),
-                                          builder.gep(out_rows[r], [column.index]))
+            _emit_tile(context, builder, real, tile_rows, depth,
+                       lambda r, k: builder.gep(a_rows[r], [k]),
+                       lambda k: builder.gep(panel_rows, [builder.mul(k, constant(PANEL_COLS))]),
+                       out_rows, cols)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def _gradient_tile(typingctx, d, m0, g, x, i0, depth, out, accumulate, rows):
+        """out[g:g+rows, i0:i0+PANEL_COLS] (+)= d[m0:m0+depth, g:g+rows].T @
+        x[m0:m0+depth, i0:i0+PANEL_COLS]: the micro-kernel of :func:`weight_gradient`, with
+        d read through its strides (its columns are the tile's rows) and x's rows as the
+        panel rows, so neither is copied. d 2-D, x and out 2-D with contiguous rows, one
+        float dtype; rows a constant; accumulate adds to out. The caller checks the bounds."""
+        if not (_is_float_array(d, 2, d.dtype, "A") and _is_float_array(x, 2, d.dtype, "A")
+                and _is_float_array(out, 2, d.dtype, "A")
+                and isinstance(rows, types.IntegerLiteral)):
+            return None
+        sig = types.none(d, m0, g, x, i0, depth, out, accumulate, rows)
+
+        def codegen(context, builder, signature, args):
+            argtys = signature.args
+            real = context.get_value_type(argtys[0].dtype)
+            intp = cgutils.intp_t
+
+            def array(i):
+                return context.make_array(argtys[i])(context, builder, args[i])
+
+            def index(i):
+                return context.cast(builder, args[i], argtys[i], types.intp)
+
+            d_array, x_array, out_array = array(0), array(3), array(6)
+            m0, g, i0, depth = index(1), index(2), index(4), index(5)
+            d_row, d_col = _strides(context, builder, argtys[0], d_array)
+            ldx = _strides(context, builder, argtys[3], x_array)[0]
+            ldo = _strides(context, builder, argtys[6], out_array)[0]
+            tile_rows = argtys[8].literal_value
+            d_columns = [builder.gep(d_array.data, [builder.add(
+                builder.mul(m0, d_row), builder.mul(builder.add(g, ir.Constant(intp, r)),
+                                                    d_col))])
+                for r in range(tile_rows)]
+            x_rows = builder.gep(x_array.data, [builder.add(builder.mul(m0, ldx), i0)])
+            out_rows = [builder.gep(out_array.data, [builder.add(builder.mul(
+                builder.add(g, ir.Constant(intp, r)), ldo), i0)]) for r in range(tile_rows)]
+            accumulate = context.cast(builder, args[7], argtys[7], types.boolean)
+            _emit_tile(context, builder, real, tile_rows, depth,
+                       lambda r, k: builder.gep(d_columns[r], [builder.mul(k, d_row)]),
+                       lambda k: builder.gep(x_rows, [builder.mul(k, ldx)]),
+                       out_rows, ir.Constant(intp, PANEL_COLS), accumulate)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -457,6 +530,62 @@ if numba is not None:
             start, stop = share(team, n, UNIT_ALIGN)
             gemm(a, b[:, start:stop], c[:, start:stop], beta)
 
+    #: :func:`weight_gradient` runs on tiles of its own where x has at most this many
+    #: columns (three panels), and calls BLAS for wider ones. One core, float32, GFLOP/s,
+    #: tiles vs OpenBLAS, at M = 1600 rows: K = 32: 92-111 vs 40-69 (N = 256-2048);
+    #: K = 64-96: 65-112 vs 55-82; K = 128-192: 59-86 vs 61-87; K >= 256: 43-99 vs 78-97.
+    GRADIENT_MAX_COLUMNS = 96
+    #: depth chunk of the tiles: x's chunk stays in cache while every tile of the worker's
+    #: rows passes over it
+    GRADIENT_DEPTH = 128
+    #: tile rows that share one cache line of d's rows: their tiles run back to back
+    GRADIENT_ROWS = 16
+
+    @njit(**JIT)
+    def weight_gradient(team, d, x, out, accumulate):
+        """out (+)= d.T @ x, this worker's part of out (the same part for every call of a
+        shape, so a worker only ever adds to its own: no barrier between calls).
+        d (M,N): gradients of N outputs over M rows (a column block is fine); x (M,K) the
+        inputs of those rows; out (N,K); x and out with contiguous rows. Narrow products
+        (K <= GRADIENT_MAX_COLUMNS: the input weights of small inputs, the recurrent ones
+        of small H) run their whole panels of PANEL_COLS columns on
+        :func:`_gradient_tile`, which reads d and x where they lie, and the columns past
+        them on BLAS; wider ones run on BLAS, which packs its operands."""
+        M, N = d.shape
+        K = x.shape[1]
+        if x.shape[0] != M or out.shape[0] != N or out.shape[1] != K:
+            raise ValueError("weight_gradient: shapes do not match")
+        if K > 1 and (x.strides[1] != x.itemsize or out.strides[1] != out.itemsize):
+            raise ValueError("weight_gradient: x and out need contiguous rows")
+        if K > GRADIENT_MAX_COLUMNS:
+            team_gemm(team, d.T, x, out, 1.0 if accumulate else 0.0)
+            return
+        start, stop = share(team, N, UNIT_ALIGN)
+        if M == 0:
+            if not accumulate:
+                out[start:stop] = 0
+            return
+        whole = K // PANEL_COLS * PANEL_COLS
+        for m0 in range(0, M, GRADIENT_DEPTH):
+            depth = min(GRADIENT_DEPTH, M - m0)
+            add = accumulate or m0 > 0
+            for block in range(start, stop, GRADIENT_ROWS):
+                block_stop = min(block + GRADIENT_ROWS, stop)
+                for i0 in range(0, whole, PANEL_COLS):
+                    g = block
+                    while g + PANEL_ROWS <= block_stop:
+                        _gradient_tile(d, m0, g, x, i0, depth, out, add, PANEL_ROWS)
+                        g += PANEL_ROWS
+                    if block_stop - g == 1:
+                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 1)
+                    elif block_stop - g == 2:
+                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 2)
+                    elif block_stop - g == 3:
+                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 3)
+        if whole < K and start < stop:
+            gemm(d[:, start:stop].T, x[:, whole:], out[start:stop, whole:],
+                 1.0 if accumulate else 0.0)
+
     @njit(**JIT)
     def gate_products(a, panels, gates, H, start, stop, out):
         """out[:, g*H + start : g*H + stop] = a @ W[g*H + start : g*H + stop].T for the
@@ -566,14 +695,14 @@ if numba is not None:
 
     @njit(**JIT)
     def weight_gradient_from_states(team, d_rows, y, h0, out):
-        """out = sum over steps t of d_t.T @ h_{t-1} (h_{-1} = h0), as two GEMMs over the
+        """out = sum over steps t of d_t.T @ h_{t-1} (h_{-1} = h0), as two products over the
         rows of y, with no copy of the state sequence. d_rows (T*B,N) holds d_t in rows
         t*B..t*B+B-1 (a column block is fine); y (T,B,H), h0 (B,H), out (N,H). Rows past
         a sequence's length must be zero: y is zero there, not the carried state."""
         T, B, H = y.shape
-        team_gemm(team, d_rows[:B].T, h0, out, 0.0)
-        if T > 1:        # the same split of out as above: each worker adds to its own part
-            team_gemm(team, d_rows[B:].T, y.reshape((T * B, H))[:(T - 1) * B], out, 1.0)
+        weight_gradient(team, d_rows[:B], h0, out, False)
+        if T > 1:
+            weight_gradient(team, d_rows[B:], y.reshape((T * B, H))[:(T - 1) * B], out, True)
 
     #: rows one pass of an all-steps product takes: its panels then stay in L2 while the
     #: rows stream through (6400x512x1536, one core: 104 GFLOP/s in passes of 256 rows,
@@ -600,7 +729,7 @@ if numba is not None:
         rows = d_gates.reshape((T * B, d_gates.shape[2]))
         start, stop = share(team, I, UNIT_ALIGN)
         all_steps_product(rows, w_ih_t, 1, I, start, stop, dx.reshape((T * B, I)))
-        team_gemm(team, rows.T, x.reshape((T * B, I)), dw_ih, 0.0)
+        weight_gradient(team, rows, x.reshape((T * B, I)), dw_ih, False)
         column_sums(team, rows, db_ih)
 
     @njit(**JIT)
@@ -845,7 +974,8 @@ if numba is not None:
         else:
             d_rows = d_gi.reshape((T * B, 3 * H))
             weight_gradient_from_states(team, d_rows[:, :N], y, h0, dw_hh[:N])
-            team_gemm(team, d_rows[:, N:].T, reset_states.reshape((T * B, H)), dw_hh[N:], 0.0)
+            weight_gradient(team, d_rows[:, N:], reset_states.reshape((T * B, H)), dw_hh[N:],
+                            False)
             column_sums(team, d_rows, db_hh)
 
     # ------------------------------------------------------------------------- LSTM

@@ -366,6 +366,52 @@ def test_gemm_refuses_operands_without_a_contiguous_axis():
         numba_cpu.gemm(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
 
 
+@numba.njit(nogil=True)
+def call_weight_gradient(team, d, x, out, accumulate):
+    numba_cpu.weight_gradient(team, d, x, out, accumulate)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_weight_gradient_matches_numpy_on_every_tile_and_chunk_path(accumulate, dtype,
+                                                                     workers):
+    """Depth chunks (M past GRADIENT_DEPTH), row blocks and their 1-3 row tails (N = 19,
+    40), whole panels and the BLAS columns past them (K = 7, 40, 70), products too wide
+    for the tiles (K = 130, all BLAS), d as a column block of a wider array, and each
+    worker's part of out only."""
+    rng = np.random.default_rng(7)
+    tolerance = tolerances.forward_tolerance(dtype)
+    depth = numba_cpu.GRADIENT_DEPTH
+    assert numba_cpu.GRADIENT_MAX_COLUMNS < 130
+    for M, N, K in [(1, 5, 32), (depth + 2, 40, 70), (2 * depth + 44, 19, 64), (5, 3, 7),
+                    (depth + 1, 2, 40), (depth + 3, 33, 130)]:
+        wide = rng.standard_normal((M, N + 5)).astype(dtype)
+        d = wide[:, 3:3 + N]
+        x = rng.standard_normal((M, K)).astype(dtype)
+        out = rng.standard_normal((N, K)).astype(dtype)
+        want = d.astype(np.float64).T @ x.astype(np.float64)
+        if accumulate:
+            want += out
+        numba_cpu.run_team(workers, call_weight_gradient, d, x, out, accumulate)
+        tolerance.assert_close(out, want, f"M, N, K = {M}, {N}, {K}")
+
+
+def test_weight_gradient_refuses_mismatched_operands():
+    """Its micro-kernel reads and writes through raw pointers: shapes are checked first."""
+    sync = numba_cpu.aligned_empty(8, np.int64)
+    team = (0, 1, sync)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        call_weight_gradient(team, np.zeros((6, 4)), np.zeros((5, 32)), np.zeros((4, 32)),
+                             False)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        call_weight_gradient(team, np.zeros((5, 4)), np.zeros((5, 32)), np.zeros((4, 33)),
+                             False)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        call_weight_gradient(team, np.zeros((5, 4)), np.zeros((64, 5)).T, np.zeros((4, 64)),
+                             False)
+
+
 def test_a_run_leaves_the_blas_it_calls_on_one_thread():
     """The team's threads are the only ones: a BLAS pool woken beside them spins."""
     blas = numba_cpu._numba_blas()
