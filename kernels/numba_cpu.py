@@ -28,10 +28,13 @@ Design choices, each measured (the backend's report in the issue holds the figur
   into panels, and an outer-product micro-kernel written in LLVM vector IR
   (:func:`_panel_tile`) multiplies them, at 105-115 GFLOP/s on one core (float32) where
   OpenBLAS, which repacks the weights on every call, reaches 44-85 at per-step shapes.
-  The weight gradients, whose operands change every run, call the BLAS numba already
-  links (SciPy's OpenBLAS, via numba's ``numba_xxgemm`` helper) through :func:`gemm`,
-  which takes transposed views and column blocks and accumulates (beta = 1), so no pass
-  copies or allocates.
+  The weight gradients, whose operands change every run, are :func:`weight_gradient`:
+  narrow ones (at most 96 columns: small inputs, small H) on a tile of the same kind that
+  reads the gradients and inputs where they lie (:func:`_gradient_tile`, 65-112 GFLOP/s
+  where OpenBLAS reaches 40-82), wider ones on the BLAS numba already links (SciPy's
+  OpenBLAS, via numba's ``numba_xxgemm`` helper) through :func:`gemm`, which takes
+  transposed views and column blocks and accumulates (beta = 1), so no pass copies or
+  allocates.
 * Threads: a run shares its work among numba's thread count (``numba.set_num_threads``)
   of threads, each running the same kernel on its part (see the "threads" section): its
   own sequences where the batch has PANEL_ROWS per worker (sequences are independent, so
@@ -576,12 +579,8 @@ if numba is not None:
                     while g + PANEL_ROWS <= block_stop:
                         _gradient_tile(d, m0, g, x, i0, depth, out, add, PANEL_ROWS)
                         g += PANEL_ROWS
-                    if block_stop - g == 1:
-                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 1)
-                    elif block_stop - g == 2:
-                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 2)
-                    elif block_stop - g == 3:
-                        _gradient_tile(d, m0, g, x, i0, depth, out, add, 3)
+                    for row in range(g, block_stop):    # only where N % PANEL_ROWS
+                        _gradient_tile(d, m0, row, x, i0, depth, out, add, 1)
         if whole < K and start < stop:
             gemm(d[:, start:stop].T, x[:, whole:], out[start:stop, whole:],
                  1.0 if accumulate else 0.0)
