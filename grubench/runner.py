@@ -1,8 +1,11 @@
 """Running a suite: cases to workers, rows to a pandas DataFrame.
 
 ``run_suite(...)`` measures every case of a suite on the selected backends, one worker
-process per (backend, threads) run one after the other (never two at once: they would
-share the cores), and returns one row per case. Row statuses:
+process per (backend, threads), and returns one row per case. At each thread count the
+backends' workers take turns case by case (case 1 on every backend, then case 2, ...), so a
+drift in the machine's speed during a run weighs on every backend of a case alike, and
+ratios between backends stay side by side; one worker measures at a time (two would share
+the cores), the others wait on their pipes, their OpenMP pools passive. Row statuses:
 
 * ``ok``: measured;
 * ``error``: the backend raised (reason = the exception);
@@ -203,6 +206,11 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
             worker.close(kill=True)
 
 
+def close_all(streams) -> None:
+    for stream in streams:
+        stream.close()
+
+
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     """Analytic and derived columns: parameters, expected bytes, FLOPs, GFLOP/s (input
     projection counted, Problem.flops; DeepBench's recurrent-only figure as
@@ -277,16 +285,21 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
     interrupted = False
     with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
         references = ReferenceCache(scratch)
+        streams = []
         try:
-            for backend in chosen:
-                for n_threads in suite.threads:
-                    for row in _measure_backend(backend, n_threads, cases, suite, references,
-                                                Path(scratch), bar, context):
-                        rows.append(row)
+            for n_threads in suite.threads:
+                streams = [_measure_backend(backend, n_threads, cases, suite, references,
+                                            Path(scratch), bar, context)
+                           for backend in chosen]
+                for _case in cases:                     # each stream: one row per case
+                    for stream in streams:
+                        rows.append(next(stream))
+                close_all(streams)
         except KeyboardInterrupt:
             interrupted = True
             notes.append(f"interrupted after {len(rows)} of {bar.total} cases")
         finally:
+            close_all(streams)      # their workers
             bar.finish()
     frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
     frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,

@@ -129,3 +129,23 @@ def test_baseline_is_validated_and_its_absence_noted():
                              progress=False)
     assert frame["speedup"].isna().all()
     assert "no speedups: the baseline numpy is not among the backends run" in frame.attrs["notes"]
+
+
+def test_backends_take_turns_case_by_case(monkeypatch):
+    """Ratios between backends stay side by side: each case runs on every backend before
+    the next case starts, at each thread count, and the rows keep that order."""
+    order = []
+    real_request = runner.Worker.request
+
+    def record(self, message, timeout):
+        case = message["case"]
+        order.append((case["threads"], case["T"], case["backend"]))
+        return real_request(self, message, timeout)
+
+    monkeypatch.setattr(runner.Worker, "request", record)
+    frame = runner.run_suite(TINY.with_overrides(threads=(1, 2)),
+                             backends=["fake-ok", "numpy"], progress=False)
+    want = [(threads, T, backend) for threads in (1, 2) for T in (3, 4)
+            for backend in ("fake-ok", "numpy")]
+    assert order == want
+    assert list(zip(frame["threads"], frame["T"], frame["backend"])) == want
