@@ -339,7 +339,8 @@ if numba is not None:
                 for r in range(tile_rows)]
             _emit_tile(context, builder, real, tile_rows, depth,
                        lambda r, k: builder.gep(a_rows[r], [k]),
-                       lambda k: builder.gep(panel_rows, [builder.mul(k, constant(PANEL_COLS))]),
+                       lambda k: builder.gep(panel_rows,
+                                             [builder.mul(k, constant(PANEL_COLS))]),
                        out_rows, cols)
             return context.get_dummy_value()
 
@@ -1015,8 +1016,9 @@ if numba is not None:
 
         x (T,B,I); h0, c0 (B,H); w_ih and w_hh laid out for :func:`matmul_nt` (4 blocks of
         H rows, depth I and H); bias (4H,) = b_ih + b_hh, of x's dtype; lengths (B,)
-        int64. Outputs: y (T,B,H); h = h_n and c, the running cell state, = c_n (B,H). saved (T,B,5H) receives i, f, g, o and
-        the new c for backward; inference passes a (1,B,5H) scratch.
+        int64. Outputs: y (T,B,H); h = h_n and c, the running cell state, = c_n (B,H).
+        saved (T,B,5H) receives i, f, g, o and the new c for backward; inference passes a
+        (1,B,5H) scratch.
         Workspaces: gi (T,B,4H), gh (B,4H), states (2,B,H) (see :func:`gru_forward_kernel`).
         """
         T, B, _ = x.shape
