@@ -987,23 +987,31 @@ if numba is not None:
     def lstm_step_row(gi_t, gh, bias, prev, new, c, y_t, saved_t, b, start, stop):
         """Sequence b's LSTM step: gates from gi_t, gh (B,4H) and bias (4H,); from the state
         prev (B,H) writes the new one to new and y_t (B,H), updates c (B,H) and writes
-        saved_t (B,5H)."""
+        saved_t (B,5H).
+
+        Two loops, the gates, then the state: before a vectorized loop LLVM checks at run
+        time that the arrays it writes overlap none it touches, and one loop over all eight
+        arrays spent some 1,500 instructions on that (a call at H = 64 took 269 ns; split,
+        197 ns; one thread, float32)."""
         H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
         dtype = prev.dtype
         for unit in range(stop - start):
             j = start + unit
-            i = gate_sigmoid(gi_t[b, GI + j] + bias[GI + j] + gh[b, GI + j], dtype)
-            f = gate_sigmoid(gi_t[b, GF + j] + bias[GF + j] + gh[b, GF + j], dtype)
-            g = gate_tanh(gi_t[b, GG + j] + bias[GG + j] + gh[b, GG + j], dtype)
-            o = gate_sigmoid(gi_t[b, GO + j] + bias[GO + j] + gh[b, GO + j], dtype)
-            c_new = f * c[b, j] + i * g
-            h_new = o * gate_tanh(c_new, dtype)
-            saved_t[b, SAVED_I * H + j] = i
-            saved_t[b, SAVED_F * H + j] = f
-            saved_t[b, SAVED_G * H + j] = g
-            saved_t[b, SAVED_O * H + j] = o
+            saved_t[b, SAVED_I * H + j] = gate_sigmoid(
+                gi_t[b, GI + j] + bias[GI + j] + gh[b, GI + j], dtype)
+            saved_t[b, SAVED_F * H + j] = gate_sigmoid(
+                gi_t[b, GF + j] + bias[GF + j] + gh[b, GF + j], dtype)
+            saved_t[b, SAVED_G * H + j] = gate_tanh(
+                gi_t[b, GG + j] + bias[GG + j] + gh[b, GG + j], dtype)
+            saved_t[b, SAVED_O * H + j] = gate_sigmoid(
+                gi_t[b, GO + j] + bias[GO + j] + gh[b, GO + j], dtype)
+        for unit in range(stop - start):
+            j = start + unit
+            c_new = (saved_t[b, SAVED_F * H + j] * c[b, j]
+                     + saved_t[b, SAVED_I * H + j] * saved_t[b, SAVED_G * H + j])
+            h_new = saved_t[b, SAVED_O * H + j] * gate_tanh(c_new, dtype)
             saved_t[b, SAVED_C * H + j] = c_new
             c[b, j] = c_new
             new[b, j] = h_new
