@@ -35,8 +35,8 @@ REGISTRY: dict[str, Entry] = {
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
                         {"device": "cuda"}, device="cuda"),
     "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float32 gate math for float32, "
-                       "weight products on packed panels, OpenBLAS weight gradients, steps "
-                       "shared among numba's threads)"),
+                       "weight products on packed panels, weight gradients on tiles (narrow) or "
+                       "OpenBLAS (wide), steps shared among numba's threads)"),
     "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
                         "persistent small-batch forward", device="cuda"),
 }
