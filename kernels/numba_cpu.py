@@ -287,6 +287,8 @@ if numba is not None:
                 for stride in cgutils.unpack_tuple(builder, array.strides)]
 
     def _is_float_array(array, ndim, dtype, layout="C"):
+        """Whether a numba type is an ndim float array of ``dtype`` (a layout of "A"
+        accepts any layout)."""
         return (isinstance(array, types.Array) and array.ndim == ndim
                 and array.dtype == dtype and dtype in (types.float32, types.float64)
                 and (layout == "A" or array.layout == layout))
@@ -300,8 +302,9 @@ if numba is not None:
         float dtype; the caller checks the bounds (this reads and writes through raw
         pointers, and makes no view, whose reference count two workers would contend
         for)."""
-        if not (_is_float_array(a, 2, a.dtype) and _is_float_array(panels, 4, a.dtype)
-                and _is_float_array(out, 2, a.dtype)
+        dtype = getattr(a, "dtype", None)
+        if not (_is_float_array(a, 2, dtype) and _is_float_array(panels, 4, dtype)
+                and _is_float_array(out, 2, dtype)
                 and isinstance(rows, types.IntegerLiteral)):
             return None
         sig = types.none(a, row, k0, K, panels, block, panel, out, out_col, cols, rows)
@@ -353,8 +356,9 @@ if numba is not None:
         d read through its strides (its columns are the tile's rows) and x's rows as the
         panel rows, so neither is copied. d 2-D, x and out 2-D with contiguous rows, one
         float dtype; rows a constant; accumulate adds to out. The caller checks the bounds."""
-        if not (_is_float_array(d, 2, d.dtype, "A") and _is_float_array(x, 2, d.dtype, "A")
-                and _is_float_array(out, 2, d.dtype, "A")
+        dtype = getattr(d, "dtype", None)
+        if not (_is_float_array(d, 2, dtype, "A") and _is_float_array(x, 2, dtype, "A")
+                and _is_float_array(out, 2, dtype, "A")
                 and isinstance(rows, types.IntegerLiteral)):
             return None
         sig = types.none(d, m0, g, x, i0, depth, out, accumulate, rows)

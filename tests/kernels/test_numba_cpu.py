@@ -226,13 +226,29 @@ def test_float64_gates_are_libm_exact():
                        equal_nan=True)
 
 
-def packed_instructions(function, *arguments):
-    """Lines of packed (ymm/zmm) floating-point instructions in ``function``'s assembly.
+def assembly(function, *arguments):
+    """``function``'s assembly for these arguments' types, one instruction per line.
     numba shows no assembly of cached code: an uncached twin is compiled, same options."""
     twin = numba.njit(**dict(numba_cpu.JIT, cache=False))(function.py_func)
     twin(*arguments)
-    return [line for line in twin.inspect_asm(twin.signatures[0]).splitlines()
-            if ("ymm" in line or "zmm" in line) and ("pd" in line or "ps" in line)]
+    return twin.inspect_asm(twin.signatures[0]).splitlines()
+
+
+#: floating-point arithmetic and conversion mnemonics (AT&T syntax; ps/pd ends them);
+#: data moves are left out: a scalar loop may copy with vector registers too
+FLOAT_OPS = ("vfmadd", "vfmsub", "vfnmadd", "vfnmsub", "vmul", "vadd", "vsub", "vdiv",
+             "vmax", "vmin", "vcmp", "vcvt")
+
+
+def packed_instructions(function, *arguments, suffixes=("ps", "pd")):
+    """Packed (ymm/zmm) floating-point arithmetic in ``function``'s assembly."""
+    packed = []
+    for line in assembly(function, *arguments):
+        mnemonic = line.split()[0] if line.split() else ""
+        if ("ymm" in line or "zmm" in line) and mnemonic.startswith(FLOAT_OPS) \
+                and mnemonic.endswith(suffixes):
+            packed.append(line)
+    return packed
 
 
 def test_float32_gate_loop_vectorizes():
@@ -278,7 +294,30 @@ def test_pointwise_loops_over_a_workers_units_vectorize(name):
     """Loops from a runtime start vectorize only in the form the module describes
     (unit offsets, start marked nonnegative); otherwise they run scalar, 4x slower."""
     function, *arguments = row_function_cases()[name]
-    assert len(packed_instructions(function, *arguments)) >= 20
+    assert len(packed_instructions(function, *arguments)) >= 8
+
+
+@pytest.mark.parametrize("name", ["gru_reset_row", "gru_step_row", "lstm_step_row"])
+def test_float32_forward_rows_stay_in_float32(name):
+    """The forward's gate math runs in 16-lane float32 vectors: no conversion to float64
+    and no packed float64 arithmetic (a float64 bias or constant would bring both)."""
+    function, *arguments = row_function_cases()[name]
+    lines = assembly(function, *arguments)
+    assert not any("vcvtps2pd" in line for line in lines)
+    assert not packed_instructions(function, *arguments, suffixes=("pd",))
+    assert len(packed_instructions(function, *arguments, suffixes=("ps",))) >= 20
+
+
+@pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
+                                               ("lstm", True)])
+def test_prepared_biases_have_the_problems_dtype(cell, reset_after):
+    """A float64 bias would turn a float32 problem's gate math into float64."""
+    for dtype in ("float32", "float64"):
+        prepared = numba_cpu.prepare(make_args(cell, 3, 2, 4, 5, dtype,
+                                               reset_after=reset_after))
+        assert prepared.bias.dtype == np.dtype(dtype)
+        if cell == "gru":
+            assert prepared.b_hn.dtype == np.dtype(dtype)
 
 
 # ------------------------------------------------------------------------- products
