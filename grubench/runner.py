@@ -5,7 +5,8 @@ process per (backend, threads), and returns one row per case. At each thread cou
 backends' workers take turns case by case (case 1 on every backend, then case 2, ...), so a
 drift in the machine's speed during a run weighs on every backend of a case alike, and
 ratios between backends stay side by side; one worker measures at a time (two would share
-the cores), the others wait on their pipes, their OpenMP pools passive. Row statuses:
+the cores), the others wait on their pipes (their OpenMP pools passive; an OpenBLAS pool at
+threads > 1 may still spin briefly after its last call). Row statuses:
 
 * ``ok``: measured;
 * ``error``: the backend raised (reason = the exception);

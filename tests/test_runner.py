@@ -149,3 +149,22 @@ def test_backends_take_turns_case_by_case(monkeypatch):
             for backend in ("fake-ok", "numpy")]
     assert order == want
     assert list(zip(frame["threads"], frame["T"], frame["backend"])) == want
+
+
+def test_ctrl_c_between_backends_keeps_every_measured_row(monkeypatch):
+    """Interrupted at the second backend's second case: the three rows measured stay,
+    and every worker is closed (the run returns)."""
+    real_request = runner.Worker.request
+    calls = []
+
+    def interrupt_fourth(self, message, timeout):
+        calls.append(message)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_request(self, message, timeout)
+
+    monkeypatch.setattr(runner.Worker, "request", interrupt_fourth)
+    frame = runner.run_suite(TINY, backends=["fake-ok", "numpy"], progress=False)
+    assert list(zip(frame["T"], frame["backend"])) == [(3, "fake-ok"), (3, "numpy"),
+                                                       (4, "fake-ok")]
+    assert "interrupted after 3 of 4 cases" in frame.attrs["notes"]
