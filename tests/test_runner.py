@@ -78,17 +78,22 @@ def test_unwritable_out_fails_before_measuring(monkeypatch):
         runner.run_suite(TINY, backends=["fake-ok"], out="/sys/grubench", progress=False)
 
 
-def test_ctrl_c_keeps_the_measured_cases(monkeypatch, tmp_path):
+def interrupt_at_request(monkeypatch, n):
+    """Make the n-th request to any worker raise KeyboardInterrupt (Ctrl-C)."""
     real_request = runner.Worker.request
     calls = []
 
-    def interrupt_second(self, message, timeout):
+    def request(self, message, timeout):
         calls.append(message)
-        if len(calls) == 2:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real_request(self, message, timeout)
 
-    monkeypatch.setattr(runner.Worker, "request", interrupt_second)
+    monkeypatch.setattr(runner.Worker, "request", request)
+
+
+def test_ctrl_c_keeps_the_measured_cases(monkeypatch, tmp_path):
+    interrupt_at_request(monkeypatch, 2)
     frame = runner.run_suite(TINY, backends=["fake-ok"], out=tmp_path, progress=False)
     assert len(frame) == 1 and frame.iloc[0]["status"] == "ok"
     assert frame.attrs["interrupted"]
@@ -154,16 +159,7 @@ def test_backends_take_turns_case_by_case(monkeypatch):
 def test_ctrl_c_between_backends_keeps_every_measured_row(monkeypatch):
     """Interrupted at the second backend's second case: the three rows measured stay,
     and every worker is closed (the run returns)."""
-    real_request = runner.Worker.request
-    calls = []
-
-    def interrupt_fourth(self, message, timeout):
-        calls.append(message)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_request(self, message, timeout)
-
-    monkeypatch.setattr(runner.Worker, "request", interrupt_fourth)
+    interrupt_at_request(monkeypatch, 4)
     frame = runner.run_suite(TINY, backends=["fake-ok", "numpy"], progress=False)
     assert list(zip(frame["T"], frame["backend"])) == [(3, "fake-ok"), (3, "numpy"),
                                                        (4, "fake-ok")]
