@@ -2,6 +2,7 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import re
 import subprocess
 import sys
 
@@ -226,11 +227,19 @@ def test_float64_gates_are_libm_exact():
                        equal_nan=True)
 
 
-def assembly(function, *arguments):
-    """``function``'s assembly for these arguments' types, one instruction per line.
-    numba shows no assembly of cached code: an uncached twin is compiled, same options."""
-    twin = numba.njit(**dict(numba_cpu.JIT, cache=False))(function.py_func)
+def uncached_twin(function, *arguments):
+    """``function`` compiled again, uncached, with its own options and compiler, for these
+    arguments' types: numba shows no code of cached functions. (numba keeps a
+    dispatcher's compiler class on its private ``_compiler`` only.)"""
+    twin = numba.jit(**dict(function.targetoptions, cache=False),
+                     pipeline_class=function._compiler.pipeline_class)(function.py_func)
     twin(*arguments)
+    return twin
+
+
+def assembly(function, *arguments):
+    """``function``'s assembly for these arguments' types, one instruction per line."""
+    twin = uncached_twin(function, *arguments)
     return twin.inspect_asm(twin.signatures[0]).splitlines()
 
 
@@ -295,6 +304,22 @@ def test_pointwise_loops_over_a_workers_units_vectorize(name):
     (unit offsets, start marked nonnegative); otherwise they run scalar, 4x slower."""
     function, *arguments = row_function_cases()[name]
     assert len(packed_instructions(function, *arguments)) >= 8
+
+
+@pytest.mark.parametrize("name", list(row_function_cases()))
+def test_pointwise_functions_mark_their_arrays_non_overlapping(name):
+    """Every array's data pointer is ``noalias``, so LLVM runs no overlap checks before
+    the vectorized loops (DISJOINT_JIT). Each array reaches LLVM as several arguments;
+    its data pointer is the one named ``arg.<name>.4``."""
+    function, *arguments = row_function_cases()[name]
+    twin = uncached_twin(function, *arguments)
+    llvm = twin.inspect_llvm(twin.signatures[0])
+    definition = next(line for line in llvm.splitlines()
+                      if line.startswith("define") and function.__name__ in line)
+    arrays = [name for name, value in zip(function.py_func.__code__.co_varnames, arguments)
+              if isinstance(value, np.ndarray)]
+    for array in arrays:
+        assert re.search(rf"ptr noalias [^,]*%arg\.{array}\.4\b", definition), array
 
 
 @pytest.mark.parametrize("name", ["gru_reset_row", "gru_step_row", "lstm_step_row"])
