@@ -698,10 +698,12 @@ if numba is not None:
         return h0 if t == 0 else y[t - 1]
 
     @njit(**JIT)
-    def zero_units(row, gates, H, start, stop):
-        """row[g*H + start : g*H + stop] = 0 for the first ``gates`` blocks of a (G*H,) row."""
+    def zero_units(rows, b, gates, H, start, stop):
+        """rows[b, g*H + start : g*H + stop] = 0 for the first ``gates`` blocks of H."""
+        start, stop = nonnegative(start), nonnegative(stop)
         for gate in range(gates):
-            row[gate * H + start:gate * H + stop] = 0
+            for unit in range(stop - start):
+                rows[b, gate * H + start + unit] = 0
 
     @njit(**JIT)
     def column_sums(team, rows, out):
@@ -785,49 +787,62 @@ if numba is not None:
     SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
 
     @njit(**DISJOINT_JIT)
-    def gru_reset_row(gi_t, gh, bias_gi, prev, reset_state, saved_t, b, start, stop):
-        """Reset-before pre-pass for sequence b: r into saved_t's r slot and
-        reset_state = r * h. gi_t, gh (B,3H) (gh's r part filled), bias_gi (3H,); prev,
-        reset_state (B,H); saved_t (B,3H)."""
+    def gru_reset_rows(gi_t, gh, bias_gi, prev, reset_state, saved_t, seqs, start, stop):
+        """Reset-before pre-pass for the sequences seqs (a slice), units start:stop: r into
+        saved_t's r slot and reset_state = r * h. gi_t, gh (B,3H) (gh's r part filled),
+        bias_gi (3H,); prev, reset_state (B,H); saved_t (B,3H)."""
         H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
-        for unit in range(stop - start):
-            j = start + unit
-            r = gate_sigmoid(gi_t[b, R + j] + bias_gi[R + j] + gh[b, R + j],
-                             prev.dtype)
-            saved_t[b, SAVED_R * H + j] = r
-            reset_state[b, j] = r * prev[b, j]
+        for b in range(seqs.start, seqs.stop):
+            for unit in range(stop - start):
+                j = start + unit
+                r = gate_sigmoid(gi_t[b, R + j] + bias_gi[R + j] + gh[b, R + j],
+                                 prev.dtype)
+                saved_t[b, SAVED_R * H + j] = r
+                reset_state[b, j] = r * prev[b, j]
 
     @njit(**DISJOINT_JIT)
-    def gru_step_row(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t, b,
-                     start, stop):
-        """Sequence b's GRU step: gates from gi_t, gh (B,3H) and the biases (see
-        :func:`gru_forward_kernel`); from the state prev (B,H) writes the new state to new
-        and y_t (B,H) and the activations to saved_t (B,4H) or (B,3H) (reset-before: r is
-        there already, from :func:`gru_reset_row`)."""
+    def gru_step_rows(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t,
+                      lengths, t, seqs, start, stop):
+        """Step t of the GRU for the sequences seqs (a slice), units start:stop: gates from
+        gi_t, gh (B,3H) and the biases (see :func:`gru_forward_kernel`); from the state
+        prev (B,H) writes the new state to new and y_t (B,H) and the activations to
+        saved_t (B,4H) or (B,3H) (reset-before: r is there already, from
+        :func:`gru_reset_rows`). A sequence past its length (lengths (B,)) keeps its
+        state and outputs zeros.
+
+        Like every pointwise function, one call serves all of a worker's sequences: with
+        a call per sequence, each paid the call's fixed cost (at H = 64, one thread,
+        float32, a sequence took 126 ns, now 88; the LSTM step's 159, now 116)."""
         H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         dtype = prev.dtype
-        for unit in range(stop - start):
-            j = start + unit
-            z = gate_sigmoid(gi_t[b, Z + j] + bias_gi[Z + j] + gh[b, Z + j], dtype)
-            gh_n = gh[b, N + j] + b_hn[j]
-            a_n = gi_t[b, N + j] + bias_gi[N + j]
-            if reset_after:
-                r = gate_sigmoid(gi_t[b, R + j] + bias_gi[R + j] + gh[b, R + j],
-                                 dtype)
-                n = gate_tanh(a_n + r * gh_n, dtype)
-                saved_t[b, SAVED_R * H + j] = r
-                saved_t[b, SAVED_GH_N * H + j] = gh_n
-            else:
-                n = gate_tanh(a_n + gh_n, dtype)
-            h_new = n + z * (prev[b, j] - n)
-            saved_t[b, SAVED_Z * H + j] = z
-            saved_t[b, SAVED_N * H + j] = n
-            new[b, j] = h_new
-            y_t[b, j] = h_new
+        for b in range(seqs.start, seqs.stop):
+            if t >= lengths[b]:
+                for unit in range(stop - start):
+                    new[b, start + unit] = prev[b, start + unit]
+                    y_t[b, start + unit] = 0
+                continue
+            for unit in range(stop - start):
+                j = start + unit
+                z = gate_sigmoid(gi_t[b, Z + j] + bias_gi[Z + j] + gh[b, Z + j], dtype)
+                gh_n = gh[b, N + j] + b_hn[j]
+                a_n = gi_t[b, N + j] + bias_gi[N + j]
+                if reset_after:
+                    r = gate_sigmoid(gi_t[b, R + j] + bias_gi[R + j] + gh[b, R + j],
+                                     dtype)
+                    n = gate_tanh(a_n + r * gh_n, dtype)
+                    saved_t[b, SAVED_R * H + j] = r
+                    saved_t[b, SAVED_GH_N * H + j] = gh_n
+                else:
+                    n = gate_tanh(a_n + gh_n, dtype)
+                h_new = n + z * (prev[b, j] - n)
+                saved_t[b, SAVED_Z * H + j] = z
+                saved_t[b, SAVED_N * H + j] = n
+                new[b, j] = h_new
+                y_t[b, j] = h_new
 
     @njit(**JIT)
     def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_after, y,
@@ -861,30 +876,26 @@ if numba is not None:
             else:
                 # r is needed before the candidate's product: W_hn (r*h).
                 gate_products(prev[seqs], w_hh, 2, H, start, stop, gh[seqs])
-                for b in range(seqs.start, seqs.stop):
-                    gru_reset_row(gi_t, gh, bias_gi, prev, reset_state, saved_t, b, start,
-                                  stop)
+                gru_reset_rows(gi_t, gh, bias_gi, prev, reset_state, saved_t, seqs, start,
+                               stop)
                 barrier(step_team)
                 matmul_nt(reset_state[seqs], 0, H, w_hh, GRU_N, start, stop - start,
                           gh[seqs], N + start)
-            for b in range(seqs.start, seqs.stop):
-                if t < lengths[b]:
-                    gru_step_row(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t,
-                                 saved_t, b, start, stop)
-                else:
-                    new[b, start:stop] = prev[b, start:stop]
-                    y[t, b, start:stop] = 0
+            gru_step_rows(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t,
+                          lengths, t, seqs, start, stop)
             barrier(step_team)
         h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
     @njit(**DISJOINT_JIT)
-    def gru_backward_row(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t, b,
-                         start, stop):
-        """Sequence b's GRU step backward. dy_t (B,H), saved_t (B,4H) or (B,3H), prev (B,H)
-        the state before the step; dh (B,H) float64 holds dL/dh after the step and leaves
-        with its direct part (d * z). Writes d_gi_t (B,3H) and, reset-after, d_gh_t (B,3H)
-        (the recurrent parts' gradients: r*da_n in n) or, reset-before, reset_t (B,H) =
-        r*h_prev, the input of W_hn (dr waits for d(r*h)).
+    def gru_backward_rows(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t,
+                          lengths, t, seqs, start, stop):
+        """Step t of the GRU backward for the sequences seqs (a slice), units start:stop.
+        dy_t (B,H), saved_t (B,4H) or (B,3H), prev (B,H) the state before the step; dh
+        (B,H) float64 holds dL/dh after the step and leaves with its direct part (d * z).
+        Writes d_gi_t (B,3H) and, reset-after, d_gh_t (B,3H) (the recurrent parts'
+        gradients: r*da_n in n) or, reset-before, reset_t (B,H) = r*h_prev, the input of
+        W_hn (dr waits for d(r*h)). A sequence past its length (lengths (B,)) gets zeros
+        there and keeps dh.
 
         Several short loops, each with few arrays: written when LLVM still checked the
         arrays for overlap (before DISJOINT_JIT), when one fused loop over all of them
@@ -892,49 +903,62 @@ if numba is not None:
         H = nonnegative(dy_t.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
-        for unit in range(stop - start):
-            j = start + unit
-            dh[b, j] += dy_t[b, j]
-        for unit in range(stop - start):
-            j = start + unit
-            d = dh[b, j]
-            z = np.float64(saved_t[b, SAVED_Z * H + j])
-            n = np.float64(saved_t[b, SAVED_N * H + j])
-            d_gi_t[b, Z + j] = d * (np.float64(prev[b, j]) - n) * z * (1.0 - z)
-            d_gi_t[b, N + j] = d * (1.0 - z) * (1.0 - n * n)
-        if reset_after:
+        for b in range(seqs.start, seqs.stop):
+            if t >= lengths[b]:
+                zero_units(d_gi_t, b, 3, H, start, stop)
+                if reset_after:
+                    zero_units(d_gh_t, b, 3, H, start, stop)
+                else:
+                    zero_units(reset_t, b, 1, H, start, stop)
+                continue
             for unit in range(stop - start):
                 j = start + unit
-                r = np.float64(saved_t[b, SAVED_R * H + j])
-                gh_n = np.float64(saved_t[b, SAVED_GH_N * H + j])
-                d_gi_t[b, R + j] = np.float64(d_gi_t[b, N + j]) * gh_n * r * (1.0 - r)
+                dh[b, j] += dy_t[b, j]
             for unit in range(stop - start):
                 j = start + unit
-                r = np.float64(saved_t[b, SAVED_R * H + j])
-                d_gh_t[b, R + j] = d_gi_t[b, R + j]
-                d_gh_t[b, Z + j] = d_gi_t[b, Z + j]
-                d_gh_t[b, N + j] = d_gi_t[b, N + j] * r
-        else:
+                d = dh[b, j]
+                z = np.float64(saved_t[b, SAVED_Z * H + j])
+                n = np.float64(saved_t[b, SAVED_N * H + j])
+                d_gi_t[b, Z + j] = d * (np.float64(prev[b, j]) - n) * z * (1.0 - z)
+                d_gi_t[b, N + j] = d * (1.0 - z) * (1.0 - n * n)
+            if reset_after:
+                for unit in range(stop - start):
+                    j = start + unit
+                    r = np.float64(saved_t[b, SAVED_R * H + j])
+                    gh_n = np.float64(saved_t[b, SAVED_GH_N * H + j])
+                    d_gi_t[b, R + j] = np.float64(d_gi_t[b, N + j]) * gh_n * r * (1.0 - r)
+                for unit in range(stop - start):
+                    j = start + unit
+                    r = np.float64(saved_t[b, SAVED_R * H + j])
+                    d_gh_t[b, R + j] = d_gi_t[b, R + j]
+                    d_gh_t[b, Z + j] = d_gi_t[b, Z + j]
+                    d_gh_t[b, N + j] = d_gi_t[b, N + j] * r
+            else:
+                for unit in range(stop - start):
+                    j = start + unit
+                    reset_t[b, j] = saved_t[b, SAVED_R * H + j] * prev[b, j]
             for unit in range(stop - start):
                 j = start + unit
-                reset_t[b, j] = saved_t[b, SAVED_R * H + j] * prev[b, j]
-        for unit in range(stop - start):
-            j = start + unit
-            dh[b, j] *= np.float64(saved_t[b, SAVED_Z * H + j])
+                dh[b, j] *= np.float64(saved_t[b, SAVED_Z * H + j])
 
     @njit(**DISJOINT_JIT)
-    def gru_reset_backward_row(d_reset, saved_t, prev, dh, d_gi_t, b, start, stop):
-        """Reset-before, sequence b: from d(r*h) in d_reset (B,H), the r gradient into
-        d_gi_t (B,3H) and the r-path into dh (B,H) float64."""
+    def gru_reset_backward_rows(d_reset, saved_t, prev, dh, d_gi_t, lengths, t, seqs,
+                                start, stop):
+        """Reset-before, step t, the sequences seqs (a slice) inside it (lengths (B,)),
+        units start:stop: from d(r*h) in d_reset (B,H), the r gradient into d_gi_t (B,3H)
+        and the r-path into dh (B,H) float64."""
         H = nonnegative(d_reset.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         R = GRU_R * H
-        for unit in range(stop - start):
-            j = start + unit
-            r = np.float64(saved_t[b, SAVED_R * H + j])
-            d_reset_j = np.float64(d_reset[b, j])
-            d_gi_t[b, R + j] = d_reset_j * np.float64(prev[b, j]) * r * (1.0 - r)
-            dh[b, j] += d_reset_j * r
+        for b in range(seqs.start, seqs.stop):
+            if t >= lengths[b]:
+                continue
+            for unit in range(stop - start):
+                j = start + unit
+                r = np.float64(saved_t[b, SAVED_R * H + j])
+                d_reset_j = np.float64(d_reset[b, j])
+                d_gi_t[b, R + j] = d_reset_j * np.float64(prev[b, j]) * r * (1.0 - r)
+                dh[b, j] += d_reset_j * r
 
     @njit(**JIT)
     def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, saved,
@@ -963,16 +987,8 @@ if numba is not None:
             # the workspace a variant does not use is empty: pass a valid array instead
             d_gh_t = d_gh[t] if reset_after else dh_rec
             reset_t = dh_rec if reset_after else reset_states[t]
-            for b in range(seqs.start, seqs.stop):
-                if t < lengths[b]:
-                    gru_backward_row(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t,
-                                     reset_t, b, start, stop)
-                    continue
-                zero_units(d_gi[t, b], 3, H, start, stop)
-                if reset_after:
-                    zero_units(d_gh[t, b], 3, H, start, stop)
-                else:
-                    reset_states[t, b, start:stop] = 0
+            gru_backward_rows(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t,
+                              lengths, t, seqs, start, stop)
             barrier(step_team)     # the products below read every worker's gate gradients
             if reset_after:
                 matmul_nt(d_gh_t[seqs], 0, 3 * H, w_hh_t, 0, start, stop - start,
@@ -980,10 +996,8 @@ if numba is not None:
             else:
                 matmul_nt(d_gi_t[seqs], N, H, w_hh_t, 0, start, stop - start, d_reset[seqs],
                           start)                                                # d(r*h)
-                for b in range(seqs.start, seqs.stop):
-                    if t < lengths[b]:
-                        gru_reset_backward_row(d_reset, saved_t, prev, dh, d_gi_t, b, start,
-                                               stop)
+                gru_reset_backward_rows(d_reset, saved_t, prev, dh, d_gi_t, lengths, t, seqs,
+                                        start, stop)
                 barrier(step_team)
                 matmul_nt(d_gi_t[seqs], 0, N, w_hh_t, 0, start, stop - start, dh_rec[seqs],
                           start)
@@ -1008,37 +1022,46 @@ if numba is not None:
     SAVED_I, SAVED_F, SAVED_G, SAVED_O, SAVED_C = 0, 1, 2, 3, 4
 
     @njit(**DISJOINT_JIT)
-    def lstm_step_row(gi_t, gh, bias, prev, new, c, y_t, saved_t, b, start, stop):
-        """Sequence b's LSTM step: gates from gi_t, gh (B,4H) and bias (4H,); from the state
-        prev (B,H) writes the new one to new and y_t (B,H), updates c (B,H) and writes
-        saved_t (B,5H).
+    def lstm_step_rows(gi_t, gh, bias, prev, new, c, y_t, saved_t, lengths, t, seqs, start,
+                       stop):
+        """Step t of the LSTM for the sequences seqs (a slice), units start:stop: gates
+        from gi_t, gh (B,4H) and bias (4H,); from the state prev (B,H) writes the new one
+        to new and y_t (B,H), updates c (B,H) and writes saved_t (B,5H). A sequence past
+        its length (lengths (B,)) keeps its state and outputs zeros.
 
-        Two loops, the gates, then the state: a call at H = 64 takes 160 ns, one loop
-        172 (one thread, float32; before DISJOINT_JIT, 197 and 269 ns: LLVM's overlap
-        checks for eight arrays in one loop were some 1,500 instructions)."""
+        Two loops, the gates, then the state: one loop was slower, measured with a call
+        per sequence (172 against 160 ns a call at H = 64, one thread, float32; before
+        DISJOINT_JIT, 269 against 197, LLVM's overlap checks for eight arrays in one
+        loop being some 1,500 instructions)."""
         H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
         dtype = prev.dtype
-        for unit in range(stop - start):
-            j = start + unit
-            saved_t[b, SAVED_I * H + j] = gate_sigmoid(
-                gi_t[b, GI + j] + bias[GI + j] + gh[b, GI + j], dtype)
-            saved_t[b, SAVED_F * H + j] = gate_sigmoid(
-                gi_t[b, GF + j] + bias[GF + j] + gh[b, GF + j], dtype)
-            saved_t[b, SAVED_G * H + j] = gate_tanh(
-                gi_t[b, GG + j] + bias[GG + j] + gh[b, GG + j], dtype)
-            saved_t[b, SAVED_O * H + j] = gate_sigmoid(
-                gi_t[b, GO + j] + bias[GO + j] + gh[b, GO + j], dtype)
-        for unit in range(stop - start):
-            j = start + unit
-            c_new = (saved_t[b, SAVED_F * H + j] * c[b, j]
-                     + saved_t[b, SAVED_I * H + j] * saved_t[b, SAVED_G * H + j])
-            h_new = saved_t[b, SAVED_O * H + j] * gate_tanh(c_new, dtype)
-            saved_t[b, SAVED_C * H + j] = c_new
-            c[b, j] = c_new
-            new[b, j] = h_new
-            y_t[b, j] = h_new
+        for b in range(seqs.start, seqs.stop):
+            if t >= lengths[b]:
+                for unit in range(stop - start):
+                    new[b, start + unit] = prev[b, start + unit]
+                    y_t[b, start + unit] = 0
+                continue
+            for unit in range(stop - start):
+                j = start + unit
+                saved_t[b, SAVED_I * H + j] = gate_sigmoid(
+                    gi_t[b, GI + j] + bias[GI + j] + gh[b, GI + j], dtype)
+                saved_t[b, SAVED_F * H + j] = gate_sigmoid(
+                    gi_t[b, GF + j] + bias[GF + j] + gh[b, GF + j], dtype)
+                saved_t[b, SAVED_G * H + j] = gate_tanh(
+                    gi_t[b, GG + j] + bias[GG + j] + gh[b, GG + j], dtype)
+                saved_t[b, SAVED_O * H + j] = gate_sigmoid(
+                    gi_t[b, GO + j] + bias[GO + j] + gh[b, GO + j], dtype)
+            for unit in range(stop - start):
+                j = start + unit
+                c_new = (saved_t[b, SAVED_F * H + j] * c[b, j]
+                         + saved_t[b, SAVED_I * H + j] * saved_t[b, SAVED_G * H + j])
+                h_new = saved_t[b, SAVED_O * H + j] * gate_tanh(c_new, dtype)
+                saved_t[b, SAVED_C * H + j] = c_new
+                c[b, j] = c_new
+                new[b, j] = h_new
+                y_t[b, j] = h_new
 
     @njit(**JIT)
     def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, saved, gi,
@@ -1063,48 +1086,51 @@ if numba is not None:
             gi_t, y_t = gi[t], y[t]
             saved_t = saved[t if saved.shape[0] == T else 0]
             gate_products(prev[seqs], w_hh, 4, H, start, stop, gh[seqs])
-            for b in range(seqs.start, seqs.stop):
-                if t < lengths[b]:
-                    lstm_step_row(gi_t, gh, bias, prev, new, c, y_t, saved_t, b, start, stop)
-                else:
-                    new[b, start:stop] = prev[b, start:stop]
-                    y[t, b, start:stop] = 0
+            lstm_step_rows(gi_t, gh, bias, prev, new, c, y_t, saved_t, lengths, t, seqs,
+                           start, stop)
             barrier(step_team)
         h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
     @njit(**DISJOINT_JIT)
-    def lstm_backward_row(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, b, start, stop):
-        """Sequence b's LSTM step backward. dy_t (B,H), saved_t (B,5H); the cell state
-        before the step is c_prev[b, c_col:c_col+H] (c0, or the c slot of the step
-        before); dh, dc (B,H) float64 hold the gradients after the step (dh is clobbered),
-        dc leaves with the one before it. Writes d_gi_t (B,4H). Short loops over few
-        arrays, so each one vectorizes (see :func:`gru_backward_row`)."""
+    def lstm_backward_rows(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, lengths, t, seqs,
+                           start, stop):
+        """Step t of the LSTM backward for the sequences seqs (a slice), units start:stop.
+        dy_t (B,H), saved_t (B,5H); the cell state before the step is
+        c_prev[b, c_col:c_col+H] (c0, or the c slot of the step before); dh, dc (B,H)
+        float64 hold the gradients after the step (dh is clobbered), dc leaves with the
+        one before it. Writes d_gi_t (B,4H); a sequence past its length (lengths (B,))
+        gets zeros there and keeps dh and dc. Short loops over few arrays, so each one
+        vectorizes (see :func:`gru_backward_rows`)."""
         H = nonnegative(dy_t.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         c_col = nonnegative(c_col)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
-        for unit in range(stop - start):
-            j = start + unit
-            dh[b, j] += dy_t[b, j]
-        for unit in range(stop - start):
-            j = start + unit
-            o = np.float64(saved_t[b, SAVED_O * H + j])
-            tanh_c = gate_tanh(np.float64(saved_t[b, SAVED_C * H + j]), dy_t.dtype)
-            d_h = dh[b, j]
-            d_gi_t[b, GO + j] = d_h * tanh_c * o * (1.0 - o)
-            dc[b, j] += d_h * o * (1.0 - tanh_c * tanh_c)
-        for unit in range(stop - start):
-            j = start + unit
-            i = np.float64(saved_t[b, SAVED_I * H + j])
-            f = np.float64(saved_t[b, SAVED_F * H + j])
-            g = np.float64(saved_t[b, SAVED_G * H + j])
-            d_c = dc[b, j]
-            d_gi_t[b, GI + j] = d_c * g * i * (1.0 - i)
-            d_gi_t[b, GF + j] = d_c * np.float64(c_prev[b, c_col + j]) * f * (1.0 - f)
-            d_gi_t[b, GG + j] = d_c * i * (1.0 - g * g)
-        for unit in range(stop - start):
-            j = start + unit
-            dc[b, j] *= np.float64(saved_t[b, SAVED_F * H + j])
+        for b in range(seqs.start, seqs.stop):
+            if t >= lengths[b]:
+                zero_units(d_gi_t, b, 4, H, start, stop)
+                continue
+            for unit in range(stop - start):
+                j = start + unit
+                dh[b, j] += dy_t[b, j]
+            for unit in range(stop - start):
+                j = start + unit
+                o = np.float64(saved_t[b, SAVED_O * H + j])
+                tanh_c = gate_tanh(np.float64(saved_t[b, SAVED_C * H + j]), dy_t.dtype)
+                d_h = dh[b, j]
+                d_gi_t[b, GO + j] = d_h * tanh_c * o * (1.0 - o)
+                dc[b, j] += d_h * o * (1.0 - tanh_c * tanh_c)
+            for unit in range(stop - start):
+                j = start + unit
+                i = np.float64(saved_t[b, SAVED_I * H + j])
+                f = np.float64(saved_t[b, SAVED_F * H + j])
+                g = np.float64(saved_t[b, SAVED_G * H + j])
+                d_c = dc[b, j]
+                d_gi_t[b, GI + j] = d_c * g * i * (1.0 - i)
+                d_gi_t[b, GF + j] = d_c * np.float64(c_prev[b, c_col + j]) * f * (1.0 - f)
+                d_gi_t[b, GG + j] = d_c * i * (1.0 - g * g)
+            for unit in range(stop - start):
+                j = start + unit
+                dc[b, j] *= np.float64(saved_t[b, SAVED_F * H + j])
 
     @njit(**JIT)
     def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
@@ -1129,12 +1155,8 @@ if numba is not None:
             dy_t, saved_t, d_gi_t = dy[t], saved[t], d_gi[t]
             # a sequence inside step t was inside t-1: its saved c there is current
             c_prev, c_col = (c0, 0) if t == 0 else (saved[t - 1], C)
-            for b in range(seqs.start, seqs.stop):
-                if t < lengths[b]:
-                    lstm_backward_row(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, b, start,
-                                      stop)
-                else:
-                    zero_units(d_gi[t, b], 4, H, start, stop)
+            lstm_backward_rows(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, lengths, t, seqs,
+                               start, stop)
             barrier(step_team)
             matmul_nt(d_gi_t[seqs], 0, 4 * H, w_hh_t, 0, start, stop - start, dh_rec[seqs],
                       start)

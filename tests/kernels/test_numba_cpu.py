@@ -270,9 +270,11 @@ def test_float32_gate_loop_vectorizes():
 
 
 def row_function_cases():
-    """(row function, arguments) of every pointwise loop over one worker's units: one
-    step's (B, width) arrays, sequence b = 1, units 16..H."""
+    """(function, arguments) of every pointwise loop over one worker's units: one step's
+    (B, width) arrays, sequences 1..2 of step 1 (sequence 2 past its length), units
+    16..H."""
     B, H, f32 = 3, 40, np.float32
+    lengths, t, seqs = np.array([2, 2, 1]), 1, slice(1, 3)
 
     def rows(width, dtype=f32):
         return np.zeros((B, width * H), dtype)
@@ -281,20 +283,22 @@ def row_function_cases():
         return np.zeros(width * H, f32)
 
     return {
-        "gru_reset_row": (numba_cpu.gru_reset_row, rows(3), rows(3), bias(3), rows(1),
-                          rows(1), rows(4), 1, 16, H),
-        "gru_step_row": (numba_cpu.gru_step_row, rows(3), rows(3), bias(3), bias(1), True,
-                         rows(1), rows(1), rows(1), rows(4), 1, 16, H),
-        "gru_backward_row": (numba_cpu.gru_backward_row, rows(1), rows(4), rows(1), True,
-                             rows(1, float), rows(3), rows(3), rows(1), 1, 16, H),
-        "gru_reset_backward_row": (numba_cpu.gru_reset_backward_row, rows(1), rows(3),
-                                   rows(1), rows(1, float), rows(3), 1, 16, H),
-        "lstm_step_row": (numba_cpu.lstm_step_row, rows(4), rows(4), bias(4), rows(1),
-                          rows(1), rows(1), rows(1), rows(5), 1, 16, H),
-        "lstm_backward_row": (numba_cpu.lstm_backward_row, rows(1), rows(5), rows(5), 4 * H,
-                              rows(1, float), rows(1, float), rows(4), 1, 16, H),
-        "add_rows": (numba_cpu.add_rows, rows(1, float), rows(1), np.full(B, 2), 1, False,
-                     16, H),
+        "gru_reset_rows": (numba_cpu.gru_reset_rows, rows(3), rows(3), bias(3), rows(1),
+                           rows(1), rows(4), seqs, 16, H),
+        "gru_step_rows": (numba_cpu.gru_step_rows, rows(3), rows(3), bias(3), bias(1), True,
+                          rows(1), rows(1), rows(1), rows(4), lengths, t, seqs, 16, H),
+        "gru_backward_rows": (numba_cpu.gru_backward_rows, rows(1), rows(4), rows(1), True,
+                              rows(1, float), rows(3), rows(3), rows(1), lengths, t, seqs,
+                              16, H),
+        "gru_reset_backward_rows": (numba_cpu.gru_reset_backward_rows, rows(1), rows(3),
+                                    rows(1), rows(1, float), rows(3), lengths, t, seqs, 16,
+                                    H),
+        "lstm_step_rows": (numba_cpu.lstm_step_rows, rows(4), rows(4), bias(4), rows(1),
+                           rows(1), rows(1), rows(1), rows(5), lengths, t, seqs, 16, H),
+        "lstm_backward_rows": (numba_cpu.lstm_backward_rows, rows(1), rows(5), rows(5),
+                               4 * H, rows(1, float), rows(1, float), rows(4), lengths, t,
+                               seqs, 16, H),
+        "add_rows": (numba_cpu.add_rows, rows(1, float), rows(1), lengths, t, False, 16, H),
     }
 
 
@@ -316,13 +320,13 @@ def test_pointwise_functions_mark_their_arrays_non_overlapping(name):
     llvm = twin.inspect_llvm(twin.signatures[0])
     definition = next(line for line in llvm.splitlines()
                       if line.startswith("define") and function.__name__ in line)
-    arrays = [name for name, value in zip(function.py_func.__code__.co_varnames, arguments)
-              if isinstance(value, np.ndarray)]
+    names = function.py_func.__code__.co_varnames
+    arrays = [name for name, value in zip(names, arguments) if isinstance(value, np.ndarray)]
     for array in arrays:
         assert re.search(rf"ptr noalias [^,]*%arg\.{array}\.4\b", definition), array
 
 
-@pytest.mark.parametrize("name", ["gru_reset_row", "gru_step_row", "lstm_step_row"])
+@pytest.mark.parametrize("name", ["gru_reset_rows", "gru_step_rows", "lstm_step_rows"])
 def test_float32_forward_rows_stay_in_float32(name):
     """The forward's gate math runs in 16-lane float32 vectors: no conversion to float64
     and no packed float64 arithmetic (a float64 bias or constant would bring both)."""
