@@ -82,8 +82,8 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
                         help="a problem size; repeat for several; replaces the suite's")
     parser.add_argument("--dtype", choices=suites.DTYPES, help="default: the suite's")
     parser.add_argument("--threads", nargs="+", metavar="N",
-                        type=_positive(int, cpu_count(), f" (this machine's CPUs; more only "
-                                                         f"measures oversubscription)"),
+                        type=_positive(int, cpu_count(), " (this machine's CPUs; more only "
+                                                         "measures oversubscription)"),
                         help="thread counts, one worker each (default: the suite's)")
     parser.add_argument("--min-runs", type=_positive(int), metavar="N",
                         help="at least N timed runs per case")

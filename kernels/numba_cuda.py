@@ -501,7 +501,7 @@ class NumbaCudaPrepared(Prepared):
         super().__init__(args)
         check_device_memory(args)
         self.config = config
-        T, B, I, H, G = args.T, args.B, args.I, args.H, args.gates
+        T, B, H, G = args.T, args.B, args.H, args.gates
         dtype = args.dtype
         self.dtype = np.dtype(dtype)
         self._last_kernel = None
