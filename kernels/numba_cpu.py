@@ -113,9 +113,12 @@ if numba is not None:
         vectorized loop LLVM otherwise checks at run time that no array the loop writes
         overlaps another it touches: at H = 64 that was 8% of a GRU step's pointwise call
         and 17% of an LSTM's (one thread, float32). LLVM's noalias promises that memory
-        the function modifies is reached through one argument only, so it serves only
-        the pointwise functions, whose callers pass outputs and workspaces of their own
-        (never a view of memory another argument reads)."""
+        the function modifies is reached through one argument only. numba's own use
+        rests on its alias analysis; here it rests on the callers and the functions: it
+        serves only the pointwise functions, whose callers pass outputs and workspaces of
+        their own (never a view of memory another argument reads), and which update no
+        reference count (views of one array share theirs; see "shared parts"; a test
+        checks their code)."""
 
         def define_pipelines(self):
             self.state.flags.noalias = True
@@ -683,12 +686,15 @@ if numba is not None:
 
     # ----------------------------------------------------------------- shared parts
     # Every kernel takes the team first; ``start, stop`` are the worker's hidden units
-    # (:func:`share`). Pointwise functions take one step's 2-D arrays (B, width) and a
-    # sequence b, and work on row b's units. They index those arrays rather than take row
-    # views: a view updates its parent's reference count atomically, a cache line every
-    # worker would write for every row. Their loops run ``for unit in range(stop - start)``
-    # with ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0
-    # only in that form, and a possibly negative index keeps a loop scalar (4x).
+    # (:func:`share`). Pointwise functions take one step's 2-D arrays (B, width) and the
+    # worker's sequences ``seqs`` (a slice), and work on those rows' units. They index
+    # those arrays rather than take row views, and call nothing LLVM does not inline: a
+    # view, or an array passed to a call, updates the array's reference count atomically
+    # (a cache line every worker would write for every row), and a reference count
+    # updated through two noalias arguments sharing one count breaks DISJOINT_JIT's
+    # promise. Their loops run ``for unit in range(stop - start)`` with
+    # ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0 only
+    # in that form, and a possibly negative index keeps a loop scalar (4x).
 
     @njit(**JIT)
     def previous_states(y, h0, t):
@@ -696,14 +702,6 @@ if numba is not None:
         t = 0, else y[t-1] (a sequence inside step t was inside step t-1, so y is unmasked
         there). y (T,B,H), h0 (B,H); returns (B,H)."""
         return h0 if t == 0 else y[t - 1]
-
-    @njit(**JIT)
-    def zero_units(rows, b, gates, H, start, stop):
-        """rows[b, g*H + start : g*H + stop] = 0 for the first ``gates`` blocks of H."""
-        start, stop = nonnegative(start), nonnegative(stop)
-        for gate in range(gates):
-            for unit in range(stop - start):
-                rows[b, gate * H + start + unit] = 0
 
     @njit(**JIT)
     def column_sums(team, rows, out):
@@ -866,7 +864,7 @@ if numba is not None:
         rows, depth I and H); bias_gi (3H,), of x's dtype (the gate math runs in it): the
         biases added to the input part (b_ih, plus b_hh for r and z, plus b_hn when
         reset-before); b_hn (H,): the candidate's recurrent bias when reset-after (r
-        multiplies it; zero when reset-before); lengths (B,) int64.
+        multiplies it; unused when reset-before); lengths (B,) int64.
         Outputs: y (T,B,H); h (B,H) = h_n. saved (T,B,4H) (reset-after) or (T,B,3H)
         receives r, z, n [, W_hn h + b_hn] for backward; inference passes a (1,B,4H)
         scratch that each step overwrites.
@@ -918,11 +916,17 @@ if numba is not None:
         R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         for b in range(seqs.start, seqs.stop):
             if t >= lengths[b]:
-                zero_units(d_gi_t, b, 3, H, start, stop)
-                if reset_after:
-                    zero_units(d_gh_t, b, 3, H, start, stop)
-                else:
-                    zero_units(reset_t, b, 1, H, start, stop)
+                for unit in range(stop - start):
+                    j = start + unit
+                    d_gi_t[b, R + j] = 0
+                    d_gi_t[b, Z + j] = 0
+                    d_gi_t[b, N + j] = 0
+                    if reset_after:
+                        d_gh_t[b, R + j] = 0
+                        d_gh_t[b, Z + j] = 0
+                        d_gh_t[b, N + j] = 0
+                    else:
+                        reset_t[b, j] = 0
                 continue
             for unit in range(stop - start):
                 j = start + unit
@@ -1112,15 +1116,20 @@ if numba is not None:
         c_prev[b, c_col:c_col+H] (c0, or the c slot of the step before); dh, dc (B,H)
         float64 hold the gradients after the step (dh is clobbered), dc leaves with the
         one before it. Writes d_gi_t (B,4H); a sequence past its length (lengths (B,))
-        gets zeros there and keeps dh and dc. Short loops over few arrays, so each one
-        vectorizes (see :func:`gru_backward_rows`)."""
+        gets zeros there and keeps dh and dc. Short loops over few arrays (see
+        :func:`gru_backward_rows` for why)."""
         H = nonnegative(dy_t.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
         c_col = nonnegative(c_col)
         GI, GF, GG, GO = LSTM_I * H, LSTM_F * H, LSTM_G * H, LSTM_O * H
         for b in range(seqs.start, seqs.stop):
             if t >= lengths[b]:
-                zero_units(d_gi_t, b, 4, H, start, stop)
+                for unit in range(stop - start):
+                    j = start + unit
+                    d_gi_t[b, GI + j] = 0
+                    d_gi_t[b, GF + j] = 0
+                    d_gi_t[b, GG + j] = 0
+                    d_gi_t[b, GO + j] = 0
                 continue
             for unit in range(stop - start):
                 j = start + unit

@@ -310,20 +310,38 @@ def test_pointwise_loops_over_a_workers_units_vectorize(name):
     assert len(packed_instructions(function, *arguments)) >= 8
 
 
+def optimized_body(function, *arguments):
+    """The LLVM IR of ``function`` itself (its ``define`` line to the closing brace),
+    optimized, for these arguments' types."""
+    twin = uncached_twin(function, *arguments)
+    llvm = twin.inspect_llvm(twin.signatures[0])
+    start = next(match.start() for match in re.finditer(r"^define .*$", llvm, re.M)
+                 if function.__name__ in match.group())
+    return llvm[start:llvm.index("\n}\n", start)]
+
+
 @pytest.mark.parametrize("name", list(row_function_cases()))
 def test_pointwise_functions_mark_their_arrays_non_overlapping(name):
     """Every array's data pointer is ``noalias``, so LLVM runs no overlap checks before
     the vectorized loops (DISJOINT_JIT). Each array reaches LLVM as several arguments;
     its data pointer is the one named ``arg.<name>.4``."""
     function, *arguments = row_function_cases()[name]
-    twin = uncached_twin(function, *arguments)
-    llvm = twin.inspect_llvm(twin.signatures[0])
-    definition = next(line for line in llvm.splitlines()
-                      if line.startswith("define") and function.__name__ in line)
+    definition = optimized_body(function, *arguments).splitlines()[0]
     names = function.py_func.__code__.co_varnames
     arrays = [name for name, value in zip(names, arguments) if isinstance(value, np.ndarray)]
     for array in arrays:
         assert re.search(rf"ptr noalias [^,]*%arg\.{array}\.4\b", definition), array
+
+
+@pytest.mark.parametrize("name", list(row_function_cases()))
+def test_pointwise_functions_update_no_reference_count(name):
+    """Their meminfo pointers are noalias too, and views of one array (saved[t] and
+    saved[t-1], both halves of the states) share one count: updating it through two of
+    them would break that promise. A row view, or a call LLVM does not inline, brings
+    these updates (they also cost an atomic per sequence on a line all workers share)."""
+    function, *arguments = row_function_cases()[name]
+    body = optimized_body(function, *arguments)
+    assert "NRT_incref" not in body and "NRT_decref" not in body
 
 
 @pytest.mark.parametrize("name", ["gru_reset_rows", "gru_step_rows", "lstm_step_rows"])
