@@ -800,23 +800,6 @@ if numba is not None:
                 saved_t[b, SAVED_R * H + j] = r
                 reset_state[b, j] = r * prev[b, j]
 
-    @njit(**JIT)
-    def gru_update(gi_t, gh, bias_gi, prev, new, y_t, saved_t, b, j, recurrent_n):
-        """The rest of :func:`gru_step_rows` at sequence b, unit j, given the candidate's
-        recurrent term recurrent_n (reset-after: r * (W_hn h + b_hn); reset-before:
-        W_hn (r*h)): z, n and the new state. Small enough that LLVM inlines it into the
-        loops that call it, which then vectorize."""
-        H = prev.shape[1]
-        Z, N = GRU_Z * H, GRU_N * H
-        dtype = prev.dtype
-        z = gate_sigmoid(gi_t[b, Z + j] + bias_gi[Z + j] + gh[b, Z + j], dtype)
-        n = gate_tanh(gi_t[b, N + j] + bias_gi[N + j] + recurrent_n, dtype)
-        h_new = n + z * (prev[b, j] - n)
-        saved_t[b, SAVED_Z * H + j] = z
-        saved_t[b, SAVED_N * H + j] = n
-        new[b, j] = h_new
-        y_t[b, j] = h_new
-
     @njit(**DISJOINT_JIT)
     def gru_step_rows(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t,
                       lengths, t, seqs, start, stop):
@@ -824,15 +807,16 @@ if numba is not None:
         gi_t, gh (B,3H) and the biases (see :func:`gru_forward_kernel`); from the state
         prev (B,H) writes the new state to new and y_t (B,H) and the activations to
         saved_t (B,4H) or (B,3H) (reset-before: r is there already, from
-        :func:`gru_reset_rows`). A sequence past its length (lengths (B,)) keeps its
-        state and outputs zeros.
+        :func:`gru_reset_rows`). Reset-after, gh's n part leaves holding r * (W_hn h +
+        b_hn). A sequence past its length (lengths (B,)) keeps its state and outputs
+        zeros.
 
         Like every pointwise function, one call serves all of a worker's sequences: with
         a call per sequence, each paid the call's fixed cost (at H = 64, one thread,
         float32, a sequence took 126 ns, now 88; the LSTM step's 159, now 116)."""
         H = nonnegative(prev.shape[1])
         start, stop = nonnegative(start), nonnegative(stop)
-        R, N = GRU_R * H, GRU_N * H
+        R, Z, N = GRU_R * H, GRU_Z * H, GRU_N * H
         dtype = prev.dtype
         for b in range(seqs.start, seqs.stop):
             if t >= lengths[b]:
@@ -840,20 +824,26 @@ if numba is not None:
                     new[b, start + unit] = prev[b, start + unit]
                     y_t[b, start + unit] = 0
                 continue
-            # one loop per variant: with the test inside, LLVM computed r in both
             if reset_after:
+                # r, then r * (W_hn h + b_hn) in place of W_hn h in gh: the loop below
+                # then serves both variants (a variant test inside it kept LLVM computing
+                # r for reset-before too)
                 for unit in range(stop - start):
                     j = start + unit
                     r = gate_sigmoid(gi_t[b, R + j] + bias_gi[R + j] + gh[b, R + j], dtype)
                     gh_n = gh[b, N + j] + b_hn[j]
                     saved_t[b, SAVED_R * H + j] = r
                     saved_t[b, SAVED_GH_N * H + j] = gh_n
-                    gru_update(gi_t, gh, bias_gi, prev, new, y_t, saved_t, b, j, r * gh_n)
-            else:
-                for unit in range(stop - start):
-                    j = start + unit
-                    gru_update(gi_t, gh, bias_gi, prev, new, y_t, saved_t, b, j,
-                               gh[b, N + j])
+                    gh[b, N + j] = r * gh_n
+            for unit in range(stop - start):
+                j = start + unit
+                z = gate_sigmoid(gi_t[b, Z + j] + bias_gi[Z + j] + gh[b, Z + j], dtype)
+                n = gate_tanh(gi_t[b, N + j] + bias_gi[N + j] + gh[b, N + j], dtype)
+                h_new = n + z * (prev[b, j] - n)
+                saved_t[b, SAVED_Z * H + j] = z
+                saved_t[b, SAVED_N * H + j] = n
+                new[b, j] = h_new
+                y_t[b, j] = h_new
 
     @njit(**JIT)
     def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_after, y,

@@ -2,6 +2,7 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import os
 import re
 import subprocess
 import sys
@@ -143,6 +144,38 @@ def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
             assert np.array_equal(got, want)
         for name in first[1]:
             assert np.array_equal(other[1][name], first[1][name])
+
+
+#: a training step of each cell, float32, written to the .npz named by argv[1]
+TRAINING_STEPS_SCRIPT = """
+import sys
+import numpy as np
+from grubench.kernels import numba_cpu
+from grubench.problems import Problem
+results = {}
+for cell, reset_after in (("gru", True), ("gru", False), ("lstm", True)):
+    args = Problem(cell, 7, 6, 24, 40, reset_after=reset_after).make_args(seed=3)
+    outputs, grads = numba_cpu.prepare(args).training_step()
+    results.update({f"{cell}-{reset_after}-out{i}": out for i, out in enumerate(outputs)})
+    results.update({f"{cell}-{reset_after}-{name}": grad for name, grad in grads.items()})
+np.savez(sys.argv[1], **results)
+"""
+
+
+def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
+    """The first process compiles and fills the cache; the next loads it. Their results
+    must match bit for bit. They once did not: a helper's product fused into an FMA
+    where the helper was inlined late, and not where it was compiled apart."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for run in ("compiled", "cached"):
+        done = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT,
+                               str(tmp_path / f"{run}.npz")], env=environment,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "cached.npz")
+    assert compiled.files == cached.files
+    for name in compiled.files:
+        assert np.array_equal(compiled[name], cached[name]), name
 
 
 @pytest.mark.parametrize("cell, reset_after, width", [("gru", True, 4), ("gru", False, 3),
