@@ -3,9 +3,10 @@
 Structure of every pass (haste's and cuDNN's, on the CPU):
 
 * forward: one product projects the inputs of all T steps, ``gi = x @ w_ih.T``; then per step
-  one recurrent product for all gates, ``gh = h @ w_hh.T``, and one fused pointwise loop that
-  adds the biases, applies the gates and updates the state (reset-before GRUs need a second,
-  (B,H)x(H,H) product per step, because r multiplies h before W_hn).
+  one recurrent product for all gates, ``gh = h @ w_hh.T``, and one call of a pointwise
+  function that adds the biases, applies the gates and updates the state of the worker's
+  sequences (reset-before GRUs need a second, (B,H)x(H,H) product per step, because r
+  multiplies h before W_hn).
 * backward: per step a fused pointwise loop writes the gate pre-activation gradients of all
   T steps into one buffer, then one recurrent product carries dh back a step; the weight and
   input gradients are then single large products over all T*B rows.
@@ -858,7 +859,8 @@ if numba is not None:
         Outputs: y (T,B,H); h (B,H) = h_n. saved (T,B,4H) (reset-after) or (T,B,3H)
         receives r, z, n [, W_hn h + b_hn] for backward; inference passes a (1,B,4H)
         scratch that each step overwrites.
-        Workspaces: gi (T,B,3H), gh (B,3H), reset_state (B,H) (r*h, reset-before only),
+        Workspaces: gi (T,B,3H), gh (B,3H) (reset-after, :func:`gru_step_rows` overwrites
+        its n part), reset_state (B,H) (r*h, reset-before only),
         states (2,B,H): the state before and after a step (other workers still read the
         one before while this worker writes its units of the next).
         """

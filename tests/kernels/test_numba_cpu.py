@@ -2,6 +2,7 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import json
 import os
 import re
 import subprocess
@@ -146,19 +147,25 @@ def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
             assert np.array_equal(other[1][name], first[1][name])
 
 
-#: a training step of each cell, float32, written to the .npz named by argv[1]
+#: a training step of each cell, float32, with lengths in [0, T], written to the .npz
+#: named by argv[1]; prints the kernels' cache (hits, misses) as JSON
 TRAINING_STEPS_SCRIPT = """
-import sys
+import json, sys
 import numpy as np
 from grubench.kernels import numba_cpu
 from grubench.problems import Problem
 results = {}
 for cell, reset_after in (("gru", True), ("gru", False), ("lstm", True)):
-    args = Problem(cell, 7, 6, 24, 40, reset_after=reset_after).make_args(seed=3)
+    args = Problem(cell, 7, 6, 24, 40, reset_after=reset_after,
+                   variable_lengths=True).make_args(seed=3)
     outputs, grads = numba_cpu.prepare(args).training_step()
     results.update({f"{cell}-{reset_after}-out{i}": out for i, out in enumerate(outputs)})
     results.update({f"{cell}-{reset_after}-{name}": grad for name, grad in grads.items()})
 np.savez(sys.argv[1], **results)
+kernels = [numba_cpu.gru_forward_kernel, numba_cpu.gru_backward_kernel,
+           numba_cpu.lstm_forward_kernel, numba_cpu.lstm_backward_kernel]
+print(json.dumps([sum(sum(getattr(kernel.stats, counts).values()) for kernel in kernels)
+                  for counts in ("cache_hits", "cache_misses")]))
 """
 
 
@@ -167,11 +174,14 @@ def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
     must match bit for bit. They once did not: a helper's product fused into an FMA
     where the helper was inlined late, and not where it was compiled apart."""
     environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    cache_use = {}
     for run in ("compiled", "cached"):
         done = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT,
                                str(tmp_path / f"{run}.npz")], env=environment,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
+        cache_use[run] = json.loads(done.stdout.splitlines()[-1])
+    assert cache_use == {"compiled": [0, 4], "cached": [4, 0]}   # (hits, misses)
     compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "cached.npz")
     assert compiled.files == cached.files
     for name in compiled.files:
