@@ -22,7 +22,7 @@ import pandas as pd
 
 from grubench.accuracy import rel_err_target
 from grubench.files import write_atomic
-from grubench.runner import CASE_KEY, COLUMNS, SCHEMA
+from grubench.runner import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
 
 GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
 TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
@@ -307,9 +307,17 @@ def _row_problem(row: dict) -> str | None:
             return f"{key} must be a positive integer, got {row[key]!r}"
     for key in _NUMBERS:
         value = row.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        if value is not None and not _is_number(value):
             return f"{key} must be a number, got {value!r}"
+    samples = row.get("samples_s")
+    if samples is not None and not (isinstance(samples, list)
+                                    and all(_is_number(v) for v in samples)):
+        return "samples_s must be a list of numbers"
     return None
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
@@ -346,7 +354,8 @@ def write_report(frame: pd.DataFrame, out: str | Path) -> list[Path]:
     """results.json, results.csv, report.md and the plots into ``out``; the paths."""
     out = Path(out)
     written = [write_atomic(out / "results.json", to_json(frame)),
-               write_atomic(out / "results.csv", frame.to_csv(index=False))]
+               write_atomic(out / "results.csv",
+                            frame.drop(columns=list(JSON_ONLY_COLUMNS)).to_csv(index=False))]
     plots = write_plots(frame, out)
     markdown = render_report(frame, markdown=True,
                              metrics=("time", "gflops", "memory", "accuracy", "compile"))

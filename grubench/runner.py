@@ -68,7 +68,12 @@ COLUMNS = (
     "parameters", "flops", "gflops", "gflops_recurrent", "gemm_gflops", "gemm_fraction",
     "timesteps_per_s", "baseline", "speedup",
     "backend_version", "machine", "commit", "seed",
+    "samples_s",
 )
+
+#: Columns kept in results.json but not in results.csv: the raw per-call times, which
+#: comparisons test for significance and a spreadsheet has no cell shape for.
+JSON_ONLY_COLUMNS = ("samples_s",)
 
 CASE_KEY = ("cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads")
 

@@ -66,11 +66,11 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
             arrays, accuracy.load(request["reference"]))
     del result
 
-    stats = timing.summarize(timing.measure(call, prepared.synchronize,
-                                            min_runs=request["min_runs"],
-                                            min_time=request["min_time"]))
+    samples = timing.measure(call, prepared.synchronize, min_runs=request["min_runs"],
+                             min_time=request["min_time"])
+    stats = timing.summarize(samples)
     row.update(median_s=stats.median_s, iqr_s=stats.iqr_s, min_s=stats.min_s,
-               runs=stats.runs, unstable=stats.unstable)
+               runs=stats.runs, unstable=stats.unstable, samples_s=samples)
     row["peak_bytes"] = memory.peak_bytes(lambda: (call(), prepared.synchronize()), counter)
     row["peak_counter"] = counter
     row["rss_bytes"] = memory.rss_bytes()

@@ -134,6 +134,20 @@ def test_json_schema_round_trip(results, tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
 
 
+def test_raw_samples_kept_in_json_only(results, tmp_path):
+    results.at[0, "samples_s"] = [2e-3, 1.9e-3, 2.4e-3]
+    report.write_report(results, tmp_path)
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["results"][0]["samples_s"] == [2e-3, 1.9e-3, 2.4e-3]
+    assert document["results"][1]["samples_s"] is None
+    assert "samples_s" not in (tmp_path / "results.csv").read_text().splitlines()[0]
+    assert report.load_results(tmp_path).iloc[0]["samples_s"] == [2e-3, 1.9e-3, 2.4e-3]
+    document["results"][0]["samples_s"] = [1e-3, "slow"]
+    (tmp_path / "results.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="result 1: samples_s must be a list of numbers"):
+        report.load_results(tmp_path)
+
+
 def test_interrupted_report_write_keeps_the_old_file(results, tmp_path, monkeypatch):
     report.write_report(results, tmp_path)
     before = (tmp_path / "results.json").read_text()

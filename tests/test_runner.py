@@ -1,5 +1,7 @@
 """The runner: backend selection, rows for every outcome, checks before measuring,
 Ctrl-C keeping the measured rows."""
+import statistics
+
 import pandas as pd
 import pytest
 
@@ -25,6 +27,8 @@ def test_rows_carry_case_context_and_measurements():
     assert (first["backend"], first["cell"], first["T"], first["B"], first["I"],
             first["H"]) == ("fake-ok", "gru", 3, 2, 4, 5)
     assert first["status"] == "ok" and first["runs"] >= 2
+    assert len(first["samples_s"]) == first["runs"]
+    assert first["median_s"] == pytest.approx(statistics.median(first["samples_s"]))
     assert first["backend_version"] == "fake ok"
     assert first["peak_counter"] == "tracemalloc" and first["peak_bytes"] > 0
     assert first["rel_err"] < 1e-6 and first["speedup"] == 1.0
