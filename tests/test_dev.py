@@ -147,6 +147,16 @@ def test_a_stale_environment_installs_pinned_torch_first_then_the_project(clone)
     assert plan(clone)["stamp"].endswith(".venv is ok")         # so the repeat installs nothing
 
 
+def test_the_override_reaches_pip_as_separate_arguments(clone):
+    fake_venv(clone)
+    (clone / "torchx==2.5.1").write_text("")  # what an unquoted torch[x]==2.5.1 would glob to
+    status, _, err = dev(clone, "test", FAKE_PIP="ok",
+                         GRUBENCH_TORCH="torch[x]==2.5.1 --index-url https://example.org/cu121")
+    assert status == 0, err
+    pip = [c for c in calls(clone) if c.startswith("-m pip")]
+    assert pip[0] == "-m pip install torch[x]==2.5.1 --index-url https://example.org/cu121"
+
+
 def test_no_local_cpu_wheel_falls_back_to_the_cpu_index(clone):
     fake_venv(clone)
     status, out, err = dev(clone, "test", FAKE_PIP="no-local")
