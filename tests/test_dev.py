@@ -214,7 +214,7 @@ def test_a_full_disk_is_caught_before_installing(clone):
               "echo 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
               "echo '/dev/vda 100000000 99000000 1000000 99% /'\n")
     assert one_error(clone) == (
-        "dev: error: 0 GiB free on the disk of .venv and set-up needs about 3 GiB: free some "
+        "dev: error: 0 GiB free on the disk of .venv and set-up needs about 4 GiB: free some "
         "space (or set GRUBENCH_VENV to a roomier disk) and re-run ./dev")
 
 
