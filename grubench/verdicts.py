@@ -23,7 +23,8 @@ The rules (RULES below is the text printed under the table, built from these con
   speed drifts by a few percent, which no within-case interval sees.
 * memory: byte counts of one call, which repeat from call to call; GRU needs less when its
   count is below LSTM's by more than MEMORY_TIE, more when above by more than that.
-* parameters: the exact count G*H*(I+H+2), G = 3 gate blocks for a GRU, 4 for an LSTM.
+* parameters: the exact count G*H*(I+H+2) (grubench.problems), G = 3 gate blocks for a
+  GRU, 4 for an LSTM: fewer is fewer.
 * numerics: both cells' relative error against the float64 oracle within the target of
   grubench.tolerances (grubench.accuracy.rel_err_target).
 * task accuracy: "similar" holds when the seeds' ranges [min, max] of test accuracy of the
@@ -290,15 +291,10 @@ def memory_point(where: str, gru_bytes, lstm_bytes) -> Point:
                                  f"{lstm_bytes / scale:.3g} {unit}: {more}", ratio)
 
 
-def parameter_count(cell: str, I: int, H: int) -> int:  # noqa: E741 - input size
-    """Weights and both biases of one layer: G*H*(I+H+2)."""
-    return {"gru": 3, "lstm": 4}[cell] * H * (I + H + 2)
-
-
-def parameters_point(where: str, I: int, H: int) -> Point:  # noqa: E741 - input size
-    gru, lstm = parameter_count("gru", I, H), parameter_count("lstm", I, H)
-    outcome = HOLDS if gru < lstm else FAILS
-    return Point(where, outcome, f"GRU {gru:,} vs LSTM {lstm:,}: GRU {gru / lstm:.3g}x as "
+def parameters_point(where: str, gru: int, lstm: int) -> Point:
+    """The cells' exact parameter counts (Problem.parameter_count: G*H*(I+H+2))."""
+    outcome = HOLDS if gru < lstm else FAILS if gru > lstm else NOISE
+    return Point(where, outcome, f"GRU {gru:,} vs LSTM {lstm:,}: GRU {gru / lstm:.2f}x as "
                                  f"many", lstm / gru)
 
 
@@ -366,7 +362,9 @@ def judge(frame: pd.DataFrame, training_rows: list[dict] | None = None) -> Verdi
                 if gru is not None and lstm is not None}
         if not both:
             continue
-        points = [(PARAMETERS, parameters_point(where, I, H))]
+        gru, lstm = next(iter(both.values()))
+        points = [(PARAMETERS, parameters_point(where, int(gru["parameters"]),
+                                                int(lstm["parameters"])))]
         for mode, claim in (("inference", INFERENCE), ("training", TRAINING)):
             if mode in both:
                 gru, lstm = both[mode]
