@@ -73,8 +73,8 @@ RULES = (
     f"task accuracy: similar (holds) when the two cells' test accuracies over the seeds, "
     f"[min, max], overlap or their means are less than {SIMILAR_POINTS:g} point apart; "
     f"fewer than {MIN_SEEDS} seeds a cell: not judged.",
-    "mixed (holds at k of n): the claim holds at k of the n points (sizes, or a dataset's "
-    "thread counts) the backend measured.",
+    "mixed (holds at k of n): the claim holds at k of the n points (sizes; for training "
+    "runs, a dataset's settings and thread counts) the backend measured.",
 )
 
 
@@ -135,20 +135,21 @@ class Verdict:
 
 @dataclass
 class VerdictSet:
-    """Every verdict of a run: claims in order, backends in order, known causes seen."""
+    """Every verdict of a run, with its claims and backends in the order first seen."""
 
     claims: list[Claim] = field(default_factory=list)
     backends: list[str] = field(default_factory=list)
     verdicts: dict = field(default_factory=dict)    # (claim key, backend) -> Verdict
 
-    def add(self, claim: Claim, backend: str, points: list[Point]) -> None:
-        if not points:
-            return
+    def add(self, claim: Claim, backend: str, point: Point) -> None:
+        """One more point of ``claim`` on ``backend``."""
         if claim not in self.claims:
             self.claims.append(claim)
         if backend not in self.backends:
             self.backends.append(backend)
-        self.verdicts[claim.key, backend] = Verdict(claim, backend, tuple(points))
+        earlier = self.verdicts.get((claim.key, backend))
+        points = (*(earlier.points if earlier else ()), point)
+        self.verdicts[claim.key, backend] = Verdict(claim, backend, points)
 
     def get(self, claim: Claim, backend: str) -> Verdict | None:
         return self.verdicts.get((claim.key, backend))
@@ -382,17 +383,12 @@ def judge(frame: pd.DataFrame, training_rows: list[dict] | None = None) -> Verdi
         points.append((NUMERICS, numerics_point(where, dtype, {
             mode: (gru["rel_err"], lstm["rel_err"]) for mode, (gru, lstm) in both.items()})))
         for claim, point in points:
-            _append(verdicts, claim, backend, point)
+            verdicts.add(claim, backend, point)
     for claim, backend, point in training_points(training_rows or []):
-        _append(verdicts, claim, backend, point)
+        verdicts.add(claim, backend, point)
     order = [PARAMETERS, INFERENCE, TRAINING, PEAK, SAVED, NUMERICS]
     verdicts.claims.sort(key=lambda c: order.index(c) if c in order else len(order))
     return verdicts
-
-
-def _append(verdicts: VerdictSet, claim: Claim, backend: str, point: Point) -> None:
-    earlier = verdicts.get(claim, backend)
-    verdicts.add(claim, backend, [*(earlier.points if earlier else ()), point])
 
 
 #: What a training row must hold to be compared, and what must agree between GRU and LSTM
