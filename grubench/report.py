@@ -234,7 +234,8 @@ def verdict_tables(verdicts) -> list[Table]:
 
 
 def render_verdicts(verdicts, markdown: bool = False) -> str:
-    """The verdict tables, then what they mean (one line per claim) and the rules."""
+    """The verdicts table, the rules under it, what the verdicts mean (a line per claim),
+    then the speed and task-accuracy verdicts point by point."""
     from grubench.verdicts import RULES, meaning
 
     render = render_markdown if markdown else render_text
