@@ -99,7 +99,7 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _run(args, cells=None):
+def _run(args, cells=None, write: bool = True):
     from grubench import backends
     from grubench.runner import run_suite
 
@@ -111,7 +111,8 @@ def _run(args, cells=None):
         variants=None if args.variant is None else _both(suites.VARIANTS)(args.variant),
         modes=None if args.mode is None else _both(suites.MODES)(args.mode),
         sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
-        min_time=args.min_time, baseline=args.baseline, scale=args.scale, out=args.out,
+        min_time=args.min_time, baseline=args.baseline, scale=args.scale,
+        out=args.out if write else None,
         progress=not args.no_progress, case_timeout=args.timeout)
     return frame, time.monotonic() - started
 
@@ -144,12 +145,18 @@ def handle_run(args) -> int:
 
 
 def handle_compare_cells(args) -> int:
-    from grubench import report
+    from grubench import report, verdicts
+    from grubench.files import check_writable_dir
 
-    frame, seconds = _run(args, cells=suites.CELLS)
+    # Bad training files and an unwritable folder fail now, not after the measurements.
+    training = verdicts.load_training(args.training or [])
+    check_writable_dir(args.out)
+    frame, seconds = _run(args, cells=suites.CELLS, write=False)
+    frame.attrs["training"] = training
+    report.write_report(frame, args.out)
     print(report.render_report(frame, metrics=("time",)))
     print()
-    print(report.render_text(report.cell_comparison(frame)))
+    print(report.cell_sections(frame))
     return _finish(frame, seconds, args.out)
 
 
@@ -183,9 +190,10 @@ def handle_show(args) -> int:
     frame = report.load_results(args.path)
     metrics = args.metrics or ("time", "memory", "accuracy")
     print(report.render_report(frame, metrics=metrics))
-    if {"gru", "lstm"} <= set(frame["cell"]):
+    cells = report.cell_sections(frame)
+    if cells:
         print()
-        print(report.render_text(report.cell_comparison(frame)))
+        print(cells)
     return 0
 
 
@@ -199,10 +207,17 @@ def add_subcommand(subparsers) -> None:
 
     compare = subparsers.add_parser(
         "compare-cells", help="GRU against LSTM on the same sizes and backends",
-        description="Run GRU and LSTM on the same sizes and backends and print them side "
-                    "by side: parameters, inference and training time, memory, accuracy.")
+        description="Run GRU and LSTM on the same sizes and backends, print them side "
+                    "by side (parameters, inference and training time, memory, accuracy) "
+                    "and say, per backend, whether the usual claims (GRU: fewer "
+                    "parameters, faster, less memory) hold here.")
     add_case_options(compare, cells=False, out=f"{DEFAULT_OUT}/compare-cells")
-    compare.set_defaults(handler=handle_compare_cells)
+    compare.add_argument("--training", action="append", metavar="PATH",
+                         help="a `grubench train` training.json (or its folder) whose GRU "
+                              "and LSTM runs are judged too: time per epoch and test "
+                              "accuracy per dataset; repeat for runs with other seeds")
+    # Twice the suites' 5 runs: the verdicts test GRU's times against LSTM's.
+    compare.set_defaults(handler=handle_compare_cells, min_runs=10)
 
     listing = subparsers.add_parser(
         "list", help="backends (with availability) and suites (with sizes)",

@@ -192,6 +192,78 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
                  "parameters: G*H*(I+H+2) with G = 3 (GRU) and 4 (LSTM)")
 
 
+def verdict_cell(verdict) -> str:
+    """A verdicts-table cell: the verdict and the figure behind it: a speed or check's own
+    figure at one point, else the range of its ratios (LSTM/GRU; for numerics the worst
+    error as a fraction of its target)."""
+    from grubench.verdicts import factor, speed_span
+
+    points = verdict.points
+    ratios = [p.ratio for p in points if p.ratio is not None]
+    kind = verdict.claim.kind
+    if len(points) == 1 and kind in ("speed", "check"):
+        figure = points[0].figure
+    elif kind == "check" or len(ratios) < len(points):
+        return verdict.label
+    elif kind == "speed":
+        figure = speed_span(min(ratios), max(ratios))
+    elif kind == "tolerance":
+        figure = f"worst error {max(ratios):.2g} of its target"
+    else:
+        low, high = factor(min(ratios)), factor(max(ratios))
+        figure = f"LSTM/GRU {low}" + (f" to {high}" if low != high else "")
+    return f"{verdict.label}: {figure}"
+
+
+def verdict_tables(verdicts) -> list[Table]:
+    """The verdicts (claims x backends) and the figures behind them, point by point."""
+    backends = verdicts.backends
+    summary = [[claim.label, *("-" if verdicts.get(claim, b) is None
+                               else verdict_cell(verdicts.get(claim, b)) for b in backends)]
+               for claim in verdicts.claims]
+    # Points with an uncertainty (speed, task accuracy); the other figures at every size
+    # are in cell_comparison's table.
+    figures = [[claim.label, backend, point.where, point.outcome, point.figure, point.detail]
+               for claim in verdicts.claims for backend in backends
+               if verdicts.get(claim, backend) is not None
+               for point in verdicts.get(claim, backend).points if point.detail]
+    return [Table("GRU vs LSTM: does the usual claim hold here? (per backend)",
+                  ["claim", *backends], summary, "decided by the rules below"),
+            Table("the speed and task-accuracy verdicts, point by point",
+                  ["claim", "backend", "where", "verdict", "figure", "how sure"], figures)]
+
+
+def render_verdicts(verdicts, markdown: bool = False) -> str:
+    """The verdicts table, the rules under it, what the verdicts mean (a line per claim),
+    then the speed and task-accuracy verdicts point by point."""
+    from grubench.verdicts import RULES, meaning
+
+    render = render_markdown if markdown else render_text
+    lines = {"how a verdict is decided": list(RULES),
+             "what this means": [f"{claim.label}: {meaning(verdicts, claim)}"
+                                 for claim in verdicts.claims]}
+    summary, figures = verdict_tables(verdicts)
+    sections = [render(summary)]
+    for heading, items in lines.items():
+        if markdown:
+            sections.append("\n".join([f"**{heading}**", "", *(f"- {i}" for i in items)]))
+        else:
+            sections.append("\n".join([f"{heading}:", *(f"  - {i}" for i in items)]))
+    return "\n\n".join([*sections, *([render(figures)] if figures.rows else [])])
+
+
+def cell_sections(frame: pd.DataFrame, markdown: bool = False) -> str:
+    """GRU vs LSTM side by side, then the verdicts (with the frame's ``grubench train``
+    rows, ``attrs["training"]``); empty without both cells."""
+    from grubench import verdicts
+
+    if not {"gru", "lstm"} <= set(frame["cell"]):
+        return ""
+    render = render_markdown if markdown else render_text
+    judged = verdicts.judge(frame, frame.attrs.get("training", []))
+    return render(cell_comparison(frame)) + "\n\n" + render_verdicts(judged, markdown)
+
+
 def problems_table(frame: pd.DataFrame) -> Table | None:
     """Rows that were not measured, with their reasons (one line per distinct reason)."""
     bad = frame[~_ok(frame)]
@@ -287,6 +359,8 @@ def to_json(frame: pd.DataFrame) -> str:
     document = dict(schema=SCHEMA, machine=frame.attrs.get("machine", {}),
                     suite=frame.attrs.get("suite", {}), notes=frame.attrs.get("notes", []),
                     interrupted=bool(frame.attrs.get("interrupted", False)), results=results)
+    if frame.attrs.get("training"):     # grubench train rows compare-cells judged beside
+        document["training"] = frame.attrs["training"]
     return json.dumps(document, indent=1, default=str) + "\n"
 
 
@@ -320,18 +394,23 @@ def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+def read_json(path: Path):
+    """A JSON file's document; ValueError saying why a file cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results.json back as a DataFrame; ValueError saying what is wrong with a file
     that is missing, not JSON, or not grubench results."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    try:
-        document = json.loads(path.read_text())
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    document = read_json(path)
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
         raise ValueError(f"{path} is not a grubench results file (schema {found!r}, "
@@ -343,10 +422,14 @@ def load_results(path: str | Path) -> pd.DataFrame:
         problem = _row_problem(row)
         if problem:
             raise ValueError(f"{path}: result {number}: {problem}")
+    training = document.get("training", [])
+    if training:
+        from grubench.verdicts import check_training_rows
+        check_training_rows(training, f"{path}: training")
     frame = pd.DataFrame(results, columns=list(COLUMNS))
     frame.attrs.update(machine=document.get("machine", {}), suite=document.get("suite", {}),
                        notes=document.get("notes", []),
-                       interrupted=document.get("interrupted", False))
+                       interrupted=document.get("interrupted", False), training=training)
     return frame
 
 
@@ -359,8 +442,9 @@ def write_report(frame: pd.DataFrame, out: str | Path) -> list[Path]:
     plots = write_plots(frame, out)
     markdown = render_report(frame, markdown=True,
                              metrics=("time", "gflops", "memory", "accuracy", "compile"))
-    if {"gru", "lstm"} <= set(frame["cell"]):
-        markdown += "\n\n" + render_markdown(cell_comparison(frame))
+    cells = cell_sections(frame, markdown=True)
+    if cells:
+        markdown += "\n\n" + cells
     markdown += "".join(f"\n\n![{p.stem}]({p.name})" for p in plots)
     written.append(write_atomic(out / "report.md", markdown + "\n"))
     return written + plots

@@ -136,6 +136,50 @@ def test_compare_cells_side_by_side(capsys, monkeypatch, tmp_path):
     assert "165 / 220" in row                  # parameters 3*5*(4+5+2) vs 4*5*(4+5+2)
     assert row.count("x)") == 3                # LSTM/GRU ratios: inference, training, memory
     assert "GRU vs LSTM" in (tmp_path / "report.md").read_text()
+    verdict = "GRU vs LSTM: does the usual claim hold here? (per backend)"
+    assert verdict in out and verdict in (tmp_path / "report.md").read_text()
+    assert ["parameters: GRU has fewer", "holds: LSTM/GRU 1.33x"] in [
+        [cell.strip() for cell in line.split("|")] for line in out.splitlines()]
+
+
+def test_compare_cells_judges_training_results_and_show_repeats_them(capsys, monkeypatch,
+                                                                     tmp_path):
+    from fake_backends import install
+
+    install(monkeypatch)
+    runs = [dict(dataset="toy", cell=cell, backend="numba-cpu", threads=1, hidden=8,
+                 epochs=3, batch=4, lr=0.01, seed=seed, test_accuracy=accuracy,
+                 epoch_seconds=[1.0, seconds, seconds * 1.01, seconds * 0.99])
+            for cell, accuracy, seconds in (("gru", 0.9, 0.2), ("lstm", 0.91, 0.3))
+            for seed, accuracy in ((0, accuracy), (1, accuracy + 0.02))]
+    for seed in (0, 1):
+        folder = tmp_path / f"train-{seed}"
+        folder.mkdir()
+        (folder / "training.json").write_text(json.dumps(
+            {"context": {}, "results": [r for r in runs if r["seed"] == seed]}))
+    out_dir = tmp_path / "out"
+    status, out, err = run_main(capsys, "compare-cells", "--backends", "fake-ok", "--size",
+                                "3,2,4,5", "--min-runs", "3", "--min-time", "0.001",
+                                "--out", str(out_dir), "--no-progress", "--training",
+                                str(tmp_path / "train-0"), "--training",
+                                str(tmp_path / "train-1" / "training.json"))
+    assert status == 0, err
+    for text in (out, (out_dir / "report.md").read_text()):
+        assert "time per epoch (toy): GRU faster" in text
+        assert "task accuracy (toy): similar" in text
+    assert "GRU 0.2 s vs LSTM 0.3 s: 1.50x faster" in out
+    assert "mean (min-max) over 2 seeds" in out
+    status, shown, _ = run_main(capsys, "show", str(out_dir))
+    assert status == 0 and "time per epoch (toy): GRU faster" in shown
+
+
+def test_compare_cells_checks_training_files_before_measuring(capsys, tmp_path):
+    status, out, err = run_main(capsys, "compare-cells", "--training",
+                                str(tmp_path / "nope.json"), "--out", str(tmp_path))
+    assert status == 2
+    assert err.strip() == f"grubench: error: cannot read {tmp_path / 'nope.json'}: No such " \
+                          f"file or directory"
+    assert out == "" and not (tmp_path / "results.json").exists()
 
 
 def test_a_run_with_nothing_available_exits_1(capsys, monkeypatch, tmp_path):

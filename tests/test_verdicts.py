@@ -1,0 +1,317 @@
+"""Verdicts on fixed results: the rules (holds, does not hold, mixed, within noise, not
+judged) on samples built by hand, the parameter counts, the training claims, the
+rendering, and the committed compare-cells folder rendered end to end."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grubench import report, runner, verdicts
+from grubench.verdicts import FAILS, HOLDS, NOISE, UNJUDGED
+
+COMMITTED = Path(__file__).resolve().parents[1] / "reports" / "cpu" / "compare-cells"
+
+
+def times(median_ms, n=20, spread=0.01, seed=0):
+    """n per-call times (seconds) around ``median_ms``, +-spread (relative), median exact."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(-spread, spread, n)
+    noise -= np.median(noise)
+    return list(median_ms * 1e-3 * (1 + noise))
+
+
+# ---------------------------------------------------------------------- the speed rule
+
+def test_gru_clearly_faster_holds():
+    point = verdicts.speed_point("s", times(2.7), times(3.7, seed=1))
+    assert point.outcome == HOLDS
+    assert point.ratio == pytest.approx(3.7 / 2.7)
+    assert point.figure == "GRU 2.7 ms vs LSTM 3.7 ms: 1.37x faster"
+    assert point.detail.startswith("95% CI 1.3") and "20 GRU, 20 LSTM samples" in point.detail
+
+
+def test_gru_clearly_slower_does_not_hold():
+    point = verdicts.speed_point("s", times(10.6), times(5.0, seed=1))
+    assert point.outcome == FAILS
+    assert point.figure == "GRU 10.6 ms vs LSTM 5 ms: 2.12x slower"
+
+
+def test_a_faster_median_inside_the_noise_is_within_noise():
+    # LSTM's median is 10% above GRU's, but the samples spread +-50%: the interval of
+    # the ratio straddles 1, so a bare median comparison would be wrong to call it faster.
+    gru, lstm = times(10.0, n=7, spread=0.5), times(11.0, n=7, spread=0.5, seed=1)
+    assert np.median(lstm) > 1.05 * np.median(gru)
+    point = verdicts.speed_point("s", gru, lstm)
+    assert point.outcome == NOISE
+    low, high = verdicts._bootstrap_ratio(np.array(gru), np.array(lstm))
+    assert low < 1 < high
+
+
+def test_a_significant_difference_below_the_effect_floor_is_within_noise():
+    # 3% apart with 0.1% spread: the interval excludes 1, the floor (5%) does not.
+    gru, lstm = times(10.0, spread=0.001), times(10.3, spread=0.001, seed=1)
+    low, _high = verdicts._bootstrap_ratio(np.array(gru), np.array(lstm))
+    assert low > 1
+    assert verdicts.speed_point("s", gru, lstm).outcome == NOISE
+    assert verdicts.speed_point("s", lstm, gru).outcome == NOISE
+
+
+@pytest.mark.parametrize("gru, lstm", [([1e-3, 1e-3], times(2.0)), (None, times(2.0)),
+                                       (float("nan"), times(2.0))])
+def test_too_few_or_no_samples_are_not_judged(gru, lstm):
+    point = verdicts.speed_point("s", gru, lstm)
+    assert point.outcome == UNJUDGED and point.ratio is None
+
+
+def test_the_bootstrap_is_reproducible():
+    gru, lstm = np.array(times(10.0, spread=0.2)), np.array(times(11.0, spread=0.2, seed=1))
+    assert verdicts._bootstrap_ratio(gru, lstm) == verdicts._bootstrap_ratio(gru, lstm)
+
+
+def test_speed_words():
+    assert verdicts.speed_words(1.374) == "1.37x faster"
+    assert verdicts.speed_words(0.5) == "2.00x slower"
+    assert verdicts.speed_words(1 / 23.94) == "23.9x slower"
+    assert verdicts.speed_span(1.25, 1.35) == "1.25x to 1.35x faster"
+    assert verdicts.speed_span(0.2, 0.8) == "1.25x to 5.00x slower"
+    assert verdicts.speed_span(0.2, 1.5) == "5.00x slower to 1.50x faster"
+
+
+# ---------------------------------------------------------------------- other rules
+
+def test_memory_rule():
+    assert verdicts.memory_point("s", 100, 125).outcome == HOLDS
+    assert verdicts.memory_point("s", 125, 100).outcome == FAILS
+    assert verdicts.memory_point("s", 100, 101).outcome == NOISE     # within 2%
+    assert verdicts.memory_point("s", None, 100).outcome == UNJUDGED
+    assert verdicts.memory_point("s", 2 ** 20, 1.25 * 2 ** 20).figure == (
+        "GRU 1 MiB vs LSTM 1.25 MiB: LSTM needs 1.25x as much")
+
+
+def test_numerics_rule():
+    fine = verdicts.numerics_point("s", "float32", {"inference": (1e-7, 2e-7),
+                                                    "training": (3e-7, 5e-5)})
+    assert fine.outcome == HOLDS and fine.ratio == pytest.approx(0.5)   # 5e-5 of 1e-4
+    off = verdicts.numerics_point("s", "float32", {"inference": (1e-7, 2e-6)})
+    assert off.outcome == FAILS and "LSTM 2.0e-06 (target 1e-06)" in off.figure
+
+
+def test_task_accuracy_rule():
+    similar = verdicts.task_accuracy_point("s", [0.95, 0.96, 0.94], [0.955, 0.97, 0.965])
+    assert similar.outcome == HOLDS and similar.detail == "mean (min-max) over 3 seeds"
+    apart = verdicts.task_accuracy_point("s", [0.90, 0.91], [0.95, 0.96])
+    assert apart.outcome == FAILS and apart.figure.endswith("LSTM better by 5.0 points")
+    # seeds without spread: less than a point apart is still similar
+    close = verdicts.task_accuracy_point("s", [0.970, 0.970], [0.978, 0.978])
+    assert close.outcome == HOLDS and close.figure.endswith("LSTM better by 0.8 points, under 1")
+    assert verdicts.task_accuracy_point("s", [0.970, 0.970], [0.981, 0.981]).outcome == FAILS
+    one_seed = verdicts.task_accuracy_point("s", [0.9], [0.95])
+    assert one_seed.outcome == UNJUDGED
+
+
+# ---------------------------------------------------------------------- judging a frame
+
+def row(backend, cell, mode, size, median_ms, **fields):
+    T, B, I, H = size
+    return {**dict(backend=backend, cell=cell, mode=mode, T=T, B=B, I=I, H=H,
+                   variant="reset_after" if cell == "gru" else "-", dtype="float32",
+                   threads=1, status="ok", median_s=median_ms * 1e-3,
+                   samples_s=times(median_ms), peak_bytes=2 ** 20, saved_bytes=2 ** 19,
+                   rel_err=1e-7, baseline="torch-cpu"), **fields}
+
+
+def frame_of(rows, training=None):
+    frame = runner.add_derived(pd.DataFrame(rows))
+    frame.attrs.update(machine={}, suite={"name": "fixed"}, training=training or [])
+    return frame
+
+
+SMALL, LARGE = (100, 1, 64, 64), (20, 64, 512, 512)
+
+
+def cells(backend, size, gru_ms, lstm_ms, gru_bytes=2 ** 20, lstm_bytes=2 ** 21):
+    """GRU and LSTM rows of one backend and size, both modes, times as given."""
+    return [row(backend, cell, mode, size, ms, peak_bytes=peak)
+            for cell, ms, peak in (("gru", gru_ms, gru_bytes), ("lstm", lstm_ms, lstm_bytes))
+            for mode in ("inference", "training")]
+
+
+@pytest.fixture
+def judged():
+    rows = (cells("numba-cpu", SMALL, 1.0, 1.4) + cells("numba-cpu", LARGE, 10.0, 13.0)
+            + cells("torch-cpu", SMALL, 5.0, 1.0) + cells("torch-cpu", LARGE, 10.0, 13.0)
+            + cells("quiet", SMALL, 10.0, 10.0, 2 ** 20, 2 ** 20))
+    return verdicts.judge(frame_of(rows))
+
+
+def test_judge_labels(judged):
+    label = {(c.key, b): judged.get(c, b).label for c in judged.claims for b in judged.backends}
+    assert label["training", "numba-cpu"] == "holds"
+    assert label["training", "torch-cpu"] == "mixed (holds at 1 of 2 sizes; does not hold at 1)"
+    assert label["training", "quiet"] == "within noise"
+    assert label["peak", "numba-cpu"] == "holds" and label["peak", "quiet"] == "within noise"
+    assert label["parameters", "quiet"] == "holds"
+    assert [c.key for c in judged.claims] == ["parameters", "inference", "training", "peak",
+                                              "saved", "numerics"]
+
+
+def test_an_all_failing_backend_does_not_hold():
+    judged = verdicts.judge(frame_of(cells("torch-cpu", SMALL, 5.0, 1.0)
+                                     + cells("torch-cpu", LARGE, 50.0, 13.0)))
+    assert judged.get(verdicts.INFERENCE, "torch-cpu").label == "does not hold"
+
+
+def test_parameter_counts_are_exact_for_both_cells(judged):
+    import torch
+
+    point = judged.get(verdicts.PARAMETERS, "numba-cpu").points[0]
+    gru = sum(p.numel() for p in torch.nn.GRU(64, 64).parameters())
+    lstm = sum(p.numel() for p in torch.nn.LSTM(64, 64).parameters())
+    assert (gru, lstm) == (3 * 64 * (64 + 64 + 2), 4 * 64 * (64 + 64 + 2))
+    assert point.figure == f"GRU {gru:,} vs LSTM {lstm:,}: GRU 0.75x as many"
+    assert point.ratio == pytest.approx(4 / 3)
+
+
+def test_the_meaning_line_follows_the_verdicts(judged):
+    line = verdicts.meaning(judged, verdicts.TRAINING)
+    assert line.startswith("On this machine, with numba-cpu, GRU trains faster than LSTM at "
+                           "every size measured")
+    assert ("with torch-cpu, GRU trains faster than LSTM at 1 of 2 sizes, and GRU trains "
+            "slower than LSTM at 1 of 2 sizes (torch runs its CPU GRU step by step") in line
+    assert "with quiet, GRU and LSTM train equally fast within noise at every size" in line
+
+
+def test_a_known_cause_is_printed_only_where_its_verdict_was_observed():
+    cause = verdicts.KNOWN_CAUSES["training", "torch-cpu", FAILS]
+    faster = verdicts.judge(frame_of(cells("torch-cpu", SMALL, 1.0, 1.4)))
+    slower = verdicts.judge(frame_of(cells("torch-cpu", SMALL, 5.0, 1.0)))
+    assert cause not in verdicts.meaning(faster, verdicts.TRAINING)
+    assert cause in verdicts.meaning(slower, verdicts.TRAINING)
+
+
+def test_failed_rows_and_reset_before_are_left_out():
+    rows = cells("numba-cpu", SMALL, 1.0, 1.4) + [
+        row("numba-cpu", "gru", "training", SMALL, 9.0, variant="reset_before"),
+        row("numba-cpu", "gru", "inference", LARGE, 1.0, status="crashed"),
+        row("numba-cpu", "lstm", "inference", LARGE, 1.0)]
+    judged = verdicts.judge(frame_of(rows))
+    assert [p.where for p in judged.get(verdicts.TRAINING, "numba-cpu").points] == [
+        "100,1,64,64"]
+    assert judged.get(verdicts.TRAINING, "numba-cpu").outcome == HOLDS
+
+
+# ---------------------------------------------------------------------- training results
+
+def training_row(dataset, cell, backend, seed, accuracy, epoch_s):
+    return dict(dataset=dataset, cell=cell, backend=backend, threads=1, hidden=64,
+                epochs=4, batch=16, lr=0.005, seed=seed, test_accuracy=accuracy,
+                parameters={"gru": 15_561, "lstm": 20_553}[cell],
+                epoch_seconds=[5 * epoch_s] + times(epoch_s * 1e3, n=3, seed=seed))
+
+
+TRAINING = [training_row("toy", cell, "numba-cpu", seed, accuracy, epoch_s)
+            for cell, accuracy, epoch_s in (("gru", 0.95, 0.30), ("lstm", 0.96, 0.42))
+            for seed in (0, 1, 2)]
+
+
+def test_training_claims_pool_the_seeds():
+    rows = [{**r, "test_accuracy": r["test_accuracy"] + 0.01 * r["seed"]} for r in TRAINING]
+    judged = verdicts.judge(frame_of(cells("numba-cpu", SMALL, 1.0, 1.4)), rows)
+    epoch = judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu")
+    assert epoch.outcome == HOLDS                       # first epochs (5x) left out
+    assert epoch.points[0].figure == "GRU 0.3 s vs LSTM 0.42 s: 1.40x faster"
+    assert "9 GRU, 9 LSTM samples" in epoch.points[0].detail
+    accuracy = judged.get(verdicts.task_accuracy_claim("toy"), "numba-cpu")
+    assert accuracy.outcome == HOLDS                    # 95-97% and 96-98% overlap
+    assert accuracy.points[0].where == "hidden 64, 4 epochs, batch 16, t1"
+    # the whole classifier (input layer, recurrent layer, head) is counted beside the cells
+    parameters = judged.get(verdicts.PARAMETERS, "numba-cpu").points
+    assert parameters[-1].where == "toy model, hidden 64"
+    assert parameters[-1].figure == "GRU 15,561 vs LSTM 20,553: GRU 0.76x as many"
+
+
+def test_training_runs_of_different_budgets_are_not_compared():
+    rows = [{**r, "epochs": 8} if r["cell"] == "lstm" else r for r in TRAINING]
+    judged = verdicts.judge(frame_of(cells("numba-cpu", SMALL, 1.0, 1.4)), rows)
+    assert judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu") is None
+
+
+def test_load_training(tmp_path):
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"context": {}, "results": TRAINING[:3]}))
+    assert verdicts.load_training([tmp_path, path]) == TRAINING[:3] * 2
+    for text, message in [("{", "is not valid JSON"), ("[]", "is not a grubench train"),
+                          (json.dumps({"results": [{"cell": "gru"}]}), "result 1 lacks "
+                                                                        "dataset, backend")]:
+        path.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            verdicts.load_training([path])
+    with pytest.raises(ValueError, match="cannot read"):
+        verdicts.load_training([tmp_path / "missing.json"])
+
+
+# ---------------------------------------------------------------------- rendering
+
+def test_verdict_cells(judged):
+    cell = {(c.key, b): report.verdict_cell(judged.get(c, b))
+            for c in judged.claims for b in judged.backends}
+    assert cell["training", "numba-cpu"] == "holds: 1.30x to 1.40x faster"
+    assert cell["training", "torch-cpu"] == ("mixed (holds at 1 of 2 sizes; does not hold "
+                                             "at 1): 5.00x slower to 1.30x faster")
+    assert cell["training", "quiet"] == "within noise: GRU 10 ms vs LSTM 10 ms: 1.00x faster"
+    assert cell["parameters", "numba-cpu"] == "holds: LSTM/GRU 1.33x"
+    assert cell["peak", "numba-cpu"] == "holds: LSTM/GRU 2.00x"
+    assert cell["numerics", "quiet"] == "holds: worst error 0.1 of its target"
+
+
+def test_render_verdicts_text_and_markdown(judged):
+    text = report.render_verdicts(judged)
+    assert text.startswith("[ GRU vs LSTM: does the usual claim hold here? (per backend) ]")
+    header = text.splitlines()[1]                               # backends are columns
+    assert [h.strip() for h in header.split("|")] == ["claim", "numba-cpu", "quiet",
+                                                      "torch-cpu"]
+    assert "how a verdict is decided:\n  - speed: r = LSTM median / GRU median" in text
+    assert f"  - training: GRU faster: {verdicts.meaning(judged, verdicts.TRAINING)}" in text
+    assert "[ the speed and task-accuracy verdicts, point by point ]" in text
+    markdown = report.render_verdicts(judged, markdown=True)
+    assert "| claim | numba-cpu | quiet | torch-cpu |" in markdown
+    assert "| training: GRU faster | holds: 1.30x to 1.40x faster |" in markdown
+    assert "**what this means**" in markdown
+
+
+def test_results_json_keeps_the_training_rows(tmp_path, judged):
+    frame = frame_of(cells("numba-cpu", SMALL, 1.0, 1.4), TRAINING)
+    (tmp_path / "results.json").write_text(report.to_json(frame))
+    loaded = report.load_results(tmp_path)
+    assert loaded.attrs["training"] == TRAINING
+    assert "time per epoch (toy): GRU faster" in report.cell_sections(loaded)
+
+
+# ---------------------------------------------------------------------- committed run
+
+def test_the_committed_compare_cells_run_renders_end_to_end(capsys):
+    from grubench import cli
+
+    assert cli.main(["show", str(COMMITTED), "--metrics", "time"]) == 0
+    out = capsys.readouterr().out
+    frame = report.load_results(COMMITTED)
+    backends = list(dict.fromkeys(frame["backend"]))
+    training = {r["dataset"] for r in frame.attrs["training"]}
+    verdict_table = out[out.index("[ GRU vs LSTM: does the usual claim hold here?"):]
+    header = [h.strip() for h in verdict_table.splitlines()[1].split("|")]
+    assert header[0] == "claim" and set(backends) <= set(header[1:])
+    assert "torch-autograd" in header                  # the training runs' comparison model
+    for label in ["parameters: GRU has fewer", "inference: GRU faster",
+                  "training: GRU faster", "memory: GRU less at the training peak",
+                  "memory: GRU saves less for backward",
+                  "numerics: both match the float64 oracle",
+                  *(f"time per epoch ({d}): GRU faster" for d in training),
+                  *(f"task accuracy ({d}): similar" for d in training)]:
+        line = next(l for l in verdict_table.splitlines() if l.strip().startswith(label))
+        assert "not judged" not in line, line       # the committed run has raw samples
+    # report.md holds the same verdicts table as show renders from results.json
+    judged = verdicts.judge(frame, frame.attrs["training"])
+    summary, _figures = report.verdict_tables(judged)
+    assert report.render_markdown(summary) in (COMMITTED / "report.md").read_text()
