@@ -131,7 +131,11 @@ def _finish(frame, seconds: float, out: str) -> int:
         return 1
     if frame.attrs.get("interrupted"):
         print("interrupted: the cases measured so far are kept", file=sys.stderr)
-        return 130
+        return frame.attrs.get("exit_code") or 130
+    if frame.attrs.get("exit_code"):        # a signal while the report was written
+        print("stopped by a signal after every case was measured and the report written",
+              file=sys.stderr)
+        return frame.attrs["exit_code"]
     return 0
 
 
