@@ -5,6 +5,7 @@ Heavy modules (pandas, the runner) are imported inside the handlers so ``--help`
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -47,8 +48,8 @@ def _positive(kind, most: float | None = None, why: str = ""):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
         if most is not None and not value <= most:
             raise argparse.ArgumentTypeError(f"{text!r} must be <= {most:g}{why}")
         return value

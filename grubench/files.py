@@ -14,6 +14,9 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     mode = "wb" if isinstance(data, bytes) else "w"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; a report is read by others like any file the
+        # user writes: the mode umask gives (0644 under the usual 022).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as handle:
             handle.write(data)
             handle.flush()
@@ -23,6 +26,12 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)       # the only way to read it is to set it; set it back
+    os.umask(mask)
+    return mask
 
 
 def check_writable_dir(path: str | os.PathLike) -> Path:
