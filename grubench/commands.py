@@ -118,6 +118,10 @@ def _run(args, cells=None):
 
 
 def _finish(frame, seconds: float, out: str) -> int:
+    if frame.attrs.get("report_error"):
+        print(f"grubench: error: {frame.attrs['report_error']} (files already there are "
+              f"left whole)", file=sys.stderr)
+        return 1
     print(f"\n{len(frame)} cases in {seconds:.1f} s; report: {out}/report.md "
           f"(results.json, results.csv, plots)")
     if frame.empty and not frame.attrs.get("interrupted"):

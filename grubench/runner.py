@@ -42,6 +42,7 @@ is written whatever the moment, and no worker or scratch folder is left behind
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import tempfile
@@ -257,10 +258,10 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
 
     ``suite`` is a built-in name, a .toml path or a :class:`grubench.suites.Suite`; the
     keyword arguments override its settings. With ``out``, the folder is checked
-    writable before anything is measured and receives the report files
-    (grubench.report.write_report)."""
-    from grubench import report
-
+    writable before anything is measured, held for the run (a second run into it is
+    refused: grubench.files.exclusive_dir) and receives the report files
+    (grubench.report.write_report); a report that cannot be written (a full disk) leaves
+    the files already there whole and says why in ``attrs["report_error"]``."""
     if not isinstance(suite, suites.Suite):
         suite = suites.get(suite, scale=scale)
     if cells is not None:
@@ -279,9 +280,18 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
     suites.check_names("baseline backend", [suite.baseline], registry.names())
     if suite.baseline not in chosen:
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
+    holding_out = contextlib.nullcontext()
     if out is not None:
-        from grubench.files import check_writable_dir
-        check_writable_dir(out)
+        from grubench.files import check_writable_dir, exclusive_dir
+        holding_out = exclusive_dir(check_writable_dir(out))
+    with holding_out:
+        return _run(suite, chosen, notes, out, progress)
+
+
+def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress: bool
+         ) -> pd.DataFrame:
+    from grubench import report
+
     context = machine.context()
     cases = suite.cases()
     bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)
@@ -316,7 +326,11 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
                                       baseline=suite.baseline, min_runs=suite.min_runs,
                                       min_time=suite.min_time, threads=list(suite.threads)))
         if out is not None:
-            report.write_report(frame, out)     # a signal now waits until it is written
+            try:
+                report.write_report(frame, out)     # a signal now waits until it is written
+            except OSError as error:    # a full disk, a quota: the tables still print
+                frame.attrs["report_error"] = (f"cannot write the report to {out}: "
+                                               f"{error.strerror or error}")
     # The exit status a command gives: 128 + the signal that stopped the run, if any.
     frame.attrs["exit_code"] = signals.exit_code
     return frame
