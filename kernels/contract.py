@@ -196,6 +196,14 @@ def _validate_lengths(lengths, T: int, B: int) -> np.ndarray | None:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
+def _contiguous_writable(array: np.ndarray) -> np.ndarray:
+    """``array`` in C order, copied when it is not (or is read-only): no kernel writes its
+    inputs, but numba compiles every kernel again for read-only array types (minutes)
+    and torch warns on them, so a read-only input costs one copy instead."""
+    array = np.ascontiguousarray(array)
+    return array if array.flags.writeable else array.copy()
+
+
 def _zero_padding(array: np.ndarray, given: np.ndarray, lengths) -> np.ndarray:
     """``array`` (T, B, ...) with the steps past each sequence's length set to zero, in a
     copy of the caller's ``given`` (never written). Those steps hold anything by contract
@@ -265,7 +273,9 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
 
     Raises TypeError for wrong types or dtypes, ValueError for wrong shapes, sizes or
     lengths, MemoryError for a problem that cannot fit; never lets a bad call through.
-    Non-contiguous and Fortran-ordered arrays are accepted and copied to C order.
+    Non-contiguous, Fortran-ordered and read-only arrays are accepted and copied to
+    writable C order; x and dy are copied with their padding (the steps past a sequence's
+    length) zeroed when some sequence is shorter than T.
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELLS)}")
@@ -311,7 +321,7 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
     if len(dtypes) > 1:
         listed = ", ".join(f"{n}={a.dtype}" for n, a in arrays.items())
         raise TypeError(f"all arrays must share one dtype; got {listed}")
-    contiguous = {n: np.ascontiguousarray(a) for n, a in arrays.items()}
+    contiguous = {n: _contiguous_writable(a) for n, a in arrays.items()}
     lengths = _validate_lengths(lengths, T, B)
     for name in ("x", "dy"):
         if name in contiguous:
