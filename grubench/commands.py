@@ -91,7 +91,8 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--min-time", type=_positive(float, 3600), metavar="S",
                         help="at least S seconds of timed runs per case")
     parser.add_argument("--timeout", type=_positive(float, 86400), metavar="S",
-                        help="seconds a case may take before its worker is killed")
+                        help="seconds a case may take before its worker is killed; the "
+                             "case's float64 reference, computed apart, has the same bound")
     parser.add_argument("--baseline", metavar="BACKEND",
                         help="speedups are against this backend (default: the suite's, "
                              "torch-cpu; torch-cuda for gpu)")
