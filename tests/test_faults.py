@@ -96,6 +96,26 @@ class Run:
         return json.loads(path.read_text()) if path.exists() else None
 
 
+@pytest.fixture
+def start(tmp_path):
+    """Run(tmp_path, ...) for one test; whatever a failing test leaves running (the run,
+    its workers) is killed at teardown."""
+    started = []
+
+    def run(*args, **kwargs):
+        started.append(Run(tmp_path, *args, **kwargs))
+        return started[-1]
+
+    yield run
+    for launched in started:
+        for process in [launched.process, *launched.workers()]:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        launched.process.wait()
+
+
 def rows(results) -> list[tuple]:
     return [(r["backend"], r["T"], r["status"]) for r in results["results"]]
 
@@ -104,8 +124,8 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
 @pytest.mark.parametrize("signum", SIGNALS, ids=lambda s: s.name)
-def test_a_signal_during_a_case_keeps_the_measured_rows(tmp_path, signum):
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out")
+def test_a_signal_during_a_case_keeps_the_measured_rows(start, signum):
+    run = start("run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out")
     run.wait_for_worker("fake-hang")
     run.wait_for("1/4")
     time.sleep(0.5)                             # fake-hang is in its case now
@@ -117,9 +137,9 @@ def test_a_signal_during_a_case_keeps_the_measured_rows(tmp_path, signum):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_a_signal_while_a_worker_starts_ends_it_at_once(tmp_path, signum):
+def test_a_signal_while_a_worker_starts_ends_it_at_once(start, signum):
     """The worker's start (imports, a compile) takes an hour here: the run must not wait."""
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fault-slow-start", "--out", "out",
+    run = start("run", *SMALL, "--backends", "fault-slow-start", "--out", "out",
               env={"GRUBENCH_FAULT_SLOW_START": "1"})
     run.wait_for_worker("fault-slow-start")
     run.process.send_signal(signum)
@@ -128,8 +148,8 @@ def test_a_signal_while_a_worker_starts_ends_it_at_once(tmp_path, signum):
 
 
 @pytest.mark.slow
-def test_a_signal_while_the_report_is_written_waits_for_the_whole_report(tmp_path):
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok", "--out", "out",
+def test_a_signal_while_the_report_is_written_waits_for_the_whole_report(start):
+    run = start("run", *SMALL, "--backends", "fake-ok", "--out", "out",
               env={"GRUBENCH_FAULT_SLOW_REPORT": "1"})
     run.wait_for("writing results.json")
     run.process.send_signal(signal.SIGTERM)
@@ -141,10 +161,10 @@ def test_a_signal_while_the_report_is_written_waits_for_the_whole_report(tmp_pat
 
 
 @pytest.mark.slow
-def test_a_second_signal_ends_at_once_and_leaves_no_worker(tmp_path):
+def test_a_second_signal_ends_at_once_and_leaves_no_worker(start):
     """The first SIGTERM during a case; the second while the (slow) report is written:
     the run ends there, with no worker, no scratch folder and no half file."""
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out",
+    run = start("run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out",
               env={"GRUBENCH_FAULT_SLOW_REPORT": "1"})
     run.wait_for_worker("fake-hang")
     run.wait_for("1/4")
@@ -158,9 +178,9 @@ def test_a_second_signal_ends_at_once_and_leaves_no_worker(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_and_a_hung_one_become_rows_and_the_run_goes_on(tmp_path):
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out",
-              "--timeout", "3")
+def test_a_killed_worker_and_a_hung_one_become_rows_and_the_run_goes_on(start):
+    run = start("run", *SMALL, "--backends", "fake-ok,fake-hang", "--out", "out",
+              "--timeout", "8")
     run.wait_for("1/4")
     time.sleep(0.5)
     run.wait_for_worker("fake-hang").kill()     # kill -9 during its first case
@@ -171,10 +191,10 @@ def test_a_killed_worker_and_a_hung_one_become_rows_and_the_run_goes_on(tmp_path
     assert "signal SIGKILL" in results["results"][1]["reason"]
 
 
-def test_kill_9_of_the_runner_takes_its_workers_along(tmp_path):
+def test_kill_9_of_the_runner_takes_its_workers_along(start):
     """Nothing runs in a process killed by SIGKILL, so its scratch folder stays; its
     workers die with it (the kernel's parent-death signal)."""
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-hang", "--out", "out")
+    run = start("run", *SMALL, "--backends", "fake-hang", "--out", "out")
     worker = run.wait_for_worker("fake-hang")
     run.process.kill()
     run.process.wait(30)
@@ -183,7 +203,7 @@ def test_kill_9_of_the_runner_takes_its_workers_along(tmp_path):
     assert run.results() is None
 
 
-def test_a_full_output_folder_keeps_the_old_report_whole(tmp_path):
+def test_a_full_output_folder_keeps_the_old_report_whole(start, tmp_path):
     """A file-size limit stands in for a full disk: results.json cannot be written. The
     old one stays as it was, no temporary file is left, and the error is one line."""
     out = tmp_path / "out"
@@ -193,7 +213,7 @@ def test_a_full_output_folder_keeps_the_old_report_whole(tmp_path):
     def small_files():
         resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
 
-    run = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok", "--out", "out",
+    run = start("run", *SMALL, "--backends", "fake-ok", "--out", "out",
               preexec_fn=small_files)
     assert run.finish() == 1
     assert run.results() == {"old": True}
@@ -201,11 +221,11 @@ def test_a_full_output_folder_keeps_the_old_report_whole(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
-    first = Run(tmp_path, "run", *SMALL, "--backends", "fake-hang", "--out", "out",
+def test_a_second_run_into_the_same_folder_is_refused(start):
+    first = start("run", *SMALL, "--backends", "fake-hang", "--out", "out",
                 name="first")
     first.wait_for_worker("fake-hang")
-    second = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok", "--out", "out",
+    second = start("run", *SMALL, "--backends", "fake-ok", "--out", "out",
                  name="second")
     assert second.finish() == 2
     assert (f"grubench: error: another grubench run (pid {first.process.pid}) is writing "
@@ -214,18 +234,18 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     assert first.finish() == 143
     assert rows(first.results()) == []
     # the lock ends with its holder: the folder is free again
-    third = Run(tmp_path, "run", *SMALL, "--backends", "fake-ok", "--out", "out",
+    third = start("run", *SMALL, "--backends", "fake-ok", "--out", "out",
                 name="third")
     assert third.finish() == 0 and len(rows(third.results())) == 2
 
 
-def test_no_numba_cache_folder_is_one_warning_not_a_traceback(tmp_path):
+def test_no_numba_cache_folder_is_one_warning_not_a_traceback(start, tmp_path):
     """No writable folder for numba's cache (NUMBA_CACHE_DIR under a plain file, and no
     other locator: a read-only install with a read-only HOME): `list` still works and
     numba-cpu is available, compiling without the cache."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    run = Run(tmp_path, "list", env={"NUMBA_CACHE_DIR": str(blocker / "cache"),
+    run = start("list", env={"NUMBA_CACHE_DIR": str(blocker / "cache"),
                                      "GRUBENCH_FAULT_NO_CACHE_LOCATOR": "1"})
     assert run.finish() == 0
     assert run.stderr.count("numba-cpu compiles without its on-disk cache") == 1
