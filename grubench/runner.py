@@ -26,8 +26,9 @@ What the numbers mean (choices made here):
   ``min_time`` seconds); ``unstable`` when IQR/median > 10%.
 * ``peak_bytes``: grubench.memory, one extra call after timing; ``expected_alloc_bytes``
   is what that call should allocate (Problem.expected_bytes less the inputs).
-* accuracy: against the float64 reference (grubench.accuracy), computed by the runner
-  once per (problem, seed, mode) while the worker waits, up to a FLOP cap (``note``).
+* accuracy: against the float64 reference (grubench.accuracy), computed once per
+  (problem, seed, mode) by a reference worker while the case's worker waits, up to a FLOP
+  cap and within the case timeout (else ``note`` says why).
 * ``gflops`` counts the input projection (Problem.flops); ``gflops_recurrent`` is
   DeepBench's recurrent-only figure; ``gemm_fraction`` divides by the GEMM ceiling the
   same worker measured; ``speedup`` = baseline median / median on the same case.
