@@ -5,7 +5,9 @@ The reference is slow (one NumPy step at a time), so it is computed once per
 (problem, seed, mode) into a cache folder that every worker of a run reads, and only for
 problems of at most ``REFERENCE_MAX_FLOPS`` training FLOPs: above that the row's
 accuracy is left empty and its note says why. (Truncating T would compare a different
-problem from the one timed; a cap keeps every reported error exact.)
+problem from the one timed; a cap keeps every reported error exact.) Its own worker
+computes it, bounded by the case timeout like the case itself: FLOPs do not bound its
+time (a long sequence of tiny steps costs Python's per-step overhead).
 """
 from __future__ import annotations
 
@@ -80,12 +82,23 @@ def compute_reference(problem: Problem, seed: int, training: bool) -> dict[str, 
     return named_arrays(problem.cell, prepared.to_numpy(result), training)
 
 
-class ReferenceCache:
-    """Reference arrays as .npz files in ``directory``, computed on first request."""
+class ReferenceSkipped(RuntimeError):
+    """No reference for this problem; the message is the row's note."""
 
-    def __init__(self, directory: str | Path, max_flops: float = REFERENCE_MAX_FLOPS):
+
+class ReferenceCache:
+    """Reference arrays as .npz files in ``directory``, each computed on first request by a
+    worker of its own (the ``numpy`` backend, one thread) within ``timeout`` seconds, the
+    case timeout: a reference that takes longer is killed, and its cases get a note
+    instead of an accuracy. ``close()`` ends the worker."""
+
+    def __init__(self, directory: str | Path, max_flops: float = REFERENCE_MAX_FLOPS,
+                 timeout: float = 300.0):
         self.directory = Path(directory)
         self.max_flops = max_flops
+        self.timeout = timeout
+        self._worker = None
+        self._failed: dict[Path, str] = {}      # path -> why its reference is missing
 
     def skip_reason(self, problem: Problem) -> str | None:
         if problem.flops(training=True) > self.max_flops:
@@ -98,18 +111,50 @@ class ReferenceCache:
         return self.directory / f"reference-{hashlib.sha1(key).hexdigest()[:16]}.npz"
 
     def ensure(self, problem: Problem, seed: int, training: bool) -> Path:
-        """The path of the reference file, computing it if it is not cached yet."""
-        from threadpoolctl import threadpool_limits
+        """The path of the reference file, computing it if it is not cached yet;
+        ReferenceSkipped (with the note) when the problem is above the FLOP cap or its
+        reference failed or took longer than the timeout."""
+        from grubench.worker import Worker, WorkerFailed
 
+        note = self.skip_reason(problem)
         path = self.path(problem, seed, training)
+        note = note or self._failed.get(path)
+        if note:
+            raise ReferenceSkipped(note)
         if not path.exists():
-            # One BLAS thread: an idle worker's pools share the cores with this process.
-            with threadpool_limits(limits=1):
-                arrays = compute_reference(problem, seed, training)
-            buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
-            write_atomic(path, buffer.getvalue())
+            try:
+                if self._worker is None:
+                    self._worker = Worker("numpy", 1, self.directory / "reference.log",
+                                          self.timeout)
+                reply = self._worker.request(
+                    dict(kind="reference", problem=dataclasses.asdict(problem), seed=seed,
+                         training=training, path=str(path)), self.timeout)
+                if reply["status"] != "ok":
+                    raise WorkerFailed(reply["status"], reply["reason"])
+            except WorkerFailed as failure:
+                if self._worker is not None and failure.status in ("timeout", "crashed"):
+                    self._worker = None         # it was killed or died: a fresh one next
+                how = (f"took longer than the case timeout ({self.timeout:g} s)"
+                       if failure.status == "timeout" else f"failed: {failure.reason}")
+                self._failed[path] = f"accuracy not measured: the float64 reference {how}"
+                raise ReferenceSkipped(self._failed[path]) from None
         return path
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+
+def write_reference(path: str | Path, problem: Problem, seed: int, training: bool) -> None:
+    """Compute a problem's reference (one BLAS thread) and write it atomically."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        arrays = compute_reference(problem, seed, training)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
 
 
 def load(path: str | Path) -> dict[str, np.ndarray]:

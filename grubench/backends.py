@@ -61,9 +61,12 @@ class Backend:
 
     @functools.cached_property
     def _status(self) -> tuple[bool, str | None]:
+        # Importing a kernel module runs its setup (numba's cache, a device query): any
+        # failure there makes the backend unavailable with the reason, never a traceback
+        # from `list` or `run`.
         try:
             return self._module.availability(**self.entry.options)
-        except ImportError as error:
+        except Exception as error:
             return False, f"{type(error).__name__}: {error}"
 
     @property

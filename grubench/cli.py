@@ -35,8 +35,16 @@ class UsageError(ValueError):
     """A mistake in what the user asked for: reported in one line, exit status 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line naming it and where help is, not the usage
+    block first (subcommands' parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"grubench: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="grubench",
         description="How fast, how lean and how exact is a GRU (and an LSTM) on this "
                     "machine. Without a command: run --suite default.")

@@ -5,6 +5,7 @@ Heavy modules (pandas, the runner) are imported inside the handlers so ``--help`
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -47,8 +48,8 @@ def _positive(kind, most: float | None = None, why: str = ""):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
         if most is not None and not value <= most:
             raise argparse.ArgumentTypeError(f"{text!r} must be <= {most:g}{why}")
         return value
@@ -90,7 +91,8 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--min-time", type=_positive(float, 3600), metavar="S",
                         help="at least S seconds of timed runs per case")
     parser.add_argument("--timeout", type=_positive(float, 86400), metavar="S",
-                        help="seconds a case may take before its worker is killed")
+                        help="seconds a case may take before its worker is killed; the "
+                             "case's float64 reference, computed apart, has the same bound")
     parser.add_argument("--baseline", metavar="BACKEND",
                         help="speedups are against this backend (default: the suite's, "
                              "torch-cpu; torch-cuda for gpu)")
@@ -118,6 +120,10 @@ def _run(args, cells=None, write: bool = True):
 
 
 def _finish(frame, seconds: float, out: str) -> int:
+    if frame.attrs.get("report_error"):
+        print(f"grubench: error: {frame.attrs['report_error']} (files already there are "
+              f"left whole)", file=sys.stderr)
+        return 1
     print(f"\n{len(frame)} cases in {seconds:.1f} s; report: {out}/report.md "
           f"(results.json, results.csv, plots)")
     if frame.empty and not frame.attrs.get("interrupted"):
@@ -132,7 +138,11 @@ def _finish(frame, seconds: float, out: str) -> int:
         return 1
     if frame.attrs.get("interrupted"):
         print("interrupted: the cases measured so far are kept", file=sys.stderr)
-        return 130
+        return frame.attrs.get("exit_code") or 130
+    if frame.attrs.get("exit_code"):        # a signal while the report was written
+        print("stopped by a signal after every case was measured and the report written",
+              file=sys.stderr)
+        return frame.attrs["exit_code"]
     return 0
 
 

@@ -26,19 +26,24 @@ What the numbers mean (choices made here):
   ``min_time`` seconds); ``unstable`` when IQR/median > 10%.
 * ``peak_bytes``: grubench.memory, one extra call after timing; ``expected_alloc_bytes``
   is what that call should allocate (Problem.expected_bytes less the inputs).
-* accuracy: against the float64 reference (grubench.accuracy), computed by the runner
-  once per (problem, seed, mode) while the worker waits, up to a FLOP cap (``note``).
+* accuracy: against the float64 reference (grubench.accuracy), computed once per
+  (problem, seed, mode) by a reference worker while the case's worker waits, up to a FLOP
+  cap and within the case timeout (else ``note`` says why).
 * ``gflops`` counts the input projection (Problem.flops); ``gflops_recurrent`` is
   DeepBench's recurrent-only figure; ``gemm_fraction`` divides by the GEMM ceiling the
   same worker measured; ``speedup`` = baseline median / median on the same case.
 * The ``numpy`` backend is the exact oracle, a step-at-a-time loop: suites time it only
   on small cases (``Suite.slow_backends``) so it cannot eat the default run's 2 minutes.
 
-Ctrl-C stops the run and keeps the rows measured so far (``attrs["interrupted"]``).
+Ctrl-C, SIGTERM and SIGHUP stop the run and keep the rows measured so far
+(``attrs["interrupted"]``; ``attrs["exit_code"]`` = 128 + the signal's number); the report
+is written whatever the moment, and no worker or scratch folder is left behind
+(grubench.interrupts).
 ``attrs`` also holds ``machine`` (grubench.machine.context) and ``suite``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import tempfile
@@ -49,11 +54,11 @@ import numpy as np
 import pandas as pd
 
 from grubench import backends as registry
-from grubench import machine, suites
-from grubench.accuracy import ReferenceCache
+from grubench import interrupts, machine, suites
+from grubench.accuracy import ReferenceCache, ReferenceSkipped
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.problems import Problem
-from grubench.worker import Worker, WorkerFailed, load_plugins
+from grubench.worker import Worker, WorkerFailed, load_plugins, problem_of
 
 SCHEMA = "grubench.results/1"
 
@@ -91,11 +96,6 @@ def input_bytes(problem: Problem, training: bool) -> int:
     if training:
         elements += T * B * H
     return elements * np.dtype(problem.dtype).itemsize
-
-
-def problem_of(row) -> Problem:
-    return Problem(row["cell"], int(row["T"]), int(row["B"]), int(row["I"]), int(row["H"]),
-                   dtype=row["dtype"], reset_after=row["variant"] != "reset_before")
 
 
 class Progress:
@@ -189,10 +189,10 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                     if not worker.hello["available"]:
                         row.update(status="unavailable", reason=worker.hello["reason"])
                     else:
-                        note = references.skip_reason(problem)
-                        reference = None if note else str(
-                            references.ensure(problem, suite.seed, training))
-                        row["note"] = note
+                        try:
+                            reference = str(references.ensure(problem, suite.seed, training))
+                        except ReferenceSkipped as skipped:
+                            reference, row["note"] = None, str(skipped)
                         row.update(worker.request(
                             dict(case=row, seed=suite.seed, reference=reference,
                                  min_runs=suite.min_runs, min_time=suite.min_time),
@@ -259,10 +259,10 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
 
     ``suite`` is a built-in name, a .toml path or a :class:`grubench.suites.Suite`; the
     keyword arguments override its settings. With ``out``, the folder is checked
-    writable before anything is measured and receives the report files
-    (grubench.report.write_report)."""
-    from grubench import report
-
+    writable before anything is measured, held for the run (a second run into it is
+    refused: grubench.files.exclusive_dir) and receives the report files
+    (grubench.report.write_report); a report that cannot be written (a full disk) leaves
+    the files already there whole and says why in ``attrs["report_error"]``."""
     if not isinstance(suite, suites.Suite):
         suite = suites.get(suite, scale=scale)
     if cells is not None:
@@ -281,37 +281,57 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
     suites.check_names("baseline backend", [suite.baseline], registry.names())
     if suite.baseline not in chosen:
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
+    holding_out = contextlib.nullcontext()
     if out is not None:
-        from grubench.files import check_writable_dir
-        check_writable_dir(out)
+        from grubench.files import check_writable_dir, exclusive_dir
+        holding_out = exclusive_dir(check_writable_dir(out))
+    with holding_out:
+        return _run(suite, chosen, notes, out, progress)
+
+
+def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress: bool
+         ) -> pd.DataFrame:
+    from grubench import report
+
     context = machine.context()
     cases = suite.cases()
     bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)
     rows: list[dict] = []
     interrupted = False
-    with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
-        references = ReferenceCache(scratch)
-        streams = []
-        try:
-            for n_threads in suite.threads:
-                streams = [_measure_backend(backend, n_threads, cases, suite, references,
-                                            Path(scratch), bar, context)
-                           for backend in chosen]
-                for _case in cases:                     # each stream: one row per case
-                    for stream in streams:
-                        rows.append(next(stream))
-                close_all(streams)
-        except KeyboardInterrupt:
-            interrupted = True
-            notes.append(f"interrupted after {len(rows)} of {bar.total} cases")
-        finally:
-            close_all(streams)      # their workers
-            bar.finish()
-    frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
-    frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,
-                       suite=dict(name=suite.name, description=suite.description,
-                                  baseline=suite.baseline, min_runs=suite.min_runs,
-                                  min_time=suite.min_time, threads=list(suite.threads)))
-    if out is not None:
-        report.write_report(frame, out)
+    with interrupts.handled() as signals:
+        with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
+            signals.remove_on_exit(scratch)
+            references = ReferenceCache(scratch, timeout=suite.case_timeout)
+            streams = []
+            try:
+                with interrupts.raising():
+                    for n_threads in suite.threads:
+                        streams = [_measure_backend(backend, n_threads, cases, suite,
+                                                    references, Path(scratch), bar, context)
+                                   for backend in chosen]
+                        for _case in cases:                 # each stream: one row per case
+                            for stream in streams:
+                                rows.append(next(stream))
+                        close_all(streams)
+            except KeyboardInterrupt as stop:
+                interrupted = True
+                by = f" by {stop}" if isinstance(stop, interrupts.Interrupted) else ""
+                notes.append(f"interrupted{by} after {len(rows)} of {bar.total} cases")
+            finally:
+                close_all(streams)      # their workers
+                references.close()
+                bar.finish()
+        frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
+        frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,
+                           suite=dict(name=suite.name, description=suite.description,
+                                      baseline=suite.baseline, min_runs=suite.min_runs,
+                                      min_time=suite.min_time, threads=list(suite.threads)))
+        if out is not None:
+            try:
+                report.write_report(frame, out)     # a signal now waits until it is written
+            except OSError as error:    # a full disk, a quota: the tables still print
+                frame.attrs["report_error"] = (f"cannot write the report to {out}: "
+                                               f"{error.strerror or error}")
+    # The exit status a command gives: 128 + the signal that stopped the run, if any.
+    frame.attrs["exit_code"] = signals.exit_code
     return frame

@@ -24,10 +24,13 @@ User suites come from a TOML file (``--suite path/to/suite.toml``)::
     variants = ["reset_after"]
     sizes = [[100, 1, 64, 64], [100, 16, 256, 256]]
 
-Keys left out take the defaults of :class:`Suite` and :class:`Group`.
+Also ``description``, ``dtype``, ``backends``, ``device``, ``baseline``, ``case_timeout``
+(seconds) and ``seed``. Keys left out take the defaults of :class:`Suite` and
+:class:`Group`; an unknown key (a typo) is an error, as are more threads than CPUs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -156,8 +159,8 @@ def names() -> list[str]:
 def get(name: str, scale: float = 1.0) -> Suite:
     """A built-in suite by name, or a user suite from a ``.toml`` path. ValueError with
     the valid names for an unknown one."""
-    if not scale > 0:
-        raise ValueError(f"--scale must be > 0, got {scale}")
+    if not 0 < scale < math.inf:
+        raise ValueError(f"--scale must be a finite number > 0, got {scale}")
     if scale != 1.0 and name != "deepbench":
         raise ValueError(f"--scale shortens DeepBench's long sequences; suite {name!r} does "
                          f"not take it (give --size T,B,I,H instead)")
@@ -241,12 +244,41 @@ def _string_list(value, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+#: The keys a TOML suite may hold: the suite's, and a group's (at the top level when the
+#: file has no [[group]] sections).
+SUITE_KEYS = ("name", "description", "dtype", "threads", "backends", "device", "baseline",
+              "min_runs", "min_time", "case_timeout", "seed", "group")
+GROUP_KEYS = ("sizes", "cells", "variants", "modes")
+
+
+def _check_keys(table: dict, valid, where: str) -> None:
+    """A key the format does not know is a typo that would be ignored: refuse it."""
+    unknown = [key for key in table if key not in valid]
+    if unknown:
+        raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))} {where}; valid keys: "
+                         f"{', '.join(valid)}")
+
+
+def _number(table: dict, key: str, default: float, most: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= most:
+        raise ValueError(f"{key} must be seconds in (0, {most:g}], got {value!r}")
+    return float(value)
+
+
 def _suite_from_table(table: dict, path: Path) -> Suite:
+    from grubench.threads import cpu_count
+
     group_tables = table.get("group") or [table]
     if not isinstance(group_tables, list) or not all(isinstance(g, dict) for g in group_tables):
         raise ValueError("group must be a list of tables ([[group]] sections)")
+    _check_keys(table, SUITE_KEYS if "group" in table else SUITE_KEYS + GROUP_KEYS,
+                "in the suite")
     groups = []
     for g in group_tables:
+        if g is not table:
+            _check_keys(g, GROUP_KEYS, "in a [[group]]")
         sizes = g.get("sizes")
         if not sizes or not isinstance(sizes, list):
             raise ValueError("every group needs sizes = [[T, B, I, H], ...]")
@@ -263,17 +295,22 @@ def _suite_from_table(table: dict, path: Path) -> Suite:
         raise ValueError(f"threads must be a list of positive integers, got {threads!r}")
     device = table.get("device", "cpu")
     check_names("device", [device], ("cpu", "cuda"))
-    min_time = table.get("min_time", 0.2)
-    if isinstance(min_time, bool) or not isinstance(min_time, (int, float)) \
-            or not 0 < min_time < 3600:
-        raise ValueError(f"min_time must be seconds in (0, 3600), got {min_time!r}")
+    threads = tuple(_positive_int(t, "threads") for t in threads)
+    too_many = [t for t in threads if t > cpu_count()]
+    if too_many:
+        raise ValueError(f"threads {too_many} exceed this machine's {cpu_count()} CPUs "
+                         f"(more only measures oversubscription)")
+    seed = table.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     return Suite(
         name=str(table.get("name", path.stem)),
         description=str(table.get("description", f"user suite from {path}")),
         groups=tuple(groups), dtype=dtype,
-        threads=tuple(_positive_int(t, "threads") for t in threads),
+        threads=threads,
         backends=_string_list(table["backends"], "backends") if "backends" in table else None,
         device=device,
         baseline=str(table.get("baseline", "torch-cpu")),
         min_runs=_positive_int(table.get("min_runs", 5), "min_runs"),
-        min_time=float(min_time))
+        min_time=_number(table, "min_time", 0.2, 3600),
+        case_timeout=_number(table, "case_timeout", Suite.case_timeout, 86400), seed=seed)

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from grubench import interrupts
+
 PLUGINS_ENV = "GRUBENCH_PLUGINS"
 
 
@@ -47,12 +49,10 @@ def load_plugins() -> list[str]:
 def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     """Measure one case in this process: compile call, accuracy, timing, memory."""
     from grubench import accuracy, memory, timing
-    from grubench.problems import Problem
 
     case = request["case"]
     training = case["mode"] == "training"
-    problem = Problem(case["cell"], case["T"], case["B"], case["I"], case["H"],
-                      dtype=case["dtype"], reset_after=case["variant"] != "reset_before")
+    problem = problem_of(case)
     args = problem.make_args(request["seed"], with_grads=training)
     prepared = backend.prepare(args)
     call = prepared.training_step if training else prepared.forward
@@ -82,6 +82,26 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     return row
 
 
+def problem_of(case: dict):
+    """The Problem of a results row or request case (cell, variant, T, B, I, H, dtype)."""
+    from grubench.problems import Problem
+
+    return Problem(case["cell"], int(case["T"]), int(case["B"]), int(case["I"]),
+                   int(case["H"]), dtype=case["dtype"],
+                   reset_after=case["variant"] != "reset_before")
+
+
+def run_reference(_backend, request: dict, _gemm_cache: dict) -> dict:
+    """The float64 reference of a problem into request["path"] (grubench.accuracy): a
+    worker computes it, so the runner can bound it by the case timeout and kill it."""
+    from grubench.accuracy import write_reference
+    from grubench.problems import Problem
+
+    write_reference(request["path"], Problem(**request["problem"]), request["seed"],
+                    request["training"])
+    return dict(status="ok")
+
+
 def run_regress_case(backend, request: dict, _gemm_cache: dict) -> dict:
     """Interleaved case/calibration ratios for ``grubench regress``."""
     from grubench.regress import RegressCase, measure_case
@@ -89,8 +109,9 @@ def run_regress_case(backend, request: dict, _gemm_cache: dict) -> dict:
     return measure_case(backend, RegressCase(**request["case"]), request["pairs"])
 
 
-#: What a worker answers, by the request's "kind": harness cases and regress cases.
-HANDLERS = {"case": run_case, "regress": run_regress_case}
+#: What a worker answers, by the request's "kind": harness cases, float64 references and
+#: regress cases.
+HANDLERS = {"case": run_case, "reference": run_reference, "regress": run_regress_case}
 
 
 def serve(backend_name: str, threads: int, requests, replies) -> None:
@@ -121,8 +142,24 @@ def serve(backend_name: str, threads: int, requests, replies) -> None:
         replies.flush()
 
 
+def die_with_parent(parent: int) -> None:
+    """Have Linux kill this process when the runner that started it dies, even by
+    SIGKILL (prctl PR_SET_PDEATHSIG); exit now if it is already gone. Elsewhere a no-op:
+    the runner's own signal handling still ends its workers."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)        # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
-    backend_name, threads = (argv or sys.argv[1:])[:2]
+    backend_name, threads, parent = (argv or sys.argv[1:])[:3]
+    die_with_parent(int(parent))
     # stdout carries the protocol alone: anything a kernel prints goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
@@ -149,12 +186,19 @@ class Worker:
         self.backend, self.threads = backend, threads
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "grubench.worker", backend, str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env={**os.environ, **thread_env(threads)}, text=True, bufsize=1,
-            start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
-        self.hello = self._read(timeout, "starting")
+        with interrupts.held():      # a signal waits until the worker is tracked
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "grubench.worker", backend, str(threads),
+                 str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                env={**os.environ, **thread_env(threads)}, text=True, bufsize=1,
+                start_new_session=True)  # Ctrl-C reaches the runner alone, which ends it
+            interrupts.track(self.process)
+        try:
+            self.hello = self._read(timeout, "starting")
+        except BaseException:        # Ctrl-C during its imports: do not wait for them
+            self.close(kill=True)
+            raise
 
     def request(self, message: dict, timeout: float) -> dict:
         """Send one case; its reply row, or WorkerFailed (the worker is then closed)."""
@@ -200,6 +244,8 @@ class Worker:
             except (OSError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait()
+        self.process.wait()
+        interrupts.untrack(self.process)
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()

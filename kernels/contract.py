@@ -196,6 +196,31 @@ def _validate_lengths(lengths, T: int, B: int) -> np.ndarray | None:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
+def _contiguous_writable(array: np.ndarray) -> np.ndarray:
+    """``array`` in C order, copied when it is not (or is read-only): no kernel writes its
+    inputs, but numba compiles every kernel again for read-only array types (minutes)
+    and torch warns on them, so a read-only input costs one copy instead."""
+    array = np.ascontiguousarray(array)
+    return array if array.flags.writeable else array.copy()
+
+
+def _zero_padding(array: np.ndarray, given: np.ndarray, lengths) -> np.ndarray:
+    """``array`` (T, B, ...) with the steps past each sequence's length set to zero, in a
+    copy of the caller's ``given`` (never written). Those steps hold anything by contract
+    (NaN, inf); zeroed here, no kernel can let them through a product with a zero
+    gradient or mask (0 * NaN = NaN). Costs one copy of x (and of dy) at validation, out
+    of any timed call, and only when some sequence is shorter than T."""
+    if lengths is None:
+        return array
+    padding = np.arange(array.shape[0])[:, None] >= lengths[None, :]
+    if not padding.any():
+        return array
+    if np.shares_memory(array, given):
+        array = array.copy()
+    array[padding] = 0
+    return array
+
+
 def available_memory_bytes() -> int:
     """Memory a new allocation can use now: MemAvailable, else total physical memory."""
     try:
@@ -248,7 +273,9 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
 
     Raises TypeError for wrong types or dtypes, ValueError for wrong shapes, sizes or
     lengths, MemoryError for a problem that cannot fit; never lets a bad call through.
-    Non-contiguous and Fortran-ordered arrays are accepted and copied to C order.
+    Non-contiguous, Fortran-ordered and read-only arrays are accepted and copied to
+    writable C order; x and dy are copied with their padding (the steps past a sequence's
+    length) zeroed when some sequence is shorter than T.
     """
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELLS)}")
@@ -294,9 +321,12 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
     if len(dtypes) > 1:
         listed = ", ".join(f"{n}={a.dtype}" for n, a in arrays.items())
         raise TypeError(f"all arrays must share one dtype; got {listed}")
-    contiguous = {n: np.ascontiguousarray(a) for n, a in arrays.items()}
-    args = RNNArgs(cell=cell, reset_after=bool(reset_after),
-                   lengths=_validate_lengths(lengths, T, B),
+    contiguous = {n: _contiguous_writable(a) for n, a in arrays.items()}
+    lengths = _validate_lengths(lengths, T, B)
+    for name in ("x", "dy"):
+        if name in contiguous:
+            contiguous[name] = _zero_padding(contiguous[name], arrays[name], lengths)
+    args = RNNArgs(cell=cell, reset_after=bool(reset_after), lengths=lengths,
                    c0=contiguous.pop("c0", None), dy=contiguous.pop("dy", None),
                    dh_n=contiguous.pop("dh_n", None), dc_n=contiguous.pop("dc_n", None),
                    **contiguous)

@@ -68,6 +68,7 @@ import ctypes
 import functools
 import itertools
 import math
+import warnings
 
 import numpy as np
 
@@ -79,6 +80,7 @@ try:
     from llvmlite import ir
     from numba import njit, types
     from numba.core import cgutils, compiler
+    from numba.core.caching import FunctionCache
     from numba.extending import intrinsic, overload
     from numba.np.linalg import ensure_blas, get_blas_kind
 except ImportError as error:  # numba is a dependency; a broken install must not crash us
@@ -106,7 +108,52 @@ def version() -> str:
 if numba is not None:
     # No nnan/ninf: those would let LLVM assume NaN and Inf never occur.
     FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-    JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
+
+    def _cache_usable() -> bool:
+        """Whether numba finds a writable folder for its on-disk cache (beside this file,
+        NUMBA_CACHE_DIR or the user's cache folder). A read-only install with a read-only
+        HOME has none, and numba would raise "no locator available" at the first cached
+        kernel: the kernels then compile without the cache (every process compiles again),
+        with one warning."""
+        try:
+            FunctionCache(_cache_usable)
+        except RuntimeError as error:
+            warnings.warn(f"numba-cpu compiles without its on-disk cache, so every process "
+                          f"compiles again: {error}", RuntimeWarning, stacklevel=2)
+            return False
+        return True
+
+    class _RecoveringCache(FunctionCache):
+        """numba's on-disk cache of one function, where an entry that cannot be read
+        (a truncated or corrupt index or data file: pickle errors, EOFError) is a miss:
+        the index is emptied, the function compiles again and its entry is rewritten,
+        with one warning. numba's own cache raises such errors at the first call."""
+
+        def load_overload(self, sig, target_context):
+            try:
+                return super().load_overload(sig, target_context)
+            except Exception as error:      # whatever a corrupt pickle raises
+                warnings.warn(f"numba-cpu: unreadable cache entry for "
+                              f"{self._py_func.__qualname__} ({type(error).__name__}: "
+                              f"{error}); compiling it again", RuntimeWarning, stacklevel=2)
+                try:
+                    self.flush()
+                except OSError:
+                    pass                    # the compile still runs; saving may fail later
+                return None
+
+    def cached_njit(**options):
+        """``numba.njit`` with the on-disk cache when one is usable (:func:`_cache_usable`),
+        recovering from a corrupt one (:class:`_RecoveringCache`)."""
+        def decorate(function):
+            dispatcher = njit(**options, cache=CACHE)(function)
+            if CACHE:
+                dispatcher._cache = _RecoveringCache(function)  # numba's enable_caching, ours
+            return dispatcher
+        return decorate
+
+    CACHE = _cache_usable()
+    JIT = dict(nogil=True, error_model="numpy", fastmath=FASTMATH)
 
     class _DisjointArgumentsCompiler(compiler.Compiler):
         """numba's compiler, with every pointer argument marked ``noalias`` for LLVM (the
@@ -168,7 +215,7 @@ if numba is not None:
 
         return sig, codegen
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def _blas_operand(matrix):
         """(transpose flag, leading dimension) of a row-major (rows, cols) operand as BLAS's
         column-major (cols, rows) matrix: rows contiguous -> 'n', columns contiguous -> 't'."""
@@ -181,7 +228,7 @@ if numba is not None:
             return ord("t"), (step1 if cols > 1 else rows)
         raise ValueError("gemm: an operand has neither contiguous rows nor columns")
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def gemm(a, b, c, beta):
         """c = a @ b + beta * c (beta 0 overwrites c). a (m,k), b (k,n), c (m,n); a and b
         may be transposed views or column blocks (rows or columns contiguous), c needs
@@ -419,7 +466,7 @@ if numba is not None:
 
         return sig, codegen
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
         """out[:, out_col:out_col+N] = a[:, k0:k0+K] @ W[r:r+N, k0:k0+K].T with
         r = block * R + unit: the per-step recurrent product (and the all-steps ones), over
@@ -504,7 +551,7 @@ if numba is not None:
 
         return types.none(), codegen
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def barrier(team):
         """Return once every worker of the team has arrived. sync[ARRIVALS] counts arrivals
         since the run began, so the k-th barrier opens at k * workers: nothing to reset.
@@ -523,7 +570,7 @@ if numba is not None:
     #: multiples of 16 floats (one 64-byte cache line): no two workers write one line
     UNIT_ALIGN = PANEL_COLS
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def share(team, n, align):
         """This worker's part [start, stop) of range(n): equal chunks, multiples of align."""
         worker, workers, _sync = team
@@ -532,7 +579,7 @@ if numba is not None:
         start = min(worker * chunk, n)
         return start, min(start + chunk, n)
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def step_part(team, B, H):
         """This worker's part of every step: (seqs, start, stop, step_team), its sequences
         (a slice of range(B)) and units [start, stop). Where every worker gets
@@ -548,7 +595,7 @@ if numba is not None:
         start, stop = share(team, H, UNIT_ALIGN)
         return slice(0, B), start, stop, team
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def team_gemm(team, a, b, c, beta):
         """:func:`gemm` shared by the team: each worker takes a block of c's rows, or of its
         columns when those are more, so the operand every worker reads whole is the
@@ -572,7 +619,7 @@ if numba is not None:
     #: tile rows that share one cache line of d's rows: their tiles run back to back
     GRADIENT_ROWS = 16
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def weight_gradient(team, d, x, out, accumulate):
         """out (+)= d.T @ x, this worker's part of out (the same part for every call of a
         shape, so a worker only ever adds to its own: no barrier between calls).
@@ -613,7 +660,7 @@ if numba is not None:
             gemm(d[:, start:stop].T, x[:, whole:], out[start:stop, whole:],
                  1.0 if accumulate else 0.0)
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def gate_products(a, panels, gates, H, start, stop, out):
         """out[:, g*H + start : g*H + stop] = a @ W[g*H + start : g*H + stop].T for the
         first ``gates`` blocks of H rows of W: a worker's units of every gate. a (B,K),
@@ -637,7 +684,7 @@ if numba is not None:
         1.5945285894167751e-06, 7.167683350473911e-10))
     ONE, HALF = np.float32(1.0), np.float32(0.5)
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def tanh_rational(x):
         """tanh of a float32 in float32 arithmetic only (vectorizes, 16 lanes per AVX-512
         register); never past +-1. NaN stays NaN: the clamps compare, never min/max."""
@@ -673,13 +720,13 @@ if numba is not None:
             return lambda x, dtype: HALF + HALF * tanh_rational(HALF * np.float32(x))
         return lambda x, dtype: 0.5 * (1.0 + math.tanh(0.5 * x))
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def tanh_for(values, out):
         """out = gate_tanh(values) elementwise over 1-D arrays; the test and timing hook."""
         for i in range(values.size):
             out[i] = gate_tanh(values[i], out.dtype)
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def sigmoid_for(values, out):
         """out = gate_sigmoid(values) elementwise over 1-D arrays."""
         for i in range(values.size):
@@ -697,14 +744,14 @@ if numba is not None:
     # ``j = start + unit`` and start marked :func:`nonnegative`: LLVM proves j >= 0 only
     # in that form, and a possibly negative index keeps a loop scalar (4x).
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def previous_states(y, h0, t):
         """The state each sequence entered step t with, where step t is inside it: h0 at
         t = 0, else y[t-1] (a sequence inside step t was inside step t-1, so y is unmasked
         there). y (T,B,H), h0 (B,H); returns (B,H)."""
         return h0 if t == 0 else y[t - 1]
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def column_sums(team, rows, out):
         """out = rows.sum(axis=0) with float64 accumulation, this worker's columns.
         rows (M,N), out (N,)."""
@@ -717,7 +764,7 @@ if numba is not None:
         for unit in range(stop - start):
             out[start + unit] = total[unit]
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def weight_gradient_from_states(team, d_rows, y, h0, out):
         """out = sum over steps t of d_t.T @ h_{t-1} (h_{-1} = h0), as two products over the
         rows of y, with no copy of the state sequence. d_rows (T*B,N) holds d_t in rows
@@ -733,7 +780,7 @@ if numba is not None:
     #: 86 in one pass)
     PASS_ROWS = 256
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def all_steps_product(a, panels, gates, H, start, stop, out):
         """:func:`gate_products` over the T*B rows of all steps, in passes of PASS_ROWS to
         2 * PASS_ROWS rows. a (T*B,K), out (T*B,gates*H) or wider."""
@@ -744,7 +791,7 @@ if numba is not None:
             gate_products(a[first:stop_row], panels, gates, H, start, stop,
                           out[first:stop_row])
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def input_gradients(team, d_gates, x, w_ih_t, dx, dw_ih, db_ih):
         """dx = d_gates @ w_ih, dw_ih = d_gates.T @ x, db_ih = column sums, each one pass over
         all T*B rows. d_gates (T,B,G*H), x (T,B,I), w_ih_t: w_ih.T laid out for
@@ -756,7 +803,7 @@ if numba is not None:
         weight_gradient(team, rows, x.reshape((T * B, I)), dw_ih, False)
         column_sums(team, rows, db_ih)
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def project_inputs(team, x, w_ih, gates, gi):
         """gi = x @ w_ih.T for all steps at once, this worker's slice of the units of every
         gate, then a barrier (every worker reads all of gi's rows). x (T,B,I), w_ih laid out
@@ -768,7 +815,7 @@ if numba is not None:
                           gi.reshape((T * B, gates * H)))
         barrier(team)
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def add_rows(into, rows, lengths, t, replace, start, stop):
         """into[b, start:stop] (+)= rows[b, start:stop] for the sequences inside step t.
         into (B,H) float64, rows (B,H)."""
@@ -785,7 +832,7 @@ if numba is not None:
     # recurrent part of the candidate, W_hn h + b_hn, that dr needs.
     SAVED_R, SAVED_Z, SAVED_N, SAVED_GH_N = 0, 1, 2, 3
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def gru_reset_rows(gi_t, gh, bias_gi, prev, reset_state, saved_t, seqs, start, stop):
         """Reset-before pre-pass for the sequences seqs (a slice), units start:stop: r into
         saved_t's r slot and reset_state = r * h. gi_t, gh (B,3H) (gh's r part filled),
@@ -801,7 +848,7 @@ if numba is not None:
                 saved_t[b, SAVED_R * H + j] = r
                 reset_state[b, j] = r * prev[b, j]
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def gru_step_rows(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t,
                       lengths, t, seqs, start, stop):
         """Step t of the GRU for the sequences seqs (a slice), units start:stop: gates from
@@ -846,7 +893,7 @@ if numba is not None:
                 new[b, j] = h_new
                 y_t[b, j] = h_new
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_after, y,
                            h, saved, gi, gh, reset_state, states):
         """GRU forward over all T steps.
@@ -889,7 +936,7 @@ if numba is not None:
             barrier(step_team)
         h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def gru_backward_rows(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t,
                           lengths, t, seqs, start, stop):
         """Step t of the GRU backward for the sequences seqs (a slice), units start:stop.
@@ -950,7 +997,7 @@ if numba is not None:
                 j = start + unit
                 dh[b, j] *= np.float64(saved_t[b, SAVED_Z * H + j])
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def gru_reset_backward_rows(d_reset, saved_t, prev, dh, d_gi_t, lengths, t, seqs,
                                 start, stop):
         """Reset-before, step t, the sequences seqs (a slice) inside it (lengths (B,)),
@@ -969,7 +1016,7 @@ if numba is not None:
                 d_gi_t[b, R + j] = d_reset_j * np.float64(prev[b, j]) * r * (1.0 - r)
                 dh[b, j] += d_reset_j * r
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, saved,
                             dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
                             d_gi, d_gh, reset_states, dh, dh_rec, d_reset):
@@ -1030,7 +1077,7 @@ if numba is not None:
     # Slots of the LSTM's saved activations, each H wide: the gates and the new cell state.
     SAVED_I, SAVED_F, SAVED_G, SAVED_O, SAVED_C = 0, 1, 2, 3, 4
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def lstm_step_rows(gi_t, gh, bias, prev, new, c, y_t, saved_t, lengths, t, seqs, start,
                        stop):
         """Step t of the LSTM for the sequences seqs (a slice), units start:stop: gates
@@ -1072,7 +1119,7 @@ if numba is not None:
                 new[b, j] = h_new
                 y_t[b, j] = h_new
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, saved, gi,
                             gh, states):
         """LSTM forward over all T steps.
@@ -1100,7 +1147,7 @@ if numba is not None:
             barrier(step_team)
         h[seqs, start:stop] = states[T % 2, seqs, start:stop]
 
-    @njit(**DISJOINT_JIT)
+    @cached_njit(**DISJOINT_JIT)
     def lstm_backward_rows(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, lengths, t, seqs,
                            start, stop):
         """Step t of the LSTM backward for the sequences seqs (a slice), units start:stop.
@@ -1146,7 +1193,7 @@ if numba is not None:
                 j = start + unit
                 dc[b, j] *= np.float64(saved_t[b, SAVED_F * H + j])
 
-    @njit(**JIT)
+    @cached_njit(**JIT)
     def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
                              dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db, d_gi, dh, dc, dh_rec):
         """LSTM backpropagation through time.

@@ -104,7 +104,8 @@ class TorchPrepared(Prepared):
         states = [h0] if c0 is None else [h0, c0]
         if len(keep) == 0:          # every sequence is empty: zero outputs, states kept
             y = x.new_zeros(self.args.T, self.args.B, self.args.H)
-            return y, (h0[None] if c0 is None else (h0[None], c0[None]))
+            kept = [s.clone()[None] for s in states]     # copies: no output aliases an input
+            return y, (kept[0] if c0 is None else tuple(kept))
         packed = pack_padded_sequence(x.index_select(1, keep), self.nonempty_lengths,
                                       enforce_sorted=False)
         kept_states = [s.index_select(0, keep)[None] for s in states]

@@ -3,7 +3,7 @@ cache computes once and honours its size cap."""
 import numpy as np
 import pytest
 
-from grubench import accuracy
+from grubench import accuracy, worker
 from grubench.problems import Problem
 from grubench.tolerances import FLOAT32_GRADIENT, FORWARD_REL_ERR_TARGET
 
@@ -54,17 +54,43 @@ def test_reference_is_close_to_a_float32_run_of_the_same_inputs(cell):
 def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     cache = accuracy.ReferenceCache(tmp_path, max_flops=1e6)
     small = Problem("gru", 4, 2, 3, 5)
-    calls = []
-    real = accuracy.compute_reference
-    monkeypatch.setattr(accuracy, "compute_reference",
-                        lambda *a: calls.append(a) or real(*a))
     first = cache.ensure(small, 0, training=False)
-    assert cache.ensure(small, 0, training=False) == first and len(calls) == 1
+    np.testing.assert_array_equal(accuracy.load(first)["y"],
+                                  accuracy.compute_reference(small, 0, False)["y"])
+    cache.close()
+
+    def no_worker(*_args, **_kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(worker, "Worker", no_worker)
+    assert cache.ensure(small, 0, training=False) == first      # cached: no worker
+    monkeypatch.undo()
     assert cache.ensure(small, 0, training=True) != first     # other inputs: other file
+    cache.close()
     assert set(accuracy.load(first)) == {"y", "h_n"}
     assert cache.skip_reason(small) is None
     big = Problem("gru", 100, 64, 512, 512)
     assert "only up to 1e+06 training FLOPs" in cache.skip_reason(big)
+    with pytest.raises(accuracy.ReferenceSkipped, match="only up to 1e"):
+        cache.ensure(big, 0, training=True)
+
+
+def test_a_reference_over_the_timeout_is_killed_and_noted(tmp_path):
+    """FLOPs do not bound the reference's time: 20,000 steps of size 1 are few FLOPs and
+    seconds of Python. The timeout does, and the note says so (once per problem)."""
+    cache = accuracy.ReferenceCache(tmp_path, timeout=120)
+    small = Problem("gru", 3, 1, 1, 1)
+    assert cache.ensure(small, 0, training=False).exists()    # its worker has started
+    cache.timeout = 0.5
+    long = Problem("gru", 20000, 1, 1, 1)
+    with pytest.raises(accuracy.ReferenceSkipped, match="took longer than the case timeout"):
+        cache.ensure(long, 0, training=True)
+    with pytest.raises(accuracy.ReferenceSkipped):      # remembered: not tried again
+        cache.ensure(long, 0, training=True)
+    assert not cache.path(long, 0, True).exists()
+    cache.timeout = 120
+    assert cache.ensure(small, 0, training=True).exists()     # a fresh worker
+    cache.close()
 
 
 def test_rel_err_targets():

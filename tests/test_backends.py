@@ -58,3 +58,20 @@ def test_every_available_backend_runs_the_convenience_api():
         y, h_n = be.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
         assert isinstance(y, np.ndarray) and y.dtype == np.float64, be.name
         assert tolerances.forward_tolerance(y.dtype).allclose(y, want), be.name
+
+
+def test_a_backend_whose_setup_raises_anything_is_unavailable_with_the_reason(monkeypatch):
+    """Not only ImportError: numba raises RuntimeError when it has nowhere to cache."""
+    import types
+
+    def availability():
+        raise RuntimeError("cannot cache function 'f': no locator available")
+
+    module = types.SimpleNamespace(availability=availability)
+    monkeypatch.setitem(backends.REGISTRY, "broken",
+                        backends.Entry("broken_module", "a module whose setup fails"))
+    be = backends.Backend("broken", backends.REGISTRY["broken"])
+    monkeypatch.setitem(be.__dict__, "_module", module)
+    assert not be.available
+    assert be.why_unavailable == ("RuntimeError: cannot cache function 'f': "
+                                  "no locator available")

@@ -40,10 +40,12 @@ def test_top_level_help_lists_commands(capsys):
     (["run", "--dtype", "float16"], "invalid choice: 'float16'"),
     (["run", "--size", "100,1,64"], "size '100,1,64' must be four comma-separated integers"),
     (["run", "--size", "100,1,6x4,64"], "I='6x4' is not an integer"),
-    (["run", "--threads", "0"], "'0' must be > 0"),
+    (["run", "--threads", "0"], "'0' must be a finite number > 0"),
     (["run", "--threads", "100000"], "'100000' must be <= "),
-    (["run", "--min-time", "inf"], "'inf' must be <= 3600"),
-    (["run", "--timeout", "nan"], "'nan' must be > 0"),
+    (["run", "--min-time", "inf"], "'inf' must be a finite number > 0"),
+    (["run", "--min-time", "4000"], "'4000' must be <= 3600"),
+    (["run", "--timeout", "nan"], "'nan' must be a finite number > 0"),
+    (["run", "--suite", "deepbench", "--scale", "inf"], "'inf' must be a finite number > 0"),
     (["run", "--backends", "numpy,numpy"], "backend 'numpy' given more than once"),
     (["run", "--baseline", "nope"], "unknown baseline backend 'nope'"),
     (["compare-cells", "--backends", "nope"], "unknown backend 'nope'"),
@@ -207,3 +209,11 @@ def test_scale_is_refused_outside_deepbench(capsys, tmp_path):
                               "--out", str(tmp_path))
     assert status == 2
     assert "suite 'quick' does not take it" in err
+
+
+@pytest.mark.parametrize("argv", [["run", "--sizes", "1"], ["run", "--mode", "fast"], ["bogus"]])
+def test_an_argparse_error_is_one_line_without_the_usage_block(capsys, argv):
+    status, out, err = run_main(capsys, *argv)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("grubench: error: ")
+    assert "usage:" not in err and "--help" in err

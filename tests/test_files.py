@@ -40,3 +40,13 @@ def test_unwritable_dir_is_reported():
     # /sys refuses new entries even to root, so this holds wherever the tests run
     with pytest.raises(PermissionError, match="cannot write to output directory /sys/"):
         files.check_writable_dir("/sys/grubench-out")
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert files.write_atomic(tmp_path / "a.json", "x").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert files.write_atomic(tmp_path / "b.json", "x").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

@@ -33,8 +33,9 @@ def test_deepbench_sizes_and_scale():
     scaled = suites.get("deepbench", scale=0.01)
     assert (15, 32, 2816, 2816) in scaled.groups[0].sizes
     assert (1, 32, 512, 512) in scaled.groups[0].sizes      # T never drops below 1
-    with pytest.raises(ValueError, match="--scale must be > 0"):
-        suites.get("deepbench", scale=0)
+    for bad in (0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="--scale must be a finite number > 0"):
+            suites.get("deepbench", scale=bad)
 
 
 def test_overrides_replace_sizes_and_settings():
@@ -96,11 +97,18 @@ sizes = [[20, 1, 4, 4]]
     ("group = {sizes=[[2,1,4,4]]}", "group must be a list of tables"),
     ("group = [1, 2]", "group must be a list of tables"),
     ("sizes = [[2,1,4,4]]\nthreads = 2", "threads must be a list of positive integers"),
-    ("sizes = [[2,1,4,4]]\nmin_time = -1", r"min_time must be seconds in \(0, 3600\)"),
+    ("sizes = [[2,1,4,4]]\nmin_time = -1", r"min_time must be seconds in \(0, 3600\]"),
     ("sizes = [[2,1,4,4]]\nmin_time = 'fast'", "min_time must be seconds"),
     ("sizes = [[2,1,4,4]]\ndevice = 'tpu'", "unknown device 'tpu'"),
     ("sizes = [[2,1,4,4]]\nbackends = 3", "backends must be a list of names"),
     ("sizes = 5", "every group needs sizes"),
+    ("sizes = [[2,1,4,4]]\nthreads = [99999]", r"threads \[99999\] exceed this machine's"),
+    ("sizes = [[2,1,4,4]]\nmin_tme = 0.5", "unknown key 'min_tme' in the suite; valid keys: name"),
+    ("[[group]]\nsizes = [[2,1,4,4]]\nvariant = ['reset_before']",
+     "unknown key 'variant' in a \\[\\[group\\]\\]"),
+    ("name = 'x'\nsizes = [[2,1,4,4]]\n[[group]]\nsizes = [[2,1,4,4]]", "unknown key 'sizes' in the suite"),
+    ("sizes = [[2,1,4,4]]\ncase_timeout = 0", r"case_timeout must be seconds in \(0, 86400\]"),
+    ("sizes = [[2,1,4,4]]\nseed = -1", "seed must be an integer >= 0"),
 ])
 def test_bad_toml_suites_are_named_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -119,3 +127,10 @@ def test_a_single_name_in_toml_is_one_name_not_its_letters(tmp_path):
     path.write_text("sizes = [[2,1,4,4]]\ncells = 'gru'\nmodes = 'inference'\n")
     suite = suites.load_toml(path)
     assert suite.groups[0].cells == ("gru",) and suite.groups[0].modes == ("inference",)
+
+
+def test_toml_case_timeout_and_seed_are_read(tmp_path):
+    path = tmp_path / "timed.toml"
+    path.write_text("sizes = [[2,1,4,4]]\ncase_timeout = 12.5\nseed = 7\n")
+    suite = suites.load_toml(path)
+    assert suite.case_timeout == 12.5 and suite.seed == 7

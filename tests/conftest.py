@@ -1,0 +1,28 @@
+"""Session-wide test settings.
+
+* Hypothesis profiles: ``ci`` (the default: the property suite in about two minutes on two
+  cores) and ``long`` (release checks: ``python -m pytest --hypothesis-profile=long``).
+  No deadline: on a shared machine one example's time says nothing.
+* Without a GPU, numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) stands in for one, so
+  the numba-cuda kernels run everywhere; set here, before any test imports numba, unless
+  the variable is already set or a GPU is present (then the real kernels run).
+"""
+import os
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=2000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ci")
+
+
+def _gpu_present() -> bool:
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
