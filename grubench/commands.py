@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 
-from grubench import suites
+from grubench import history, suites
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -97,6 +97,7 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--out", default=out, metavar="DIR",
                         help=f"report folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    history.add_option(parser)
 
 
 def _run(args, cells=None):
@@ -140,6 +141,7 @@ def handle_run(args) -> int:
 
     frame, seconds = _run(args)
     print(report.render_report(frame))
+    history.record(f"{args.out}/results.json", args)
     return _finish(frame, seconds, args.out)
 
 
@@ -150,6 +152,7 @@ def handle_compare_cells(args) -> int:
     print(report.render_report(frame, metrics=("time",)))
     print()
     print(report.render_text(report.cell_comparison(frame)))
+    history.record(f"{args.out}/results.json", args)
     return _finish(frame, seconds, args.out)
 
 
