@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -45,11 +46,22 @@ def sparkline(values, width: int = 120, height: int = 24) -> str:
     values = np.log([v for v in values if v and v > 0])
     if len(values) == 0:
         return ""
+    # At least a 25% range top to bottom, so a flat series with 1% noise draws flat.
     low, high = float(values.min()), float(values.max())
-    span = high - low or 1.0
+    span = max(high - low, math.log(1.25))
     xs = np.linspace(2, width - 2, len(values)) if len(values) > 1 else [width / 2]
     ys = [height - 2 - (v - low) / span * (height - 4) for v in values]
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+
+
+def _spread(row) -> str:
+    """The raw samples' range, or the IQR for rows recorded before samples were kept."""
+    if row["metric"] not in SECONDS_METRICS:
+        return ""
+    if row["samples"]:
+        return f"{_ms(min(row['samples']))}-{_ms(max(row['samples']))} ms"
+    iqr = json.loads(row["data_json"]).get("iqr_s")
+    return f"IQR {_ms(iqr)} ms" if isinstance(iqr, (int, float)) else ""
 
 
 def _samples(text):
@@ -171,8 +183,7 @@ class Site:
                        machine=r["machine"], backend=r["backend"], status=r["status"],
                        value=r["value"], metric=r["metric"],
                        samples=len(r["samples"]) if r["samples"] else 0,
-                       spread=(f"{_ms(min(r['samples']))}-{_ms(max(r['samples']))} ms"
-                               if r["samples"] and r["metric"] in SECONDS_METRICS else ""))
+                       spread=_spread(r))
                   for _, r in rows.iterrows()]
         self.write(f"cases/{slug(case)}.html", "case.html", title=case, case=case,
                    plot=_figure_html(figure, "trend"), steps=steps, points=points)
