@@ -77,7 +77,8 @@ def _results_rows(document: dict) -> list[dict]:
                          variant=row.get("variant"), mode=row["mode"], T=row["T"],
                          B=row["B"], I=row["I"], H=row["H"], dtype=row["dtype"],
                          threads=row["threads"], status=row["status"], metric="median_s",
-                         value=row.get("median_s"), samples=row.get("samples_s"), data=row))
+                         value=row.get("median_s"), samples=row.get("samples_s"),
+                         data={k: v for k, v in row.items() if k != "samples_s"}))
     return rows
 
 

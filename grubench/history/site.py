@@ -79,8 +79,12 @@ def _environment():
 
 
 def _figure_html(figure, div_id: str) -> str:
-    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                          config={"displaylogo": False, "responsive": True})
+    """A figure (a plotly Figure, or its plain dict: ten times faster to build for the
+    hundred case pages) as a div and its script, plotly.js left to the page."""
+    import plotly.io
+    return plotly.io.to_html(figure, full_html=False, include_plotlyjs=False, div_id=div_id,
+                             validate=False,
+                             config={"displaylogo": False, "responsive": True})
 
 
 def _commit_url(template: str | None, commit) -> str | None:
@@ -149,19 +153,17 @@ class Site:
                    steps=self.steps)
 
     def case_page(self, case: str, rows: pd.DataFrame) -> None:
-        import plotly.graph_objects as go
-
-        figure = go.Figure()
         ok = rows[(rows["status"] == "ok") & rows["value"].notna()]
         metric = rows["metric"].iloc[0]
         scale = 1e3 if metric in SECONDS_METRICS else 1.0
+        traces = []
         for (machine, backend), points in ok.groupby(["machine", "backend"], sort=True):
             values = points["value"].to_numpy(float) * scale
             low = [v - min(s) * scale if s else 0 for v, s in zip(values, points["samples"])]
             high = [max(s) * scale - v if s else 0 for v, s in zip(values, points["samples"])]
-            figure.add_trace(go.Scatter(
-                x=points["started_at"], y=values, mode="lines+markers",
-                name=f"{backend} · {machine}",
+            traces.append(dict(
+                type="scatter", x=list(points["started_at"]), y=list(values),
+                mode="lines+markers", name=f"{backend} · {machine}",
                 error_y=dict(type="data", array=high, arrayminus=low, visible=True,
                              thickness=1),
                 customdata=[[f"../runs/{r}.html", str(c)] for r, c in
@@ -169,16 +171,20 @@ class Site:
                 hovertemplate="%{y:.4g} at %{customdata[1]}<br>%{x}<extra>%{fullData.name}"
                               "</extra>"))
         steps = [s for s in self.steps if s.case == case]
+        shapes, notes = [], []
         for step in steps:
             moment = ok.loc[ok["run_id"] == step.run_id, "started_at"].iloc[0]
-            figure.add_vline(x=moment, line_dash="dash", line_color="crimson")
-            figure.add_annotation(x=moment, y=1, yref="paper", showarrow=False,
-                                  text=f"step {step.change:+.0%}", font_color="crimson")
+            shapes.append(dict(type="line", x0=moment, x1=moment, y0=0, y1=1, yref="paper",
+                               line=dict(dash="dash", color="crimson")))
+            notes.append(dict(x=moment, y=1, yref="paper", showarrow=False,
+                              text=f"step {step.change:+.0%}", font=dict(color="crimson")))
         unit = "ms" if scale == 1e3 else metric
-        figure.update_layout(title=None, xaxis_title="run (time of the run; hover: commit)",
-                             yaxis_title=f"{metric} ({unit}), whiskers: raw samples min-max",
-                             yaxis_type="log", height=480, margin=dict(t=30),
-                             legend=dict(orientation="h", y=-0.25))
+        layout = dict(xaxis=dict(title=dict(text="run (time of the run; hover: commit)")),
+                      yaxis=dict(type="log", title=dict(
+                          text=f"{metric} ({unit}), whiskers: raw samples min-max")),
+                      height=480, margin=dict(t=30), shapes=shapes, annotations=notes,
+                      legend=dict(orientation="h", y=-0.25))
+        figure = dict(data=traces, layout=layout)
         points = [dict(run_id=r["run_id"], commit=r["commit"], started_at=r["started_at"],
                        machine=r["machine"], backend=r["backend"], status=r["status"],
                        value=r["value"], metric=r["metric"],

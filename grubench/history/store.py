@@ -71,7 +71,7 @@ runs = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("run_key", sa.String(64), nullable=False, unique=True),
     sa.Column("kind", sa.String(16), nullable=False),          # run, regress, train
-    sa.Column("commit", sa.String(64)),
+    sa.Column("commit_hash", sa.String(64)),        # "commit" is an SQL keyword
     sa.Column("branch", sa.String(200)),
     sa.Column("machine", sa.String(400)),
     sa.Column("machine_fingerprint", sa.String(16)),
@@ -89,7 +89,7 @@ rows = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"),
               nullable=False),
-    sa.Column("case", sa.String(200), nullable=False),
+    sa.Column("case_label", sa.String(200), nullable=False),     # "case" is a keyword
     sa.Column("backend", sa.String(100), nullable=False),
     sa.Column("cell", sa.String(16)),
     sa.Column("variant", sa.String(16)),
@@ -122,10 +122,11 @@ def _add_trend_indexes(connection) -> None:
     indexes are built on detached copies of the tables: an Index on ``rows`` itself would
     join its metadata, and version 1's create_all would then make it too early.)"""
     detached = sa.MetaData()
-    rows_copy = sa.Table("rows", detached, sa.Column("case"), sa.Column("backend"),
+    rows_copy = sa.Table("rows", detached, sa.Column("case_label"), sa.Column("backend"),
                          sa.Column("run_id"))
     runs_copy = sa.Table("runs", detached, sa.Column("started_at"))
-    sa.Index("rows_case_backend", rows_copy.c.case, rows_copy.c.backend).create(connection)
+    sa.Index("rows_case_backend", rows_copy.c.case_label, rows_copy.c.backend).create(
+        connection)
     sa.Index("rows_run", rows_copy.c.run_id).create(connection)
     sa.Index("runs_started_at", runs_copy.c.started_at).create(connection)
 
@@ -263,7 +264,7 @@ class Store:
                     runs.c.run_key == run.key)).first():
                 return False
             run_id = connection.execute(runs.insert().values(
-                run_key=run.key, kind=run.kind, commit=run.commit, branch=branch,
+                run_key=run.key, kind=run.kind, commit_hash=run.commit, branch=branch,
                 machine=machine_name(run.context),
                 machine_fingerprint=machine_fingerprint(run.context),
                 suite=str(run.suite.get("name") or ""), started_at=_utc(run.started_at),
@@ -273,8 +274,8 @@ class Store:
                 notes_json=json.dumps(run.notes, default=str))).inserted_primary_key[0]
             if run.rows:
                 connection.execute(rows.insert(), [
-                    {**{k: v for k, v in row.items() if k not in ("samples", "data")},
-                     "run_id": run_id, "value": _number(row["value"]),
+                    {**{k: v for k, v in row.items() if k not in ("case", "samples", "data")},
+                     "case_label": row["case"], "run_id": run_id, "value": _number(row["value"]),
                      "samples_json": None if row["samples"] is None
                      else json.dumps(row["samples"]),
                      "data_json": json.dumps(row["data"], default=str)}
@@ -299,11 +300,13 @@ class Store:
         import pandas as pd
 
         query = sa.select(
-            rows.c.id.label("row_id"), rows.c.case, rows.c.backend, rows.c.cell,
+            rows.c.id.label("row_id"), rows.c.case_label.label("case"), rows.c.backend,
+            rows.c.cell,
             rows.c.variant, rows.c.mode, rows.c.T, rows.c.B, rows.c.I, rows.c.H,
             rows.c.dtype, rows.c.threads, rows.c.status, rows.c.metric, rows.c.value,
             rows.c.samples_json, rows.c.data_json, runs.c.id.label("run_id"), runs.c.kind,
-            runs.c.commit, runs.c.branch, runs.c.machine, runs.c.machine_fingerprint,
+            runs.c.commit_hash.label("commit"), runs.c.branch, runs.c.machine,
+            runs.c.machine_fingerprint,
             runs.c.suite, runs.c.started_at, runs.c.source,
         ).join(runs, rows.c.run_id == runs.c.id).order_by(runs.c.started_at, runs.c.id,
                                                           rows.c.id)
@@ -314,7 +317,7 @@ class Store:
         if backend:
             query = query.where(rows.c.backend == backend)
         if case and not any(c in case for c in "*?["):
-            query = query.where(rows.c.case.contains(case, autoescape=True))
+            query = query.where(rows.c.case_label.contains(case, autoescape=True))
         with self._errors("cannot read"), self.engine.connect() as connection:
             frame = pd.DataFrame(connection.execute(query).mappings().all())
         if frame.empty:

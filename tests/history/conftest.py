@@ -12,7 +12,7 @@ from grubench.runner import SCHEMA
 STEP_COMMIT_INDEX = 6
 STEP_FACTOR = 1.5
 STEP_CASE = "gru reset_after inference 20,4,32,32 float32 t1"
-HOSTILE = '<img src=x onerror="window.__xss=1">'
+HOSTILE = '</script><img src=x onerror="window.__xss=1">'
 MACHINES = (("ci-box", "Test CPU A", 2), (f"lab {HOSTILE}", "Test CPU B", 8))
 BASE_MEDIAN = {("numba-cpu", "gru"): 1.0e-3, ("numba-cpu", "lstm"): 1.4e-3,
                ("torch-cpu", "gru"): 2.0e-3, ("torch-cpu", "lstm"): 2.6e-3}

@@ -79,7 +79,7 @@ def test_a_run_is_recorded_unless_told_not_to(capsys, monkeypatch, tmp_path, db_
     opened = store.Store(db_url, write=False)
     assert opened.counts() == (1, 1)
     [run] = opened.list_runs().to_dict("records")
-    assert json.loads(run["context_json"])["commit"] == run["commit"]
+    assert json.loads(run["context_json"])["commit"] == run["commit_hash"]
     assert fake_run(capsys, tmp_path, "--no-history")[0] == 0
     monkeypatch.setenv(store.ENV, "off")
     assert fake_run(capsys, tmp_path)[0] == 0

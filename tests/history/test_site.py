@@ -37,9 +37,10 @@ def test_text_from_results_is_escaped(published):
         text = page.read_text()
         assert HOSTILE not in text, page                 # never raw HTML
     index = (published / "index.html").read_text()
-    assert "&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in index
+    assert "&lt;/script&gt;&lt;img src=x onerror=&#34;window.__xss=1&#34;&gt;" in index
+    assert "</script><img" not in "".join(p.read_text() for p in published.rglob("*.html"))
     run = (published / "runs/11.html").read_text()
-    assert "note with &lt;img" in run
+    assert "note with &lt;/script&gt;&lt;img" in run
 
 
 def test_commit_links_follow_the_template(published):

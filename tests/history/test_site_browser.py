@@ -130,7 +130,7 @@ def test_planted_history_in_the_browser(browser, history_reports, tmp_path, serv
     assert flagged.count() == 1 and STEP_CASE in flagged.inner_text()
     assert commit_of(STEP_COMMIT_INDEX) in flagged.locator(".step").inner_text()
     assert index.evaluate("window.__xss") is None                    # shown, not run
-    assert '<img src=x onerror="window.__xss=1">' in index.inner_text("body")
+    assert '</script><img src=x onerror="window.__xss=1">' in index.inner_text("body")
 
     case = visit.open(f"{base}/cases/{site.slug(STEP_CASE)}.html")
     case.wait_for_selector("#trend .main-svg")
