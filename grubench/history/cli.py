@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -84,7 +85,8 @@ def add_subcommand(subparsers) -> None:
     _db_option(publish)
     publish.add_argument("--commit-url", metavar="TEMPLATE",
                          help="link commits, e.g. https://github.com/ORG/grubench/commit/"
-                              "{commit} (default: no commit links, only run pages)")
+                              "{commit} (default: from the checkout's origin remote; "
+                              "without one, commits are not linked, runs are)")
     publish.add_argument("--min-effect", type=_fraction, default=0.10, metavar="F",
                          help="smallest step flagged (default 0.10 = 10%%)")
     publish.set_defaults(handler=handle_publish)
@@ -135,15 +137,27 @@ def handle_import(args, paths) -> int:
     return 0
 
 
+def commit_url_of(remote: str | None) -> str | None:
+    """The commit link template of a GitHub/GitLab-style remote (https or ssh form)."""
+    match = re.fullmatch(r"(?:https://(?:[^@/]+@)?|ssh://git@|git@)([^/:]+)[/:](.+?)"
+                         r"(?:\.git)?/?", (remote or "").strip())
+    return f"https://{match[1]}/{match[2]}/commit/{{commit}}" if match else None
+
+
 def handle_publish(args) -> int:
+    from pathlib import Path
+
     from grubench.files import check_writable_dir
     from grubench.history.site import publish
+    from grubench.machine import _run
 
     check_writable_dir(args.out)
+    commit_url = args.commit_url or commit_url_of(
+        _run(["git", "remote", "get-url", "origin"], cwd=Path(__file__).resolve().parents[2]))
     started = time.perf_counter()
     store = _open(args, write=False)
     try:
-        written = publish(store, args.out, args.commit_url, args.min_effect)
+        written = publish(store, args.out, commit_url, args.min_effect)
     finally:
         store.close()
     print(f"site: {args.out}/index.html ({len(written)} files, "

@@ -138,7 +138,7 @@ class Site:
         for step in self.steps:
             flagged.setdefault(step.case, []).append(step)
         cases = []
-        for case, rows in self.frame.groupby("case", sort=True):
+        for case in sorted(self.frame["case"].unique()):
             series = []
             for (backend, machine, metric), points in ok[ok["case"] == case].groupby(
                     ["backend", "machine", "metric"], sort=True):
@@ -146,7 +146,7 @@ class Site:
                                    points=sparkline(points["value"]), runs=len(points),
                                    latest=points["value"].iloc[-1]))
             cases.append(dict(case=case, page=f"cases/{slug(case)}.html", series=series,
-                              steps=flagged.get(case, []), kind=rows["kind"].iloc[0]))
+                              steps=flagged.get(case, [])))
         self.write("index.html", "index.html", title="grubench results history",
                    cases=cases, runs=len(self.runs), rows=len(self.frame),
                    machines=sorted(self.frame["machine"].dropna().unique()),

@@ -156,9 +156,15 @@ def _is_busy(error: BaseException) -> bool:
 
 
 def _sqlite_engine(url: str, write: bool):
-    path = sa.engine.make_url(url).database
-    if path and path != ":memory:":
-        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    parsed = sa.engine.make_url(url)
+    path = parsed.database
+    if path and path != ":memory:" and not parsed.query.get("uri"):
+        path = Path(path).expanduser()
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():     # reading must not leave an empty database behind
+            raise HistoryError(f"no history database at {path}: record a run or "
+                               f"`grubench history import reports/` first")
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @sa.event.listens_for(engine, "connect")

@@ -56,12 +56,34 @@ def test_mistakes_exit_2_in_one_line(capsys, db_url, argv, message):
     assert status == 2 and message in err and "Traceback" not in err
 
 
-def test_an_empty_or_off_database_is_a_clear_error(capsys, db_url, tmp_path):
+def test_a_missing_empty_or_off_database_is_a_clear_error(capsys, db_url, tmp_path):
+    status, _, err = run_main(capsys, "history", "--db", db_url)
+    assert status == 2 and "no history database at" in err
+    assert not (tmp_path / "history.sqlite").exists()       # reading created nothing
+    with sqlite3.connect(tmp_path / "history.sqlite"):          # a file with no schema
+        pass
+    status, _, err = run_main(capsys, "history", "--db", db_url)
+    assert status == 2 and "is empty" in err
+    store.Store(db_url).close()                                 # the schema, no runs
     status, _, err = run_main(capsys, "publish", "--out", str(tmp_path / "site"), "--db",
                               db_url)
-    assert status == 2 and "empty" in err
+    assert status == 2 and "holds no runs" in err
     status, _, err = run_main(capsys, "history")       # GRUBENCH_DB=off in the tests
     assert status == 2 and "is off" in err
+
+
+@pytest.mark.parametrize("remote, template", [
+    ("https://github.com/org/grubench.git", "https://github.com/org/grubench/commit/{commit}"),
+    ("git@github.com:org/grubench.git", "https://github.com/org/grubench/commit/{commit}"),
+    ("ssh://git@gitlab.example/team/grubench", "https://gitlab.example/team/grubench/commit/"
+                                               "{commit}"),
+    ("/srv/git/grubench.git", None),
+    (None, None),
+])
+def test_commit_links_come_from_the_origin_remote(remote, template):
+    from grubench.history.cli import commit_url_of
+
+    assert commit_url_of(remote) == template
 
 
 def fake_run(capsys, tmp_path, *extra):
