@@ -8,7 +8,7 @@ Schema versions: ``schema_migrations`` holds one row per applied migration; open
 applies the missing ones from :data:`MIGRATIONS` in order, each in its own transaction, and
 refuses a database whose version is newer than this code knows.
 
-SQLite and concurrent writers: WAL journal (readers never block the writer), a 30 s busy
+SQLite and concurrent writers: WAL journal (readers never block the writer), a 20 s busy
 timeout, and every write transaction opened with BEGIN IMMEDIATE, so two processes queue
 for the write lock instead of deadlocking on a lock upgrade; a write that still finds the
 database busy is retried. A run is stored once: its key is the hash of its document, unique.
@@ -27,8 +27,10 @@ from grubench.history.documents import Run, machine_fingerprint, machine_name
 
 ENV = "GRUBENCH_DB"
 OFF = ("off", "none", "0", "false", "no")
-BUSY_TIMEOUT_S = 30
-WRITE_ATTEMPTS = 5
+# A writer waits up to BUSY_TIMEOUT_S for the lock, WRITE_ATTEMPTS times: a run waits at
+# most a minute on a database someone holds locked before it warns and goes on.
+BUSY_TIMEOUT_S = 20
+WRITE_ATTEMPTS = 3
 
 
 class HistoryError(ValueError):
