@@ -9,7 +9,7 @@ import math
 import sys
 import time
 
-from grubench import suites
+from grubench import history, suites
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -99,6 +99,7 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--out", default=out, metavar="DIR",
                         help=f"report folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    history.add_option(parser)
 
 
 def _run(args, cells=None, write: bool = True):
@@ -151,6 +152,7 @@ def handle_run(args) -> int:
 
     frame, seconds = _run(args)
     print(report.render_report(frame))
+    history.record(f"{args.out}/results.json", args)
     return _finish(frame, seconds, args.out)
 
 
@@ -167,6 +169,7 @@ def handle_compare_cells(args) -> int:
     print(report.render_report(frame, metrics=("time",)))
     print()
     print(report.cell_sections(frame))
+    history.record(f"{args.out}/results.json", args)
     return _finish(frame, seconds, args.out)
 
 

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from grubench import history
+
 SCHEMA = "grubench.regress/1"
 DEFAULT_BASELINE = Path("reports/baseline/regress-ci.json")
 DEFAULT_TOLERANCE = 0.25
@@ -340,6 +342,7 @@ def add_subcommand(subparsers) -> None:
                              f"(default {DEFAULT_PAIRS}; re-measurements use twice as many)")
     parser.add_argument("--update", action="store_true",
                         help="measure and rewrite the baseline (atomically) instead of comparing")
+    history.add_option(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -370,6 +373,7 @@ def handle(args) -> int:
         print(f"grubench regress: {len(cases)} cases, {args.pairs} pairs each",
               file=sys.stderr)
         rows = measure(cases.values(), args.pairs, Path(logs))
+        history.record(baseline_document(rows, context, args.tolerance), args)
         if args.update:
             document = baseline_document(rows, context, args.tolerance)
             write_atomic(args.baseline, json.dumps(document, indent=2, default=str) + "\n")

@@ -3,6 +3,8 @@
 * Hypothesis profiles: ``ci`` (the default: the property suite in about two minutes on two
   cores) and ``long`` (release checks: ``python -m pytest --hypothesis-profile=long``).
   No deadline: on a shared machine one example's time says nothing.
+* Tests never write to the user's real results history: runs the tests start record
+  nothing unless a test names its own database (GRUBENCH_DB or --db under tmp_path).
 * Without a GPU, numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) stands in for one, so
   the numba-cuda kernels run everywhere; set here, before any test imports numba, unless
   the variable is already set or a GPU is present (then the real kernels run).
@@ -11,6 +13,8 @@ import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+os.environ["GRUBENCH_DB"] = "off"
 
 settings.register_profile("ci", max_examples=100, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -26,3 +30,4 @@ def _gpu_present() -> bool:
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from grubench import history
+
 USER_ERROR = 2
 
 DEFAULT_HIDDEN = 64
@@ -59,6 +61,7 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
                         help="comma list of thread counts (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("reports/latest"),
                         help="report folder (default: %(default)s)")
+    history.add_option(parser)
     parser.set_defaults(handler=run)
     return parser
 
@@ -183,5 +186,6 @@ def run(args) -> int:
     print(report.format_text(rows))
     for path in report.write_reports(rows, out_dir, machine.context()):
         print(f"wrote {path}")
+    history.record(out_dir / "training.json", args)
     return 0
 
