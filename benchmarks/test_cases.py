@@ -37,7 +37,8 @@ def time_case(benchmark, backend_name, case, group, full_lengths=False):
     problem = Problem(case.cell, *case.size, dtype=case.dtype,
                       reset_after=case.variant != "reset_before")
     training = case.mode == "training"
-    reason = runner.skip_reason(SUITE, backend_name, problem, training)
+    reason = (backends.get(backend_name).entry.why_unsupported(case.mode, case.dtype)
+              or runner.skip_reason(SUITE, backend_name, problem, training))
     if reason:
         pytest.skip(reason)
     args = problem.make_args(SUITE.seed, with_grads=training)

@@ -7,7 +7,9 @@
 
 Each entry names a module of :mod:`grubench.kernels` that defines ``availability()``,
 ``version()`` and ``prepare(args)`` (with optional keyword options such as a device), and
-:class:`Backend` builds the convenience API over it. Kernel modules are imported on first
+:class:`Backend` builds the convenience API over it. An entry also declares what its
+backend cannot run (an inference-only backend: ``unsupported={"training": why}``) and,
+where the result's type does not tell, the memory counter that sees its allocations. Kernel modules are imported on first
 use, so listing backends costs nothing and a missing optional package only makes its
 backend unavailable, with the reason.
 """
@@ -17,6 +19,7 @@ import functools
 import importlib
 from dataclasses import dataclass, field
 
+from grubench.kernels import onnxruntime
 from grubench.kernels.contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
 
 
@@ -26,6 +29,16 @@ class Entry:
     description: str
     options: dict = field(default_factory=dict)
     device: str = "cpu"
+    #: What the backend cannot run, keyed by mode ("training") or dtype ("float64"), with
+    #: the reason: the runner reports those cases as "unsupported" without asking a worker.
+    unsupported: dict = field(default_factory=dict)
+    #: The grubench.memory counter that sees its allocations (None: chosen from the type
+    #: of its result arrays).
+    memory: str | None = None
+
+    def why_unsupported(self, mode: str, dtype: str) -> str | None:
+        """Why this backend cannot run a case of ``mode`` and ``dtype``, or None."""
+        return self.unsupported.get(mode) or self.unsupported.get(dtype)
 
 
 REGISTRY: dict[str, Entry] = {
@@ -39,6 +52,16 @@ REGISTRY: dict[str, Entry] = {
                        "OpenBLAS (wide), steps shared among numba's threads)"),
     "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
                         "persistent small-batch forward", device="cuda"),
+    # Peers (the peers extra). ONNX Runtime and XLA allocate outside tracemalloc's view.
+    "onnxruntime": Entry("onnxruntime", "ONNX Runtime's GRU/LSTM operators (MLAS) on a "
+                         "one-node ONNX graph", unsupported=onnxruntime.UNSUPPORTED,
+                         memory="rss"),
+    "onnxruntime-cuda": Entry("onnxruntime", "ONNX Runtime's GRU/LSTM on its CUDA "
+                              "execution provider", {"device": "cuda"}, device="cuda",
+                              unsupported=onnxruntime.UNSUPPORTED, memory="none"),
+    "jax": Entry("jax", "lax.scan under jax.jit, jax.vjp backward (XLA)", memory="rss"),
+    "jax-cuda": Entry("jax", "lax.scan under jax.jit, jax.vjp backward (XLA on CUDA)",
+                      {"device": "cuda"}, device="cuda", memory="none"),
 }
 
 

@@ -183,6 +183,8 @@ def handle_list(args) -> int:
     for name in backends.names():
         backend = backends.get(name)
         state = "available" if backend.available else f"unavailable: {backend.why_unavailable}"
+        if backend.entry.unsupported:
+            state += f"; does not run: {', '.join(backend.entry.unsupported)}"
         print(f"  {name:<{width}}  [{backend.device}] {backend.description} ({state})")
     print("\nsuites:")
     for name in suites.names():

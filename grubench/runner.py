@@ -14,6 +14,8 @@ threads > 1 may still spin briefly after its last call). Row statuses:
   with a fresh worker;
 * ``unavailable``: a backend named explicitly that cannot run here (reason = why). The
   default selection leaves unavailable backends out and lists them in ``attrs["notes"]``;
+* ``unsupported``: a mode or dtype the backend cannot run (training on an inference-only
+  library): declared in its registry entry, or raised as NotImplementedError;
 * ``skipped``: not attempted: too large for the available memory (checked before
   anything is allocated), or a slow backend above its suite's size cap (the ``numpy``
   oracle times only small cases).
@@ -177,8 +179,11 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                        machine=machine.short_name(context), commit=context.get("commit"))
             problem = problem_of(row)
             training = case.mode == "training"
+            unsupported = registry.get(backend).entry.why_unsupported(case.mode, case.dtype)
             reason = skip_reason(suite, backend, problem, training)
-            if reason:
+            if unsupported:
+                row.update(status="unsupported", reason=unsupported)
+            elif reason:
                 row.update(status="skipped", reason=reason)
             else:
                 try:

@@ -6,8 +6,19 @@ from __future__ import annotations
 import os
 import sys
 
+# PJRT_NPROC sizes XLA's CPU thread pools (JAX): XLA_FLAGS' intra_op_parallelism_threads
+# and --xla_cpu_multi_thread_eigen=false left two threads busy in jaxlib 0.10 (docs/peers.md).
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                   "NUMBA_NUM_THREADS")
+                   "NUMBA_NUM_THREADS", "PJRT_NPROC")
+
+#: The count pin_threads last set in this process (None: never pinned). Libraries whose
+#: pools are made later, per session (ONNX Runtime), read it when they make them.
+_pinned: int | None = None
+
+
+def pinned_threads() -> int | None:
+    """The thread count :func:`pin_threads` set in this process, or None."""
+    return _pinned
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -20,8 +31,10 @@ def thread_env(threads: int) -> dict[str, str]:
 
 def pin_threads(threads: int) -> dict[str, object]:
     """Set every pool already loaded in this process to ``threads``; returns what was set."""
+    global _pinned
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    _pinned = threads
     from threadpoolctl import threadpool_limits, threadpool_info
 
     threadpool_limits(limits=threads)

@@ -6,7 +6,8 @@ runner starts ``python -m grubench.worker BACKEND THREADS`` with the thread envi
 of :func:`grubench.threads.thread_env` (pools start pinned, before any heavy import),
 then sends it one case per line of JSON on stdin and reads one JSON row per line back.
 
-* A case that raises gives a row with status "error" and the exception as reason.
+* A case that raises gives a row with status "error" and the exception as reason; one
+  that raises NotImplementedError (what the backend cannot do) gives "unsupported".
 * A worker that dies (segfault, abort) gives status "crashed" with the signal and the
   last line of its stderr; one that exceeds the per-case timeout is killed and gives
   status "timeout". The runner then starts a fresh worker for the next case.
@@ -59,7 +60,7 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
 
     row: dict = {}
     row["compile_s"], result = timing.time_call(call, prepared.synchronize)
-    counter = memory.counter_for(result)
+    counter = backend.entry.memory or memory.counter_for(result)
     if request.get("reference"):
         arrays = accuracy.named_arrays(problem.cell, prepared.to_numpy(result), training)
         row["max_abs_err"], row["rel_err"], row["worst_output"] = accuracy.compare(
@@ -136,6 +137,8 @@ def serve(backend_name: str, threads: int, requests, replies) -> None:
             row = HANDLERS[request.get("kind", "case")](backend, request, gemm_cache)
         except BackendUnavailable as error:
             row = dict(status="unavailable", reason=str(error))
+        except NotImplementedError as error:
+            row = dict(status="unsupported", reason=str(error))
         except Exception as error:  # a backend's failure is a result row, not our crash
             row = dict(status="error", reason=f"{type(error).__name__}: {error}")
         replies.write(json.dumps(row) + "\n")

@@ -165,6 +165,16 @@ class Prepared:
         return result
 
 
+def map_arrays(result, convert: Callable):
+    """``result`` with ``convert`` applied to each array in it; tuples, lists and dicts
+    (in their order) keep their structure: ``to_numpy`` of the backends' arrays."""
+    if isinstance(result, dict):
+        return {key: map_arrays(value, convert) for key, value in result.items()}
+    if isinstance(result, (tuple, list)):
+        return type(result)(map_arrays(value, convert) for value in result)
+    return convert(result)
+
+
 # --------------------------------------------------------------------------------------
 # Validation: everything a user can get wrong is caught here, before any kernel sees it.
 # --------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .contract import GRU_N, BackendUnavailable, Prepared, RNNArgs, convenience_api
+from .contract import (GRU_N, BackendUnavailable, Prepared, RNNArgs, convenience_api,
+                       map_arrays)
 
 try:
     import torch
@@ -166,11 +167,7 @@ class TorchPrepared(Prepared):
             torch.cuda.synchronize(self.device)
 
     def to_numpy(self, result):
-        if isinstance(result, dict):
-            return {k: self.to_numpy(v) for k, v in result.items()}
-        if isinstance(result, (tuple, list)):
-            return type(result)(self.to_numpy(v) for v in result)
-        return result.detach().cpu().numpy()
+        return map_arrays(result, lambda tensor: tensor.detach().cpu().numpy())
 
 
 def prepare(args: RNNArgs, device: str = "cpu") -> TorchPrepared:

@@ -1,7 +1,8 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
 registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one
-that raises, one that aborts the process, one that segfaults, one that hangs and one that
-is unavailable."""
+that raises, one that aborts the process, one that segfaults, one that hangs, one that
+is unavailable, one whose training raises NotImplementedError and one whose entry declares
+it inference-only."""
 import ctypes
 import functools
 import os
@@ -10,7 +11,7 @@ import time
 from grubench import backends
 from grubench.kernels import reference
 
-BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable")
+BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable", "unimplemented")
 
 
 def availability(behaviour):
@@ -44,6 +45,8 @@ class FakePrepared(reference.ReferencePrepared):
 
     def forward_train(self):
         self.misbehave()
+        if self.behaviour == "unimplemented":
+            raise NotImplementedError("fake: this library has no gradients")
         return super().forward_train()
 
 
@@ -56,6 +59,11 @@ def register():
     for behaviour in BEHAVIOURS:
         backends.REGISTRY[f"fake-{behaviour}"] = backends.Entry(
             __name__, f"test backend that does: {behaviour}", {"behaviour": behaviour})
+    # It could train (it is the reference), so an "unsupported" row can only come from
+    # its registry entry.
+    backends.REGISTRY["fake-inference-only"] = backends.Entry(
+        __name__, "test backend declared inference-only", {"behaviour": "ok"},
+        unsupported={"training": "fake: declared inference only"})
 
 
 def install(monkeypatch):

@@ -1,4 +1,6 @@
 """The registry: names, lookup, availability, and the convenience API over prepare."""
+import re
+
 import numpy as np
 import pytest
 
@@ -40,6 +42,15 @@ def test_a_backend_whose_module_fails_to_import_is_unavailable_with_the_reason(m
         be.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
 
 
+def test_an_entry_declares_what_its_backend_cannot_run():
+    entry = backends.Entry("reference", "test", unsupported={"training": "no gradients",
+                                                             "float64": "no doubles"})
+    assert entry.why_unsupported("training", "float32") == "no gradients"
+    assert entry.why_unsupported("inference", "float64") == "no doubles"
+    assert entry.why_unsupported("inference", "float32") is None
+    assert backends.get("numpy").entry.why_unsupported("training", "float64") is None
+
+
 def test_backend_api_equals_the_module_api():
     args = Problem("lstm", 4, 2, 3, 5, dtype="float64").make_args(seed=2)
     be = backends.get("numpy")
@@ -54,8 +65,14 @@ def test_every_available_backend_runs_the_convenience_api():
     args = Problem("gru", 3, 2, 3, 4, dtype="float64").make_args(seed=4)
     want, _ = reference.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih,
                                     args.b_hh)
+    call = (args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
     for be in backends.available():
-        y, h_n = be.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
+        why = be.entry.why_unsupported("inference", "float64")
+        if why:   # what its entry declares, its API refuses with the same reason
+            with pytest.raises(NotImplementedError, match=re.escape(why)):
+                be.gru_forward(*call)
+            continue
+        y, h_n = be.gru_forward(*call)
         assert isinstance(y, np.ndarray) and y.dtype == np.float64, be.name
         assert tolerances.forward_tolerance(y.dtype).allclose(y, want), be.name
 

@@ -1,6 +1,7 @@
 """The command line: parsing, exit codes and messages for user mistakes (no traceback),
 the plug-in hook, and `python -m grubench run --suite quick` end to end."""
 import json
+import re
 import subprocess
 import sys
 import types
@@ -99,6 +100,7 @@ def test_list_shows_backends_and_suites(capsys):
     status, out, _ = run_main(capsys, "list")
     assert status == 0
     assert "torch-cpu" in out and "numpy" in out and "(available)" in out
+    assert re.search(r"onnxruntime .*does not run: training, float64\)", out)
     assert "quick:" in out and "100,1,64,64" in out
 
 

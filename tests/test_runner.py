@@ -53,6 +53,21 @@ def test_default_selection_leaves_unavailable_backends_out_with_a_note():
     assert "fake-unavailable left out: fake reason it cannot run" in notes
 
 
+def test_what_a_backend_cannot_run_gives_unsupported_rows_with_the_reason():
+    """Declared in the registry (no worker is asked) or raised as NotImplementedError by
+    the backend: an "unsupported" row with the reason, not an error; the rest measures."""
+    both = TINY.with_overrides(modes=("inference", "training"))
+    frame = runner.run_suite(both, backends=["fake-inference-only", "fake-unimplemented"],
+                             progress=False)
+    for backend, reason in (("fake-inference-only", "fake: declared inference only"),
+                            ("fake-unimplemented", "fake: this library has no gradients")):
+        rows = frame[frame["backend"] == backend]
+        training = rows["mode"] == "training"
+        assert set(rows[training]["status"]) == {"unsupported"}
+        assert set(rows[training]["reason"]) == {reason}
+        assert set(rows[~training]["status"]) == {"ok"}
+
+
 def test_cases_too_large_or_over_a_slow_backend_cap_are_skipped(monkeypatch):
     monkeypatch.setattr(runner, "available_memory_bytes", lambda: 100)
     frame = runner.run_suite(TINY, backends=["fake-ok"], progress=False)

@@ -52,7 +52,7 @@ def test_worker_starts_with_pinned_threads(tmp_path):
         # the pools start pinned (environment before any import), then are set again
         assert worker.hello["thread_env"] == {
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "NUMBA_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+            "NUMBA_NUM_THREADS": "1", "PJRT_NPROC": "1", "OMP_WAIT_POLICY": "PASSIVE"}
         pools = worker.hello["pinned"]["threadpoolctl"]
         assert pools and all(p["num_threads"] == 1 for p in pools)
         assert worker.hello["backend_version"] == "fake ok"

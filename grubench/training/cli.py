@@ -89,6 +89,10 @@ def check_backends(names: list[str]) -> None:
     from grubench.training import runner, torch_model
 
     for name in names:
+        cannot_train = name != runner.TORCH_MODEL and backends.get(name).entry.unsupported.get(
+            "training")
+        if cannot_train:
+            raise ValueError(f"backend {name!r} cannot train: {cannot_train}")
         backend_ok, why = (torch_model.availability() if name == runner.TORCH_MODEL else
                            (backends.get(name).available, backends.get(name).why_unavailable))
         if not backend_ok:

@@ -29,6 +29,7 @@ def test_tiny_run_writes_the_reports(tmp_path, capsys):
     (["--data", "{tmp}"], "no reviews in"),
     (["--cells", "gru,rnn"], "unknown cell 'rnn'"),
     (["--backends", "numpy,fortran"], "unknown backend 'fortran'"),
+    (["--backends", "onnxruntime"], "backend 'onnxruntime' cannot train: ONNX Runtime runs"),
     (["--epochs", "0"], "--epochs must be positive"),
     (["--lr", "nan"], "--lr must be positive, got nan"),
     (["--threads", "two"], "--threads must be a comma list of integers"),
