@@ -91,5 +91,55 @@ def test_measure_rejects_zero_runs():
         timing.measure(lambda: None, lambda: None, min_runs=0, min_time=0.0)
 
 
+@pytest.mark.slow
 def test_gemm_ceiling_is_a_positive_rate():
     assert timing.gemm_ceiling_gflops("float32", n=64, runs=2) > 0
+
+
+def test_median_of_skewed_samples_is_not_the_mean():
+    # one slow outlier: mean 3.0, median 1.0
+    stats = timing.summarize([1.0, 11.0, 1.0, 1.0, 1.0])
+    assert stats.median_s == 1.0 and stats.min_s == 1.0 and stats.runs == 5
+
+
+def test_median_of_an_even_count_is_the_midpoint_of_the_middle_pair():
+    # sorted 1 2 4 100: median (2 + 4) / 2 = 3 (mean 26.75)
+    assert timing.summarize([100.0, 2.0, 1.0, 4.0]).median_s == 3.0
+
+
+def test_iqr_interpolates_between_ranks_on_skewed_even_samples():
+    # sorted 1 2 3 4 10 20 (n = 6): q25 at position 1.25 = 2 + 0.25 * (3 - 2) = 2.25,
+    # q75 at position 3.75 = 4 + 0.75 * (10 - 4) = 8.5; IQR 6.25. Nearest rank would give
+    # q25 = 2 and q75 = 10 (IQR 8); the median is 3.5.
+    stats = timing.summarize([20.0, 3.0, 1.0, 10.0, 4.0, 2.0])
+    assert stats == timing.Stats(median_s=3.5, iqr_s=6.25, min_s=1.0, runs=6, unstable=True)
+
+
+def test_unstable_flag_compares_iqr_with_the_median_not_the_mean():
+    # sorted 1 1 1 1 1.25 100: median 1, IQR 1.1875 - 1 = 0.1875 (position 3.75 between
+    # 1 and 1.25) -> 18.75% of the median: unstable. Against the mean (17.5) it would be 1%.
+    stats = timing.summarize([1.0, 100.0, 1.0, 1.25, 1.0, 1.0])
+    assert stats.median_s == 1.0 and stats.iqr_s == 0.1875 and stats.unstable
+    # just under the line on an even count: sorted 1 1 1 1.125 (IQR 0.03125, 3%): stable
+    assert not timing.summarize([1.0, 1.125, 1.0, 1.0]).unstable
+
+
+def test_min_is_the_fastest_sample_not_the_first():
+    assert timing.summarize([3.0, 2.0, 0.5, 4.0]).min_s == 0.5
+
+
+def test_gemm_ceiling_counts_two_flops_per_multiply_add(monkeypatch):
+    """2 n^3 FLOPs over the median time of the products, with the timing injected so the
+    rate is exact: n = 64 in median 2 ms -> 2 * 262144 / 2e-3 / 1e9 = 0.262144 GFLOP/s."""
+    calls = []
+
+    def fake_measure(call, synchronize, **settings):
+        calls.append(settings)
+        product = call()
+        assert product.shape == (64, 64) and product.dtype == "float64"
+        return [3e-3, 1e-3, 2e-3]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    assert timing.gemm_ceiling_gflops("float64", n=64, runs=3) == pytest.approx(0.262144,
+                                                                                rel=1e-12)
+    assert calls[0]["min_runs"] == 3 and calls[0]["max_runs"] == 3
