@@ -123,6 +123,19 @@ def test_progress_plain_lines(capsys):
     assert lines[1].startswith("[########################] 2/2")
 
 
+def test_progress_line_gives_the_median_in_milliseconds(monkeypatch, capsys):
+    real_request = runner.Worker.request
+
+    def median_of_12_3_ms(self, message, timeout):
+        return {**real_request(self, message, timeout), "median_s": 0.0123}
+
+    monkeypatch.setattr(runner.Worker, "request", median_of_12_3_ms)
+    runner.run_suite(TINY, backends=["fake-ok"], progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("fake-ok t1 gru inference 3,2,4,5 12.3 ms")
+    assert lines[1].endswith("fake-ok t1 gru inference 4,1,3,2 12.3 ms")
+
+
 def test_grubench_exports_run_suite_lazily():
     import subprocess
     import sys
