@@ -306,3 +306,17 @@ def test_plots_draw_milliseconds_where_they_say_ms(training_results, tmp_path, m
     heights = sorted(round(p.get_height(), 9) for p in bars.patches if p.get_height() > 0)
     # torch-cpu GRU/LSTM: inference 4 / 6 ms, training 8 / 20 ms (reset_before left out)
     assert heights == [4.0, 6.0, 8.0, 20.0]
+
+
+def test_time_plot_of_a_reset_before_run_draws_its_lines(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+    frame = runner.add_derived(pd.DataFrame([row("torch-cpu", "gru", "inference",
+                                                 (10, 1, 4, 8), 3e-3,
+                                                 variant="reset_before")]))
+    report.write_plots(frame, tmp_path)
+    lines = figures[0].axes[0].lines
+    assert [list(line.get_ydata()) for line in lines] == [[pytest.approx(3.0)]]
