@@ -100,6 +100,7 @@ def test_list_shows_backends_and_suites(capsys):
     assert "quick:" in out and "100,1,64,64" in out
 
 
+@pytest.mark.slow
 def test_quick_suite_end_to_end(tmp_path):
     """`python -m grubench run --suite quick` in a fresh process: tables, files, exit 0."""
     out = tmp_path / "report"

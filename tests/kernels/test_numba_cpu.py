@@ -170,6 +170,7 @@ print(json.dumps([sum(sum(getattr(kernel.stats, counts).values()) for kernel in 
 """
 
 
+@pytest.mark.slow
 def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
     """The first process compiles and fills the cache; the next loads it. Their results
     must match bit for bit. They once did not: a helper's product fused into an FMA

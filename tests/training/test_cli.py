@@ -12,6 +12,7 @@ TINY = ["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "
         "--hidden", "4", "--backends", "numpy,torch-autograd"]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_the_reports(tmp_path, capsys):
     assert main(TINY + ["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -46,6 +47,7 @@ def test_user_mistakes_exit_2_with_a_message(tmp_path, capsys, arguments, messag
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_imdb_npz_path_trains_with_an_embedding(tmp_path, capsys):
     reviews = np.empty(8, dtype=object)
     for i in range(8):
