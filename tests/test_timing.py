@@ -87,7 +87,7 @@ def test_measure_synchronizes_inside_the_timed_region():
 
 
 def test_measure_rejects_zero_runs():
-    with pytest.raises(ValueError, match="min_runs"):
+    with pytest.raises(ValueError, match=r"^min_runs must be >= 1, got 0$"):
         timing.measure(lambda: None, lambda: None, min_runs=0, min_time=0.0)
 
 
@@ -142,4 +142,37 @@ def test_gemm_ceiling_counts_two_flops_per_multiply_add(monkeypatch):
     monkeypatch.setattr(timing, "measure", fake_measure)
     assert timing.gemm_ceiling_gflops("float64", n=64, runs=3) == pytest.approx(0.262144,
                                                                                 rel=1e-12)
-    assert calls[0]["min_runs"] == 3 and calls[0]["max_runs"] == 3
+    # exactly ``runs`` products, none of them spent on warm-up beyond the first
+    assert calls == [dict(min_runs=3, min_time=0.0, warmup_time=0.0, max_runs=3)]
+
+
+def test_quantile_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match=r"^quantile of no values$"):
+        timing.quantile([], 0.5)
+
+
+def test_exactly_ten_percent_is_still_stable():
+    # sorted 9 10 11: median 10, q25 9.5, q75 10.5: IQR 1 = 10% of the median (the rule
+    # is "more than 10%")
+    assert timing.summarize([11.0, 9.0, 10.0]) == timing.Stats(10.0, 1.0, 9.0, 3, False)
+
+
+def test_all_zero_samples_are_stable_not_a_division_by_zero():
+    assert timing.summarize([0.0, 0.0]) == timing.Stats(0.0, 0.0, 0.0, 2, False)
+
+
+def test_measure_stops_warming_up_and_sampling_exactly_at_its_time_limits():
+    # 0.25 s calls (binary-exact): warm-up reaches 0.5 after 2 calls, samples reach
+    # min_time 0.5 after 2 more; one call more on either side would be a third
+    fake = FakeClock(itertools.repeat(0.25))
+    times = timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.5,
+                           warmup_time=0.5, clock=fake.clock)
+    assert times == [0.25, 0.25] and fake.calls == 4
+
+
+def test_measure_sums_every_sample_towards_min_time():
+    fake = FakeClock([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    times = timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.55,
+                           warmup_time=0.0, clock=fake.clock)
+    # one warm-up call (0.0); samples 0.1 + 0.2 + 0.3 = 0.6 >= 0.55
+    assert times == pytest.approx([0.1, 0.2, 0.3])
