@@ -320,3 +320,31 @@ def test_time_plot_of_a_reset_before_run_draws_its_lines(tmp_path, monkeypatch):
     report.write_plots(frame, tmp_path)
     lines = figures[0].axes[0].lines
     assert [list(line.get_ydata()) for line in lines] == [[pytest.approx(3.0)]]
+
+
+def test_ceiling_lines_give_the_median_and_range_of_the_workers():
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=90.0),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=110.0),
+        row("numpy", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=100.0),
+        row("numpy", "gru", "inference", (10, 1, 4, 8), 1e-3, threads=2, gemm_gflops=150.0),
+    ]))
+    assert report.ceiling_lines(frame) == [
+        "GEMM ceiling (NumPy 1024^3 matmul in each worker): float32, 1 thread: 100 GFLOP/s "
+        "(workers: 90 to 110)",
+        "GEMM ceiling (NumPy 1024^3 matmul in each worker): float32, 2 threads: 150 GFLOP/s "
+        "(workers: 150 to 150)"]
+
+
+@pytest.mark.parametrize("value, metric, text", [
+    (999.0, "time", "999"), (1234.5, "time", "1234"), (0.012345, "time", "0.0123"),
+    (3.14159e-7, "accuracy", "3.1e-07"),
+])
+def test_format_value(value, metric, text):
+    assert report.format_value(value, report.METRICS[metric]) == text
+
+
+def test_pick_unit_keeps_a_tenth_of_the_unit_and_ignores_empty_values():
+    assert report.pick_unit([1e-4, None, float("nan"), 0.0], report.TIME_UNITS) == ("ms", 1e-3)
+    assert report.pick_unit([0.099], report.TIME_UNITS) == ("ms", 1e-3)
+    assert report.pick_unit([], report.TIME_UNITS) == ("s", 1.0)

@@ -181,3 +181,26 @@ def test_ctrl_c_between_backends_keeps_every_measured_row(monkeypatch):
     assert list(zip(frame["T"], frame["backend"])) == [(3, "fake-ok"), (3, "numpy"),
                                                        (4, "fake-ok")]
     assert "interrupted after 3 of 4 cases" in frame.attrs["notes"]
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = runner.Progress(3, stream=stream)
+    bar.update("a", "ok")
+    bar.finish()
+    assert stream.getvalue().startswith("\r\033[K[########................] 1/3")
+    assert stream.getvalue().endswith(" a ok\n")       # finish() ends the unfinished bar
+    stream = Terminal()
+    bar = runner.Progress(1, stream=stream)
+    bar.update("b")
+    bar.finish()
+    assert stream.getvalue().endswith(" b \n") and stream.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    runner.Progress(1, stream=quiet, enabled=False).update("c")
+    assert quiet.getvalue() == ""
