@@ -2,6 +2,8 @@
 clock (no real timing in any assertion)."""
 import itertools
 
+import numpy as np
+
 import pytest
 
 from grubench import timing
@@ -86,6 +88,15 @@ def test_measure_synchronizes_inside_the_timed_region():
     assert times == [0.5, 0.5]
 
 
+def test_measure_defaults_warm_up_50_ms_and_cap_10000_samples():
+    fake = FakeClock(itertools.repeat(0.01))
+    timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.0, clock=fake.clock)
+    assert fake.calls == 5 + 1          # 0.05 s of 0.01 s warm-up calls, then one sample
+    fake = FakeClock(itertools.repeat(0.0))
+    assert len(timing.measure(fake.call, lambda: None, min_runs=1, min_time=1.0,
+                              warmup_time=0.0, clock=fake.clock)) == 10_000
+
+
 def test_measure_rejects_zero_runs():
     with pytest.raises(ValueError, match=r"^min_runs must be >= 1, got 0$"):
         timing.measure(lambda: None, lambda: None, min_runs=0, min_time=0.0)
@@ -144,6 +155,20 @@ def test_gemm_ceiling_counts_two_flops_per_multiply_add(monkeypatch):
                                                                                 rel=1e-12)
     # exactly ``runs`` products, none of them spent on warm-up beyond the first
     assert calls == [dict(min_runs=3, min_time=0.0, warmup_time=0.0, max_runs=3)]
+
+
+def test_gemm_ceiling_defaults_to_five_1024_cubed_products_in_the_cases_dtype(monkeypatch):
+    """The report calls it a "NumPy 1024^3 matmul" in the case's dtype."""
+    seen = []
+
+    def fake_measure(call, synchronize, **settings):
+        product = call()
+        seen.append((product.shape, product.dtype, settings["min_runs"]))
+        return [1.0]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    assert timing.gemm_ceiling_gflops("float32") == pytest.approx(2 * 1024 ** 3 / 1e9)
+    assert seen == [((1024, 1024), np.dtype("float32"), 5)]
 
 
 def test_quantile_of_nothing_is_an_error():
