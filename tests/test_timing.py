@@ -146,6 +146,7 @@ def test_gemm_ceiling_counts_two_flops_per_multiply_add(monkeypatch):
 
     def fake_measure(call, synchronize, **settings):
         calls.append(settings)
+        synchronize()
         product = call()
         assert product.shape == (64, 64) and product.dtype == "float64"
         return [3e-3, 1e-3, 2e-3]
