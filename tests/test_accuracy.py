@@ -62,6 +62,7 @@ def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     first = cache.ensure(small, 0, training=False)
     assert cache.ensure(small, 0, training=False) == first and len(calls) == 1
     assert cache.ensure(small, 0, training=True) != first     # other inputs: other file
+    assert cache.ensure(small, 1, training=False) != first    # another seed: other inputs
     assert set(accuracy.load(first)) == {"y", "h_n"}
     assert cache.skip_reason(small) is None
     big = Problem("gru", 100, 64, 512, 512)
