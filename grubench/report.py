@@ -477,7 +477,10 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     cases = list(dict.fromkeys(ok["case"]))
     figure, axes = plt.subplots(1, len(cases), figsize=(4.5 * len(cases), 3.8), squeeze=False)
     for axis, case in zip(axes[0], cases):
-        part = ok[(ok["case"] == case) & (ok["variant"].isin(["reset_after", "-"]))]
+        part = ok[ok["case"] == case]
+        # one line per backend: reset_after where it was measured, else reset_before
+        if (part["variant"] != "reset_before").any():
+            part = part[part["variant"] != "reset_before"]
         sizes = list(dict.fromkeys(part.sort_values("H")["size"]))
         for backend, lines in part.groupby("backend"):
             series = lines.groupby("size")["median_s"].min().reindex(sizes)

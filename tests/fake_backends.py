@@ -1,5 +1,6 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
 registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one
+whose every output and gradient is off by the known relative error :data:`OFF_BY`, one
 that raises, one that aborts the process, one that segfaults, one that hangs, one that
 is unavailable, one whose training raises NotImplementedError and one whose entry declares
 it inference-only."""
@@ -11,7 +12,12 @@ import time
 from grubench import backends
 from grubench.kernels import reference
 
-BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable", "unimplemented")
+BEHAVIOURS = ("ok", "off", "raise", "abort", "segfault", "hang", "unavailable", "unimplemented")
+
+
+#: fake-off returns the reference times (1 + OFF_BY): every array's relative error
+#: ||out - ref|| / ||ref|| is OFF_BY, and its max-abs error OFF_BY * max|ref|.
+OFF_BY = 1e-3
 
 
 def availability(behaviour):
@@ -39,9 +45,20 @@ class FakePrepared(reference.ReferencePrepared):
         if self.behaviour == "hang":
             time.sleep(3600)
 
+    def off(self, arrays):
+        if self.behaviour != "off":
+            return arrays
+        return type(arrays)(a * (1 + OFF_BY) for a in arrays)
+
     def forward(self):
         self.misbehave()
-        return super().forward()
+        return self.off(super().forward())
+
+    def training_step(self):
+        outputs, grads = super().training_step()
+        if self.behaviour == "off":
+            grads = {name: grad * (1 + OFF_BY) for name, grad in grads.items()}
+        return self.off(outputs), grads
 
     def forward_train(self):
         self.misbehave()

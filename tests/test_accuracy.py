@@ -5,7 +5,8 @@ import pytest
 
 from grubench import accuracy, worker
 from grubench.problems import Problem
-from grubench.tolerances import FLOAT32_GRADIENT, FORWARD_REL_ERR_TARGET
+from grubench.tolerances import (FLOAT32_GRADIENT, FLOAT64, FORWARD_REL_ERR_TARGET,
+                                  GRADIENT_REL_ERR_TARGET)
 
 
 def test_compare_reports_the_worst_array():
@@ -66,6 +67,7 @@ def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     assert cache.ensure(small, 0, training=False) == first      # cached: no worker
     monkeypatch.undo()
     assert cache.ensure(small, 0, training=True) != first     # other inputs: other file
+    assert cache.ensure(small, 1, training=False) != first    # another seed: other inputs
     cache.close()
     assert set(accuracy.load(first)) == {"y", "h_n"}
     assert cache.skip_reason(small) is None
@@ -96,3 +98,33 @@ def test_a_reference_over_the_timeout_is_killed_and_noted(tmp_path):
 def test_rel_err_targets():
     assert accuracy.rel_err_target("float32", training=False) == FORWARD_REL_ERR_TARGET
     assert accuracy.rel_err_target("float64", training=True) < 1e-8
+
+
+def test_compare_names_the_first_of_equally_wrong_arrays():
+    reference = {"y": np.array([2.0]), "h_n": np.array([4.0])}
+    result = {"y": np.array([3.0]), "h_n": np.array([6.0])}       # both 50% off
+    assert accuracy.compare(result, reference) == (2.0, 0.5, "y")
+
+
+def test_compare_of_an_exact_result_is_zero_error():
+    reference = {"y": np.array([1.0, -2.0])}
+    assert accuracy.compare(dict(reference), reference) == (0.0, 0.0, "y")
+
+
+def test_compare_lists_every_missing_array():
+    with pytest.raises(ValueError, match=r"^result lacks grad_h0, grad_x$"):
+        accuracy.compare({"y": np.zeros(1)}, {"y": np.zeros(1), "grad_x": np.zeros(1),
+                                              "grad_h0": np.zeros(1)})
+
+
+def test_rel_err_target_of_float32_training_is_the_gradient_target():
+    assert accuracy.rel_err_target("float32", training=True) == GRADIENT_REL_ERR_TARGET
+    assert accuracy.rel_err_target("float64", training=False) == FLOAT64.rtol
+
+
+def test_reference_cap_is_inclusive_and_says_why(tmp_path):
+    problem = Problem("gru", 4, 2, 3, 5)        # 3 * 2*3*5*8*2*4 = 5760 training FLOPs
+    assert accuracy.ReferenceCache(tmp_path, max_flops=5760).skip_reason(problem) is None
+    assert accuracy.ReferenceCache(tmp_path, max_flops=5759).skip_reason(problem) == (
+        "accuracy not measured: the float64 reference is computed only up to 6e+03 "
+        "training FLOPs")

@@ -104,6 +104,7 @@ def test_list_shows_backends_and_suites(capsys):
     assert "quick:" in out and "100,1,64,64" in out
 
 
+@pytest.mark.slow
 def test_quick_suite_end_to_end(tmp_path):
     """`python -m grubench run --suite quick` in a fresh process: tables, files, exit 0."""
     out = tmp_path / "report"
@@ -219,3 +220,158 @@ def test_an_argparse_error_is_one_line_without_the_usage_block(capsys, argv):
     assert status == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("grubench: error: ")
     assert "usage:" not in err and "--help" in err
+
+# ---------------------------------------------------------------- exit codes of every command
+
+TINY_RUN = ("--size", "2,1,2,2", "--min-runs", "1", "--min-time", "0.001", "--no-progress")
+
+
+@pytest.fixture
+def reaching_run_suite(monkeypatch):
+    """Every call of runner.run_suite, recorded as (keyword arguments, returned frame) on
+    its way through: the command line's parsing reaches the real run."""
+    from grubench import runner
+
+    calls = []
+    real = runner.run_suite
+
+    def record(*args, **kwargs):
+        frame = real(*args, **kwargs)
+        calls.append((kwargs, frame))
+        return frame
+
+    monkeypatch.setattr(runner, "run_suite", record)
+    return calls
+
+
+def interrupt_every_request(monkeypatch):
+    """Ctrl-C while the first case is measured."""
+    from grubench import runner
+
+    def interrupted(self, message, timeout):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.Worker, "request", interrupted)
+
+
+@pytest.mark.parametrize("command", ["run", "compare-cells"])
+def test_mode_both_and_variant_both_reach_the_run(capsys, monkeypatch, tmp_path,
+                                                 reaching_run_suite, command):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, command, "--backends", "fake-ok", "--mode", "both",
+                              "--variant", "both", "--out", str(tmp_path), *TINY_RUN)
+    assert status == 0, err
+    (kwargs, frame), = reaching_run_suite
+    assert kwargs["modes"] == ("inference", "training")
+    assert kwargs["variants"] == ("reset_after", "reset_before")
+    gru = frame[frame["cell"] == "gru"]
+    assert sorted(zip(gru["variant"], gru["mode"])) == [
+        ("reset_after", "inference"), ("reset_after", "training"),
+        ("reset_before", "inference"), ("reset_before", "training")]
+    assert set(frame["status"]) == {"ok"}
+
+
+def test_a_single_mode_and_variant_reach_the_run_alone(capsys, monkeypatch, tmp_path,
+                                                       reaching_run_suite):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--mode", "training",
+                              "--variant", "reset_before", "--cells", "gru", "--out",
+                              str(tmp_path), *TINY_RUN)
+    assert status == 0, err
+    (kwargs, frame), = reaching_run_suite
+    assert kwargs["modes"] == ("training",) and kwargs["variants"] == ("reset_before",)
+    assert list(zip(frame["variant"], frame["mode"])) == [("reset_before", "training")]
+
+
+@pytest.mark.parametrize("command", ["run", "compare-cells"])
+def test_ctrl_c_during_a_run_exits_130_and_keeps_the_report(capsys, monkeypatch, tmp_path,
+                                                            command):
+    from fake_backends import install
+
+    install(monkeypatch)
+    interrupt_every_request(monkeypatch)
+    status, _, err = run_main(capsys, command, "--backends", "fake-ok", "--out",
+                              str(tmp_path), *TINY_RUN)
+    assert status == 130
+    assert "interrupted: the cases measured so far are kept" in err
+    assert json.loads((tmp_path / "results.json").read_text())["interrupted"] is True
+
+
+def test_compare_cells_where_every_case_fails_exits_1(capsys, monkeypatch, tmp_path):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, "compare-cells", "--backends", "fake-raise", "--mode",
+                              "inference", "--out", str(tmp_path), *TINY_RUN)
+    assert status == 1
+    assert "nothing was measured: every case ended error (2)" in err
+
+
+@pytest.mark.parametrize("argv, interrupted", [
+    (["list"], "grubench.worker.load_plugins"),
+    (["show", "results.json"], "grubench.report.load_results"),
+    (["regress", "--update", "--baseline", "b.json"], "grubench.regress.measure"),
+    (["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "1",
+      "--backends", "numpy"], "grubench.training.runner.run_in_worker"),
+])
+def test_ctrl_c_in_any_command_exits_130(capsys, monkeypatch, tmp_path, argv, interrupted):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(interrupted, ctrl_c)
+    monkeypatch.chdir(tmp_path)            # train's report folder, show's results.json
+    status, _, err = run_main(capsys, *argv)
+    assert status == 130
+    assert "grubench: interrupted" in err and "Traceback" not in err
+
+
+def test_list_exits_2_on_an_unknown_option(capsys):
+    assert run_main(capsys, "list", "--bogus")[0] == 2
+
+
+@pytest.fixture
+def saved_report(tmp_path):
+    """A results.json of two measured GRU/LSTM training rows, written by the report."""
+    import pandas as pd
+
+    from grubench import report, runner
+
+    rows = [dict(backend="torch-cpu", cell=cell, variant=variant, mode="training", T=10, B=2,
+                 I=4, H=8, dtype="float32", threads=1, status="ok", median_s=median,
+                 iqr_s=0.0, min_s=median, runs=3, unstable=False, compile_s=0.25,
+                 peak_bytes=2 ** 20, rel_err=1e-7, gemm_gflops=0.01, baseline="torch-cpu")
+            for cell, variant, median in (("gru", "reset_after", 8e-3), ("lstm", "-", 2e-2))]
+    report.write_report(runner.add_derived(pd.DataFrame(rows)), tmp_path)
+    return tmp_path
+
+
+def test_show_prints_the_metrics_asked_for(capsys, saved_report):
+    status, out, _ = run_main(capsys, "show", str(saved_report), "--metrics", "gflops,compile")
+    assert status == 0
+    assert "throughput, input projection counted (GFLOP/s)" in out
+    assert "first call (compile) (s)" in out
+    assert "median time" not in out and "peak memory" not in out
+    cells = [[c.strip() for c in line.split("|")] for line in out.splitlines()
+             if line.startswith("  torch-cpu")]
+    # GRU: 34560 FLOPs in 8 ms = 0.00432 GFLOP/s, 43% of a 0.01 GFLOP/s ceiling;
+    # LSTM: 46080 FLOPs in 20 ms = 0.0023 GFLOP/s (23%); then compile times, then GRU vs LSTM
+    assert cells == [["torch-cpu", "0.00432 (43%)"], ["torch-cpu", "0.0023 (23%)"],
+                     ["torch-cpu", "0.25"], ["torch-cpu", "0.25"],
+                     ["torch-cpu", "10,2,4,8", "336 / 448", "-", "8 / 20 (2.50x)",
+                      "1 / 1 (1.00x)", "1.0e-07 / 1.0e-07"]]
+
+
+def test_show_without_metrics_prints_time_memory_and_accuracy(capsys, saved_report):
+    status, out, _ = run_main(capsys, "show", str(saved_report))
+    assert status == 0
+    assert "median time (ms)" in out and "peak memory" in out and "relative error" in out
+    assert "throughput" not in out and "first call" not in out
+
+
+def test_show_refuses_an_unknown_metric(capsys, saved_report):
+    status, _, err = run_main(capsys, "show", str(saved_report), "--metrics", "speed")
+    assert status == 2 and "unknown metric 'speed'" in err

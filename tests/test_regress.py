@@ -126,6 +126,7 @@ def test_case_keys_name_every_field_that_changes_the_time():
     assert len({c.key for c in regress.CI_SUITE}) == len(regress.CI_SUITE)
 
 
+@pytest.mark.slow
 def test_slowed_stretches_a_call_by_its_factor():
     def work():
         time.sleep(0.01)
@@ -135,6 +136,7 @@ def test_slowed_stretches_a_call_by_its_factor():
     assert time.perf_counter() - start >= 0.02
 
 
+@pytest.mark.slow
 def test_interleaved_ratios_gives_one_positive_ratio_per_pair():
     def work():
         sum(range(20000))
@@ -156,6 +158,7 @@ def tiny_suite(monkeypatch):
                         backends.Entry("no_such_module", "missing on purpose"))
 
 
+@pytest.mark.slow
 def test_regress_command_exit_codes_end_to_end(tmp_path, tiny_suite, monkeypatch, capsys):
     """update -> compare unchanged (generous tolerance: no timing assumption) -> compare
     with a 4x injected slowdown (a margin no machine noise closes) -> corrupt baseline."""

@@ -203,3 +203,155 @@ def test_pick_unit():
     assert report.pick_unit([5e-5], report.TIME_UNITS) == ("us", 1e-6)
     assert report.pick_unit([0.5], report.TIME_UNITS) == ("s", 1.0)
     assert report.pick_unit([3 * 2 ** 20], report.BYTE_UNITS) == ("MiB", 2 ** 20)
+
+
+# Hand-computed values for a GRU training case and its LSTM twin, T=10 B=2 I=4 H=8 float32
+# (G = 3 gates for GRU, 4 for LSTM; parameters G*H*(I+H+2) = 336 and 448).
+TRAIN_SIZE = (10, 2, 4, 8)
+
+
+@pytest.fixture
+def training_results():
+    rows = [
+        row("torch-cpu", "gru", "training", TRAIN_SIZE, 8e-3, gemm_gflops=0.01,
+            peak_bytes=2 * 2 ** 20, rel_err=1e-7),
+        row("numba-cpu", "gru", "training", TRAIN_SIZE, 2e-3, gemm_gflops=0.01,
+            peak_bytes=2 ** 20, rel_err=2e-5),
+        row("torch-cpu", "lstm", "training", TRAIN_SIZE, 20e-3, peak_bytes=3 * 2 ** 20,
+            rel_err=4e-7),
+        row("torch-cpu", "gru", "inference", TRAIN_SIZE, 4e-3),
+        row("torch-cpu", "lstm", "inference", TRAIN_SIZE, 6e-3),
+        # the other GRU variant: the GRU-vs-LSTM table compares reset_after only
+        row("torch-cpu", "gru", "training", TRAIN_SIZE, 1e-3, variant="reset_before"),
+    ]
+    return runner.add_derived(pd.DataFrame(rows))
+
+
+def test_derived_columns_of_a_training_case(training_results):
+    torch_row, numba_row = training_results.iloc[0], training_results.iloc[1]
+    # training FLOPs = 3 x forward; forward 2*G*H*(I+H)*B*T = 2*3*8*12*2*10 = 11520
+    assert torch_row["flops"] == 34560
+    assert torch_row["gflops"] == pytest.approx(0.00432, rel=1e-12)           # 34560 / 8 ms
+    # DeepBench's recurrent-only count: 3 x 2*G*H^2*B*T = 3 * 2*3*64*2*10 = 23040
+    assert torch_row["gflops_recurrent"] == pytest.approx(0.00288, rel=1e-12)
+    assert torch_row["gemm_fraction"] == pytest.approx(0.432)                 # of 0.01
+    assert torch_row["timesteps_per_s"] == pytest.approx(1250.0)              # 10 / 8 ms
+    assert numba_row["speedup"] == pytest.approx(4.0)                         # 8 ms / 2 ms
+    assert torch_row["speedup"] == pytest.approx(1.0)
+    # speedups pair rows of the same case only: reset_before has no torch-cpu baseline
+    # of its own besides itself
+    assert training_results.iloc[5]["speedup"] == pytest.approx(1.0)
+
+
+def test_expected_bytes_of_an_inference_and_a_training_case(results, training_results):
+    inference = results.iloc[0]          # GRU 10,1,4,8 float32
+    # parameters 336 + x 40 + y 80 + h0 8 + h_n 8 = 472 elements
+    assert inference["expected_bytes"] == 472 * 4
+    # what the call allocates: y and h_n only (parameters, x and h0 exist before it)
+    assert inference["expected_alloc_bytes"] == (80 + 8) * 4
+    training = training_results.iloc[0]  # GRU 10,2,4,8 float32
+    # inputs: parameters 336, x 80, h0 16, dy 160 (= 592); outputs y 160, h_n 16;
+    # saved gates T*B*3H = 480 and states T*B*H = 160; gradients of the parameters 336,
+    # x 80, h0 16
+    assert training["expected_bytes"] == (592 + 176 + 640 + 432) * 4
+    assert training["expected_alloc_bytes"] == (176 + 640 + 432) * 4
+    lstm = training_results.iloc[2]      # LSTM: two states (h and c) in every state term
+    # inputs 448 + 80 + h0,c0 32 + dy 160; outputs y 160, h_n,c_n 32; saved gates
+    # T*B*4H = 640 and states 2*T*B*H = 320; gradients 448 + 80 + 32
+    assert lstm["expected_bytes"] == (720 + 192 + 960 + 560) * 4
+    assert lstm["expected_alloc_bytes"] == (192 + 960 + 560) * 4
+
+
+def test_memory_table_shows_measured_over_expected_bytes(training_results):
+    table = report.metric_tables(training_results, "memory")[0]
+    assert table.title.endswith("(MiB)")
+    # expected 4992 B = 0.00476 MiB
+    assert table.rows == [["torch-cpu", "2 / 0.00476"], ["numba-cpu", "*1 / 0.00476"]]
+
+
+def test_gflops_table_of_a_training_case(training_results):
+    table = report.metric_tables(training_results, "gflops")[0]
+    assert table.rows == [["torch-cpu", "0.00432 (43%)"], ["numba-cpu", "*0.0173 (173%)"]]
+
+
+def test_time_table_scales_seconds_to_the_unit_it_names(training_results):
+    table = report.metric_tables(training_results, "time")[0]
+    assert table.title.endswith("median time (ms)")
+    assert table.rows == [["torch-cpu", "8 (1.00x)"], ["numba-cpu", "*2 (4.00x)"]]
+
+
+def test_cell_comparison_ratios_are_lstm_over_gru(training_results):
+    table = report.cell_comparison(training_results)
+    assert table.rows == [["torch-cpu", "10,2,4,8", "336 / 448", "4 / 6 (1.50x)",
+                           "8 / 20 (2.50x)", "2 / 3 (1.50x)", "1.0e-07 / 4.0e-07"]]
+
+
+def test_plots_draw_milliseconds_where_they_say_ms(training_results, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+    paths = report.write_plots(training_results, tmp_path)
+    assert [p.name for p in paths] == ["time_by_size.png", "gru_vs_lstm.png",
+                                       "speedup_heatmap.png"]
+    by_size = figures[0].axes
+    titles = [axis.get_title() for axis in by_size[:3]]
+    gru_training = by_size[titles.index("gru training")]
+    assert gru_training.get_ylabel() == "median ms"
+    drawn = {line.get_label(): list(line.get_ydata()) for line in gru_training.lines}
+    assert drawn == {"numba-cpu": [pytest.approx(2.0)], "torch-cpu": [pytest.approx(8.0)]}
+    bars = figures[1].axes[0]
+    assert bars.get_ylabel() == "median ms"
+    heights = sorted(round(p.get_height(), 9) for p in bars.patches if p.get_height() > 0)
+    # torch-cpu GRU/LSTM: inference 4 / 6 ms, training 8 / 20 ms (reset_before left out)
+    assert heights == [4.0, 6.0, 8.0, 20.0]
+
+
+def test_time_plot_of_a_reset_before_run_draws_its_lines(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda figure: figures.append(figure) or real_close(figure))
+    frame = runner.add_derived(pd.DataFrame([row("torch-cpu", "gru", "inference",
+                                                 (10, 1, 4, 8), 3e-3,
+                                                 variant="reset_before")]))
+    report.write_plots(frame, tmp_path)
+    lines = figures[0].axes[0].lines
+    assert [list(line.get_ydata()) for line in lines] == [[pytest.approx(3.0)]]
+
+
+def test_ceiling_lines_give_the_median_and_range_of_the_workers():
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=90.0),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=110.0),
+        row("numpy", "gru", "inference", (10, 1, 4, 8), 1e-3, gemm_gflops=100.0),
+        row("numpy", "gru", "inference", (10, 1, 4, 8), 1e-3, threads=2, gemm_gflops=150.0),
+    ]))
+    assert report.ceiling_lines(frame) == [
+        "GEMM ceiling (NumPy 1024^3 matmul in each worker): float32, 1 thread: 100 GFLOP/s "
+        "(workers: 90 to 110)",
+        "GEMM ceiling (NumPy 1024^3 matmul in each worker): float32, 2 threads: 150 GFLOP/s "
+        "(workers: 150 to 150)"]
+
+
+@pytest.mark.parametrize("value, metric, text", [
+    (999.0, "time", "999"), (1234.5, "time", "1234"), (0.012345, "time", "0.0123"),
+    (3.14159e-7, "accuracy", "3.1e-07"),
+])
+def test_format_value(value, metric, text):
+    assert report.format_value(value, report.METRICS[metric]) == text
+
+
+def test_pick_unit_keeps_a_tenth_of_the_unit_and_ignores_empty_values():
+    assert report.pick_unit([1e-4, None, float("nan"), 0.0], report.TIME_UNITS) == ("ms", 1e-3)
+    assert report.pick_unit([0.099], report.TIME_UNITS) == ("ms", 1e-3)
+    assert report.pick_unit([], report.TIME_UNITS) == ("s", 1.0)
+
+
+def test_derived_columns_of_a_filtered_frame_keep_their_rows(training_results):
+    """A frame whose index is not 0..n-1 (a selection of rows) gets each row's own values."""
+    part = runner.add_derived(training_results.iloc[[2, 0]])
+    assert list(part["gflops_recurrent"]) == [pytest.approx(3 * 2 * 4 * 64 * 2 * 10 / 20e-3 / 1e9),
+                                              pytest.approx(0.00288)]

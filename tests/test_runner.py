@@ -141,6 +141,19 @@ def test_progress_plain_lines(capsys):
     assert lines[1].startswith("[########################] 2/2")
 
 
+def test_progress_line_gives_the_median_in_milliseconds(monkeypatch, capsys):
+    real_request = runner.Worker.request
+
+    def median_of_12_3_ms(self, message, timeout):
+        return {**real_request(self, message, timeout), "median_s": 0.0123}
+
+    monkeypatch.setattr(runner.Worker, "request", median_of_12_3_ms)
+    runner.run_suite(TINY, backends=["fake-ok"], progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("fake-ok t1 gru inference 3,2,4,5 12.3 ms")
+    assert lines[1].endswith("fake-ok t1 gru inference 4,1,3,2 12.3 ms")
+
+
 def test_grubench_exports_run_suite_lazily():
     import subprocess
     import sys
@@ -187,3 +200,26 @@ def test_ctrl_c_between_backends_keeps_every_measured_row(monkeypatch):
     assert list(zip(frame["T"], frame["backend"])) == [(3, "fake-ok"), (3, "numpy"),
                                                        (4, "fake-ok")]
     assert "interrupted after 3 of 4 cases" in frame.attrs["notes"]
+
+
+def test_progress_bar_on_a_terminal_redraws_one_line():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = runner.Progress(3, stream=stream)
+    bar.update("a", "ok")
+    bar.finish()
+    assert stream.getvalue().startswith("\r\033[K[########................] 1/3")
+    assert stream.getvalue().endswith(" a ok\n")       # finish() ends the unfinished bar
+    stream = Terminal()
+    bar = runner.Progress(1, stream=stream)
+    bar.update("b")
+    bar.finish()
+    assert stream.getvalue().endswith(" b \n") and stream.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    runner.Progress(1, stream=quiet, enabled=False).update("c")
+    assert quiet.getvalue() == ""

@@ -2,6 +2,8 @@
 clock (no real timing in any assertion)."""
 import itertools
 
+import numpy as np
+
 import pytest
 
 from grubench import timing
@@ -86,10 +88,117 @@ def test_measure_synchronizes_inside_the_timed_region():
     assert times == [0.5, 0.5]
 
 
+def test_measure_defaults_warm_up_50_ms_and_cap_10000_samples():
+    fake = FakeClock(itertools.repeat(0.01))
+    timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.0, clock=fake.clock)
+    assert fake.calls == 5 + 1          # 0.05 s of 0.01 s warm-up calls, then one sample
+    fake = FakeClock(itertools.repeat(0.0))
+    assert len(timing.measure(fake.call, lambda: None, min_runs=1, min_time=1.0,
+                              warmup_time=0.0, clock=fake.clock)) == 10_000
+
+
 def test_measure_rejects_zero_runs():
-    with pytest.raises(ValueError, match="min_runs"):
+    with pytest.raises(ValueError, match=r"^min_runs must be >= 1, got 0$"):
         timing.measure(lambda: None, lambda: None, min_runs=0, min_time=0.0)
 
 
+@pytest.mark.slow
 def test_gemm_ceiling_is_a_positive_rate():
     assert timing.gemm_ceiling_gflops("float32", n=64, runs=2) > 0
+
+
+def test_median_of_skewed_samples_is_not_the_mean():
+    # one slow outlier: mean 3.0, median 1.0
+    stats = timing.summarize([1.0, 11.0, 1.0, 1.0, 1.0])
+    assert stats.median_s == 1.0 and stats.min_s == 1.0 and stats.runs == 5
+
+
+def test_median_of_an_even_count_is_the_midpoint_of_the_middle_pair():
+    # sorted 1 2 4 100: median (2 + 4) / 2 = 3 (mean 26.75)
+    assert timing.summarize([100.0, 2.0, 1.0, 4.0]).median_s == 3.0
+
+
+def test_iqr_interpolates_between_ranks_on_skewed_even_samples():
+    # sorted 1 2 3 4 10 20 (n = 6): q25 at position 1.25 = 2 + 0.25 * (3 - 2) = 2.25,
+    # q75 at position 3.75 = 4 + 0.75 * (10 - 4) = 8.5; IQR 6.25. Nearest rank would give
+    # q25 = 2 and q75 = 10 (IQR 8); the median is 3.5.
+    stats = timing.summarize([20.0, 3.0, 1.0, 10.0, 4.0, 2.0])
+    assert stats == timing.Stats(median_s=3.5, iqr_s=6.25, min_s=1.0, runs=6, unstable=True)
+
+
+def test_unstable_flag_compares_iqr_with_the_median_not_the_mean():
+    # sorted 1 1 1 1 1.25 100: median 1, IQR 1.1875 - 1 = 0.1875 (position 3.75 between
+    # 1 and 1.25) -> 18.75% of the median: unstable. Against the mean (17.5) it would be 1%.
+    stats = timing.summarize([1.0, 100.0, 1.0, 1.25, 1.0, 1.0])
+    assert stats.median_s == 1.0 and stats.iqr_s == 0.1875 and stats.unstable
+    # just under the line on an even count: sorted 1 1 1 1.125 (IQR 0.03125, 3%): stable
+    assert not timing.summarize([1.0, 1.125, 1.0, 1.0]).unstable
+
+
+def test_min_is_the_fastest_sample_not_the_first():
+    assert timing.summarize([3.0, 2.0, 0.5, 4.0]).min_s == 0.5
+
+
+def test_gemm_ceiling_counts_two_flops_per_multiply_add(monkeypatch):
+    """2 n^3 FLOPs over the median time of the products, with the timing injected so the
+    rate is exact: n = 64 in median 2 ms -> 2 * 262144 / 2e-3 / 1e9 = 0.262144 GFLOP/s."""
+    calls = []
+
+    def fake_measure(call, synchronize, **settings):
+        calls.append(settings)
+        synchronize()
+        product = call()
+        assert product.shape == (64, 64) and product.dtype == "float64"
+        return [3e-3, 1e-3, 2e-3]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    assert timing.gemm_ceiling_gflops("float64", n=64, runs=3) == pytest.approx(0.262144,
+                                                                                rel=1e-12)
+    # exactly ``runs`` products, none of them spent on warm-up beyond the first
+    assert calls == [dict(min_runs=3, min_time=0.0, warmup_time=0.0, max_runs=3)]
+
+
+def test_gemm_ceiling_defaults_to_five_1024_cubed_products_in_the_cases_dtype(monkeypatch):
+    """The report calls it a "NumPy 1024^3 matmul" in the case's dtype."""
+    seen = []
+
+    def fake_measure(call, synchronize, **settings):
+        product = call()
+        seen.append((product.shape, product.dtype, settings["min_runs"]))
+        return [1.0]
+
+    monkeypatch.setattr(timing, "measure", fake_measure)
+    assert timing.gemm_ceiling_gflops("float32") == pytest.approx(2 * 1024 ** 3 / 1e9)
+    assert seen == [((1024, 1024), np.dtype("float32"), 5)]
+
+
+def test_quantile_of_nothing_is_an_error():
+    with pytest.raises(ValueError, match=r"^quantile of no values$"):
+        timing.quantile([], 0.5)
+
+
+def test_exactly_ten_percent_is_still_stable():
+    # sorted 9 10 11: median 10, q25 9.5, q75 10.5: IQR 1 = 10% of the median (the rule
+    # is "more than 10%")
+    assert timing.summarize([11.0, 9.0, 10.0]) == timing.Stats(10.0, 1.0, 9.0, 3, False)
+
+
+def test_all_zero_samples_are_stable_not_a_division_by_zero():
+    assert timing.summarize([0.0, 0.0]) == timing.Stats(0.0, 0.0, 0.0, 2, False)
+
+
+def test_measure_stops_warming_up_and_sampling_exactly_at_its_time_limits():
+    # 0.25 s calls (binary-exact): warm-up reaches 0.5 after 2 calls, samples reach
+    # min_time 0.5 after 2 more; one call more on either side would be a third
+    fake = FakeClock(itertools.repeat(0.25))
+    times = timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.5,
+                           warmup_time=0.5, clock=fake.clock)
+    assert times == [0.25, 0.25] and fake.calls == 4
+
+
+def test_measure_sums_every_sample_towards_min_time():
+    fake = FakeClock([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    times = timing.measure(fake.call, lambda: None, min_runs=1, min_time=0.55,
+                           warmup_time=0.0, clock=fake.clock)
+    # one warm-up call (0.0); samples 0.1 + 0.2 + 0.3 = 0.6 >= 0.55
+    assert times == pytest.approx([0.1, 0.2, 0.3])

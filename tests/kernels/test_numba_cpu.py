@@ -4,6 +4,7 @@ determinism and the float32 accuracy targets."""
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -169,6 +170,7 @@ print(json.dumps([sum(sum(getattr(kernel.stats, counts).values()) for kernel in 
 """
 
 
+@pytest.mark.slow
 def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
     """The first process compiles and fills the cache; the next loads it. Their results
     must match bit for bit. They once did not: a helper's product fused into an FMA
@@ -270,6 +272,23 @@ def test_float64_gates_are_libm_exact():
                        equal_nan=True)
 
 
+def llvm_host_features() -> dict:
+    import llvmlite.binding as llvm
+    return llvm.get_host_cpu_features()
+
+
+def host_has_avx() -> bool:
+    """The assembly tests read x86 AVX mnemonics and ymm/zmm registers."""
+    return platform.machine().lower() in ("x86_64", "amd64") and bool(
+        llvm_host_features().get("avx", False))
+
+
+#: Tests that read x86 AVX assembly: elsewhere the loops compile to other instructions.
+needs_avx = pytest.mark.skipif(not host_has_avx(),
+                               reason=f"reads x86 AVX assembly; this CPU is "
+                                      f"{platform.machine()} without AVX")
+
+
 def uncached_twin(function, *arguments):
     """``function`` compiled again, uncached, with its own options and compiler, for these
     arguments' types: numba shows no code of cached functions. (numba keeps a
@@ -303,6 +322,7 @@ def packed_instructions(function, *arguments, suffixes=("ps", "pd")):
     return packed
 
 
+@needs_avx
 def test_float32_gate_loop_vectorizes():
     """The reason the approximation exists: packed single-precision divisions in the
     loop. It breaks if error_model='numpy' or the fastmath flags are dropped, or if any
@@ -346,6 +366,7 @@ def row_function_cases():
 
 
 @pytest.mark.parametrize("name", list(row_function_cases()))
+@needs_avx
 def test_pointwise_loops_over_a_workers_units_vectorize(name):
     """Loops from a runtime start vectorize only in the form the module describes
     (unit offsets, start marked nonnegative); otherwise they run scalar, 4x slower."""
@@ -388,6 +409,7 @@ def test_pointwise_functions_update_no_reference_count(name):
 
 
 @pytest.mark.parametrize("name", ["gru_reset_rows", "gru_step_rows", "lstm_step_rows"])
+@needs_avx
 def test_float32_forward_rows_stay_in_float32(name):
     """The forward's gate math runs in 16-lane float32 vectors: no conversion to float64
     and no packed float64 arithmetic (a float64 bias or constant would bring both)."""
@@ -456,11 +478,10 @@ def test_matmul_nt_refuses_out_of_bounds_operands(arguments, why):
 
 
 def host_has_fma() -> bool:
-    import llvmlite.binding as llvm
-    return bool(llvm.get_host_cpu_features().get("fma", False))
+    return host_has_avx() and bool(llvm_host_features().get("fma", False))
 
 
-@pytest.mark.skipif(not host_has_fma(), reason="the CPU has no fused multiply-add")
+@pytest.mark.skipif(not host_has_fma(), reason="the CPU has no x86 fused multiply-add")
 def test_panel_tiles_compile_to_packed_fused_multiply_adds():
     """The micro-kernel's vector IR must become packed FMAs, not scalar or library calls."""
     twin = numba.njit(cache=False)(call_matmul_nt.py_func)

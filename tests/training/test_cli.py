@@ -12,6 +12,7 @@ TINY = ["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "
         "--hidden", "4", "--backends", "numpy,torch-autograd"]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_the_reports(tmp_path, capsys):
     assert main(TINY + ["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -47,6 +48,7 @@ def test_user_mistakes_exit_2_with_a_message(tmp_path, capsys, arguments, messag
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_imdb_npz_path_trains_with_an_embedding(tmp_path, capsys):
     reviews = np.empty(8, dtype=object)
     for i in range(8):
@@ -72,3 +74,39 @@ def test_default_backends_fall_back_to_numpy_without_numba(monkeypatch, capsys):
     monkeypatch.setattr(backends, "names", lambda: ["numpy", "torch-cpu"])
     assert cli.default_backends() == ["numpy", "torch-autograd"]
     assert "numba-cpu is unavailable" in capsys.readouterr().out
+
+
+def test_a_crashing_training_worker_exits_2_and_writes_no_report(tmp_path, capsys,
+                                                                 monkeypatch):
+    # every Python started from now on aborts at start-up: the training worker dies
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text("import os\nos.abort()\n")
+    monkeypatch.setenv("PYTHONPATH", str(crash))
+    out_dir = tmp_path / "reports"
+    status = main(TINY + ["--out", str(out_dir)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "the training worker died with signal SIGABRT" in err and "Traceback" not in err
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+@pytest.mark.parametrize("backend, message", [
+    ("torch-autograd", "backend 'torch-autograd' is unavailable: torch is missing here"),
+    ("fake-unavailable", "backend 'fake-unavailable' is unavailable: fake reason it cannot run"),
+])
+def test_an_unavailable_backend_exits_2_before_training(tmp_path, capsys, monkeypatch,
+                                                        backend, message):
+    from fake_backends import install
+    from grubench.training import runner, torch_model
+    from grubench.worker import load_plugins
+
+    install(monkeypatch)
+    load_plugins()
+    monkeypatch.setattr(torch_model, "availability", lambda: (False, "torch is missing here"))
+    monkeypatch.setattr(runner, "run_in_worker",
+                        lambda *a: pytest.fail("a worker started for an unavailable backend"))
+    status = main(["train", "--dataset", "japanese-vowels", "--backends", f"numpy,{backend}",
+                   "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "Traceback" not in err
