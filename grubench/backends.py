@@ -19,6 +19,8 @@ import functools
 import importlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from grubench.kernels import onnxruntime
 from grubench.kernels.contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
 
@@ -36,9 +38,10 @@ class Entry:
     #: of its result arrays).
     memory: str | None = None
 
-    def why_unsupported(self, mode: str, dtype: str) -> str | None:
-        """Why this backend cannot run a case of ``mode`` and ``dtype``, or None."""
-        return self.unsupported.get(mode) or self.unsupported.get(dtype)
+    def why_unsupported(self, mode: str, dtype) -> str | None:
+        """Why this backend cannot run a case of ``mode`` and ``dtype`` (a name or a NumPy
+        dtype), or None."""
+        return self.unsupported.get(mode) or self.unsupported.get(np.dtype(dtype).name)
 
 
 REGISTRY: dict[str, Entry] = {
