@@ -143,7 +143,11 @@ class WorkerFailed(RuntimeError):
 class Worker:
     """A running worker process for one (backend, threads), driven from the runner."""
 
-    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float):
+    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float,
+                 env: dict[str, str] | None = None, cwd: str | Path | None = None):
+        """``env`` replaces os.environ as the worker's environment (the thread pinning
+        goes on top) and ``cwd`` its working directory: ``grubench regress --against``
+        runs another revision's code this way, from its PYTHONPATH."""
         from grubench.threads import thread_env
 
         self.backend, self.threads = backend, threads
@@ -152,8 +156,8 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grubench.worker", backend, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env={**os.environ, **thread_env(threads)}, text=True, bufsize=1,
-            start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
+            env={**(os.environ if env is None else env), **thread_env(threads)}, cwd=cwd,
+            text=True, bufsize=1, start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
         self.hello = self._read(timeout, "starting")
 
     def request(self, message: dict, timeout: float) -> dict:
