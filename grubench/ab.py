@@ -6,12 +6,18 @@ So the base revision is checked out in a temporary ``git worktree``, installed a
 apart from ours), and base and current kernels are measured case by case, in turns, each
 side in its own pinned worker on the same cores. Only the current side's verdicts count.
 
+Both sides' workers run this revision's harness (grubench.worker and grubench.regress);
+the base worker imports ``grubench.kernels`` from the base's install
+(:func:`import_kernels_from`). So both sides are timed by the same code, and a change to
+the timing itself cannot pose as a change of the kernels.
+
 Everything temporary (worktree, install, workers) is removed on the way out, also on
 Ctrl-C and on SIGTERM (see :func:`sigterm_as_interrupt`).
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import itertools
 import os
 import shutil
@@ -25,6 +31,8 @@ from pathlib import Path
 
 #: The checkout grubench runs from (its kernels are the current side).
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+#: A worker started with this variable imports grubench.kernels from that folder.
+KERNELS_ENV = "GRUBENCH_KERNELS_DIR"
 
 
 class RevisionError(Exception):
@@ -94,25 +102,49 @@ def install(source: Path, site: Path, label: str) -> None:
                             f"{errors[-1].strip() if errors else f'pip exit {done.returncode}'}")
 
 
+def import_kernels_from(directory: str | os.PathLike):
+    """Make ``grubench.kernels`` the package in ``directory`` (another revision's
+    install) for this process; call before anything imports grubench.kernels."""
+    directory = Path(directory)
+    spec = importlib.util.spec_from_file_location(
+        "grubench.kernels", directory / "__init__.py",
+        submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grubench.kernels"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernels_dir(site: Path) -> Path:
+    return site / "grubench" / "kernels"
+
+
 def worker_env(site: Path) -> dict[str, str]:
-    """The base side's environment: its install first on the path, and no injected
-    slowdown (that is the current side's alone)."""
+    """The base side's environment: the base's kernels, and no injected slowdown (that is
+    the current side's alone)."""
     from grubench.regress import SLOWDOWN_ENV
 
     env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    env[KERNELS_ENV] = str(kernels_dir(site))
     return env
 
 
+CHECK_IMPORT = """
+import sys
+from grubench.ab import import_kernels_from
+import_kernels_from(sys.argv[1])
+import grubench.backends, grubench.kernels.contract as contract
+print(contract.__file__)
+"""
+
+
 def check_importable(site: Path, label: str) -> None:
-    """The base's grubench and kernels must import from ``site``, not from the current
-    checkout (an editable install or the working directory could shadow them)."""
-    done = subprocess.run([sys.executable, "-c", "import grubench.kernels, grubench.worker;"
-                           "print(grubench.kernels.__file__)"], capture_output=True,
-                          text=True, env=worker_env(site), cwd=site)
+    """The base's kernels must import, from ``site``, under this harness."""
+    done = subprocess.run([sys.executable, "-c", CHECK_IMPORT, str(kernels_dir(site))],
+                          capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["?"])[-1]
-        raise RevisionError(f"revision {label} does not import: {last}")
+        raise RevisionError(f"revision {label}: its kernels do not import: {last}")
     if not Path(done.stdout.strip()).resolve().is_relative_to(site.resolve()):
         raise RevisionError(f"revision {label}: its kernels import from "
                             f"{done.stdout.strip()}, not from its install in {site}")
@@ -165,10 +197,10 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
     failing there) has no base ratio."""
     from grubench.worker import Worker, WorkerFailed
 
-    base_env = worker_env(site)
-    starts = {"base": dict(env=base_env, cwd=site), "current": {}}
+    starts = {"base": {"env": worker_env(site)}, "current": {}}
     base_ratios: dict[str, float] = {}
     current_rows: dict[str, dict] = {}
+    failures: dict[str, str] = {}
     by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
     for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
                                                        key=by_worker):
@@ -208,7 +240,10 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
                     current_rows[case.key] = {"status": "ok", "reason": None, "key": case.key,
                                               "ratio": statistics.median(ratios["current"]),
                                               "ratios": ratios["current"]}
-                if "base" not in failed:
+                if "base" in failed:
+                    failures[case.key] = (f"{failed['base']['status']}: "
+                                          f"{failed['base'].get('reason')}")
+                else:
                     base_ratios[case.key] = statistics.median(ratios["base"])
                 print(f"  {case.key}: " + _progress(base_ratios.get(case.key),
                                                     current_rows[case.key], failed.get("base")),
@@ -217,6 +252,9 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
             for worker in workers.values():
                 if worker is not None:
                     worker.close(kill=True)
+    if cases and not base_ratios:
+        raise RevisionError(f"the base revision measured none of the cases (first: "
+                            f"{next(iter(failures.values()))})")
     return base_ratios, current_rows
 
 

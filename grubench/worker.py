@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     # stdout carries the protocol alone: anything a kernel prints goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    kernels = os.environ.get("GRUBENCH_KERNELS_DIR")
+    if kernels:  # grubench regress --against: another revision's kernels, this harness
+        from grubench.ab import import_kernels_from
+
+        import_kernels_from(kernels)
     serve(backend_name, int(threads), sys.stdin, replies)
 
 
@@ -144,10 +149,10 @@ class Worker:
     """A running worker process for one (backend, threads), driven from the runner."""
 
     def __init__(self, backend: str, threads: int, log_path: Path, timeout: float,
-                 env: dict[str, str] | None = None, cwd: str | Path | None = None):
+                 env: dict[str, str] | None = None):
         """``env`` replaces os.environ as the worker's environment (the thread pinning
-        goes on top) and ``cwd`` its working directory: ``grubench regress --against``
-        runs another revision's code this way, from its PYTHONPATH."""
+        goes on top): ``grubench regress --against`` points a worker at another
+        revision's kernels this way."""
         from grubench.threads import thread_env
 
         self.backend, self.threads = backend, threads
@@ -156,8 +161,8 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grubench.worker", backend, str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            env={**(os.environ if env is None else env), **thread_env(threads)}, cwd=cwd,
-            text=True, bufsize=1, start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
+            env={**(os.environ if env is None else env), **thread_env(threads)}, text=True,
+            bufsize=1, start_new_session=True)  # Ctrl-C reaches the runner alone, which ends the worker
         self.hello = self._read(timeout, "starting")
 
     def request(self, message: dict, timeout: float) -> dict:
