@@ -31,6 +31,9 @@ from pathlib import Path
 
 #: The checkout grubench runs from (its kernels are the current side).
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+#: A case's first turn on a side compiles its kernels: it may take this many case timeouts
+#: (a cold compile on a 2-core machine shared with other jobs has taken minutes).
+COMPILE_TIMEOUT_FACTOR = 4
 #: A worker started with this variable imports grubench.kernels from that folder.
 KERNELS_ENV = "GRUBENCH_KERNELS_DIR"
 
@@ -206,18 +209,20 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
                                                        key=by_worker):
         workers: dict[str, Worker | None] = {"base": None, "current": None}
 
-        def turn(side: str, case) -> dict:
+        def turn(side: str, case, first: bool) -> dict:
             from grubench.regress import CASE_TIMEOUT_S
 
+            # A side's first turn compiles its kernels (cold numba cache): time for that.
+            timeout = CASE_TIMEOUT_S * (COMPILE_TIMEOUT_FACTOR if first else 1)
             try:
                 if workers[side] is None:
                     workers[side] = Worker(backend, threads,
                                            log_dir / f"ab-{side}-{backend}-{threads}.log",
-                                           CASE_TIMEOUT_S, **starts[side])
+                                           timeout, **starts[side])
                 if not workers[side].hello["available"]:
                     return {"status": "unavailable", "reason": workers[side].hello["reason"]}
                 return workers[side].request({"kind": "regress", "case": asdict(case),
-                                              "pairs": pairs}, CASE_TIMEOUT_S)
+                                              "pairs": pairs}, timeout)
             except WorkerFailed as failure:
                 workers[side] = None
                 return {"status": failure.status, "reason": failure.reason}
@@ -229,7 +234,7 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
                 for number in range(rounds):
                     for side in ("base", "current") if number % 2 == 0 else ("current", "base"):
                         if side not in failed:
-                            row = turn(side, case)
+                            row = turn(side, case, first=not ratios[side])
                             if row.get("status") == "ok":
                                 ratios[side].append(row["ratio"])
                             else:
@@ -241,8 +246,9 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
                                               "ratio": statistics.median(ratios["current"]),
                                               "ratios": ratios["current"]}
                 if "base" in failed:
-                    failures[case.key] = (f"{failed['base']['status']}: "
+                    failures[case.key] = (f"base {failed['base']['status']}: "
                                           f"{failed['base'].get('reason')}")
+                    current_rows[case.key]["base_failure"] = failures[case.key]
                 else:
                     base_ratios[case.key] = statistics.median(ratios["base"])
                 print(f"  {case.key}: " + _progress(base_ratios.get(case.key),

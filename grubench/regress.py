@@ -249,6 +249,8 @@ class Verdict:
     current_ratio: float | None
     verdict: str            # ok | faster | regression | slower-unconfirmed | new | missing | failed
     note: str = ""
+    first_change: float | None = None   # a re-measured case's first change
+
 
     @property
     def change(self) -> float | None:
@@ -288,7 +290,8 @@ def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: flo
             verdicts[key] = Verdict(key, base, None, "failed",
                                     f"{row.get('status')}: {row.get('reason')}")
         elif base is None:
-            verdicts[key] = Verdict(key, None, row["ratio"], "new", "not in the baseline")
+            verdicts[key] = Verdict(key, None, row["ratio"], "new",
+                                    row.get("base_failure") or "not in the baseline")
         else:
             state = classify(base, row["ratio"], tolerance)
             if state == "slower":
@@ -297,14 +300,15 @@ def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: flo
     if suspects:
         again = remeasure(suspects)
         for key in suspects:
-            first = f"first {current[key]['ratio'] / baseline[key] - 1:+.1%}"
+            change = current[key]["ratio"] / baseline[key] - 1
             base, ratio = again.get(key, (baseline[key], None))
             if ratio is not None and classify(base, ratio, tolerance) == "slower":
-                verdicts[key] = Verdict(key, base, ratio, "regression", f"{first}, re-measured")
+                verdicts[key] = Verdict(key, base, ratio, "regression",
+                                        f"first {change:+.1%}, re-measured", change)
             else:
                 verdicts[key] = Verdict(key, base, ratio, "slower-unconfirmed",
-                                        f"{first}; the re-measurement was within the "
-                                        f"tolerance")
+                                        f"first {change:+.1%}; the re-measurement was "
+                                        f"within the tolerance", change)
     return [verdicts[key] for key in sorted(verdicts)]
 
 
@@ -494,28 +498,35 @@ def against_baseline(cases: dict, baseline: dict, path: Path, args) -> int:
 
 def against_revision(cases: dict, rev: str, commit: str, site: Path, args) -> int:
     """The A/B test: base revision (installed at ``site``) and current code in turns."""
-    from grubench import ab
-
     tolerance = args.tolerance or AB_TOLERANCE
     pairs = args.pairs or AB_PAIRS
     started = time.perf_counter()
+    print(f"grubench regress: A/B against {rev or 'the base'} ({commit[:12]}) on this "
+          f"machine: {len(cases)} cases, {args.rounds} turns per side of {pairs} pairs",
+          file=sys.stderr)
+    verdicts = ab_verdicts(cases, site, args.rounds, pairs, tolerance)
+    print(f"base: {rev or 'default'} = {commit[:12]}")
+    return report(verdicts, tolerance, "base", started, args)
+
+
+def ab_verdicts(cases: dict, site: Path, rounds: int, pairs: int, tolerance: float
+                ) -> list[Verdict]:
+    """Measure base (installed at ``site``) and current kernels in turns, re-measure the
+    cases slower than the tolerance (both sides, twice the turns), and judge."""
+    from grubench import ab
+
     with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
-        print(f"grubench regress: A/B against {rev or 'the base'} ({commit[:12]}) on this "
-              f"machine: {len(cases)} cases, {args.rounds} turns per side of {pairs} pairs",
-              file=sys.stderr)
-        base, rows = ab.measure(cases.values(), site, args.rounds, pairs, Path(logs))
+        base, rows = ab.measure(cases.values(), site, rounds, pairs, Path(logs))
 
         def remeasure(keys):
             print(f"grubench regress: re-measuring {len(keys)} slower case(s), both sides",
                   file=sys.stderr)
-            base_again, again = ab.measure([cases[k] for k in keys], site, 2 * args.rounds,
+            base_again, again = ab.measure([cases[k] for k in keys], site, 2 * rounds,
                                            pairs, Path(logs))
             return {k: (base_again[k], row["ratio"]) for k, row in again.items()
                     if row["status"] == "ok" and k in base_again}
 
-        verdicts = compare(base, rows, tolerance, remeasure)
-    print(f"base: {rev or 'default'} = {commit[:12]}")
-    return report(verdicts, tolerance, "base", started, args)
+        return compare(base, rows, tolerance, remeasure)
 
 
 def report(verdicts: list[Verdict], tolerance: float, base_label: str, started: float,
