@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "grubench.commands",
     "grubench.regress",
     "grubench.training.cli",
+    "grubench.compare",
 ]
 
 DEFAULT_COMMAND = "run"
