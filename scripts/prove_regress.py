@@ -79,7 +79,9 @@ def main() -> int:
                 code = regress.exit_code(verdicts)
                 results.setdefault(label, []).append((code, seconds, verdicts))
                 print(f"run {run + 1} {label}: exit {code} ({seconds:.0f} s)", flush=True)
-    write_atomic(args.out, render(results, chosen, commit, args, started, load_before))
+                # rewritten after every run: a proof cut short keeps what it measured
+                write_atomic(args.out, render(results, chosen, commit, args, started,
+                                              load_before))
     print(Path(args.out).read_text())
     return 0
 
@@ -90,6 +92,7 @@ def render(results, chosen, commit: str, args, started: str, load_before) -> str
         "# grubench regress --against: proof",
         "",
         f"`python scripts/prove_regress.py --runs {args.runs} --conditions {args.conditions}` "
+        f"({sum(map(len, results.values()))} of {args.runs * len(chosen)} runs done) "
         f"on {started}: {machine.short_name(context)}, ISA "
         f"{machine.isa_level()}, suite ci (7 cases, 1 thread, float32), {args.rounds} turns "
         f"per side of {args.pairs} pairs, tolerance {args.tolerance:.0%}; base = current = "
