@@ -33,7 +33,7 @@ class Row:
     low: float | None               # confidence interval of the ratio
     high: float | None
     p_value: float | None
-    verdict: str                    # "B faster" | "B slower" | "no significant change" | NO_SAMPLES
+    verdict: str        # "B faster" | "B slower" | "no significant change" | NO_SAMPLES
 
 
 def case_label(row) -> str:

@@ -3,9 +3,10 @@
 Absolute times on a shared 2-core VM move 5-20% between runs, and more between machines, so
 the gate never compares seconds. Times are the process's CPU time (:data:`CLOCK`): on a
 machine shared by other jobs, wall time counts every stretch the process waits for a core
-(the per-pair ratios then spread 30x; CPU time keeps them within 20%). Each case is timed interleaved with a calibration workload
-in the same worker process (a NumPy float32 matrix product with the case's forward FLOPs,
-see :func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
+(the per-pair ratios then spread 30x; CPU time keeps them within 20%, docs/regress-clock.md).
+Each case is timed interleaved with a calibration workload in the same worker process (a
+NumPy float32 matrix product with the case's forward FLOPs, see
+:func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
 the ratio case/calibration, and the median of the per-pair ratios is what is compared.
 
 The ratio cancels the machine's speed, not its shape (vector width, caches, BLAS kernel), so
@@ -436,13 +437,14 @@ def handle(args) -> int:
             print("no baseline for this machine; record one with --update")
             return 0
     rev = args.against or ab.default_base()
+    label = args.against or "the merge-base with main (HEAD~1 on main)"
     if rev is None:
         print("grubench regress: no base revision to compare with (first commit or "
               "shallow clone); nothing gated")
         return 0
     try:
         with ab.sigterm_as_interrupt(), ab.base_install(rev) as (commit, site):
-            return against_revision(cases, rev, commit, site, args)
+            return against_revision(cases, label, commit, site, args)
     except ab.RevisionError as error:
         print(f"grubench regress: {error}", file=sys.stderr)
         return 2
@@ -501,11 +503,11 @@ def against_revision(cases: dict, rev: str, commit: str, site: Path, args) -> in
     tolerance = args.tolerance or AB_TOLERANCE
     pairs = args.pairs or AB_PAIRS
     started = time.perf_counter()
-    print(f"grubench regress: A/B against {rev or 'the base'} ({commit[:12]}) on this "
+    print(f"grubench regress: A/B against {rev} ({commit[:12]}) on this "
           f"machine: {len(cases)} cases, {args.rounds} turns per side of {pairs} pairs",
           file=sys.stderr)
     verdicts = ab_verdicts(cases, site, args.rounds, pairs, tolerance)
-    print(f"base: {rev or 'default'} = {commit[:12]}")
+    print(f"base: {rev} = {commit[:12]}")
     return report(verdicts, tolerance, "base", started, args)
 
 

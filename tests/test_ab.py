@@ -109,7 +109,8 @@ def test_sigterm_removes_the_worktree_and_the_install(repo, tmp_path):
         "from pathlib import Path\n"
         "from grubench import ab\n"
         "ab.check_importable = lambda site, label: None   # tinypkg has no kernels\n"
-        "with ab.sigterm_as_interrupt(), ab.base_install('HEAD', Path(sys.argv[1])) as (c, site):\n"
+        "with ab.sigterm_as_interrupt(), \\\n"
+        "        ab.base_install('HEAD', Path(sys.argv[1])) as (commit, site):\n"
         "    print(site, flush=True)\n"
         "    time.sleep(120)\n")
     process = subprocess.Popen([sys.executable, "-c", script, str(repo)],
