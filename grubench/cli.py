@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "grubench.regress",
     "grubench.training.cli",
     "grubench.history.cli",
+    "grubench.compare",
 ]
 
 DEFAULT_COMMAND = "run"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,59 @@ def context() -> dict[str, object]:
 def short_name(context: dict) -> str:
     """One line naming the machine, for each result row."""
     return f"{context.get('hostname')} ({context.get('cpu_model')}, {context.get('cores')} cores)"
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+#: Highest first: the widest vector ISA a /proc/cpuinfo flag says the CPU runs.
+ISA_LEVELS = ("avx512f", "avx2", "avx", "sse4_2")
+
+#: Variables that narrow the code paths libraries take on this CPU (numba's target,
+#: OpenBLAS's kernel, MKL's and oneDNN's ISA): a run under them is another machine's shape.
+ISA_ENV_VARS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE",
+                "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.split(":", 1)[0].strip() == name:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def isa_level(flags: str | None = None) -> str:
+    """The widest vector ISA of this CPU (one of :data:`ISA_LEVELS`, or the machine name
+    where /proc/cpuinfo has no flags, e.g. arm64)."""
+    present = set((flags if flags is not None else _cpuinfo_field("flags") or "").split())
+    return next((level for level in ISA_LEVELS if level in present), platform.machine())
+
+
+def fingerprint() -> dict[str, object]:
+    """What decides how our kernels compare with a BLAS product on this machine: CPU
+    vendor and model, ISA level, cores, the BLAS kernel OpenBLAS picked, and any variable
+    that narrows the ISA libraries use. Equal fingerprints may share a regress baseline;
+    unequal ones never do."""
+    coretypes = sorted({str(b["architecture"]) for b in blas_libraries()
+                        if b.get("architecture")})
+    return {
+        "vendor": _cpuinfo_field("vendor_id") or platform.machine(),
+        "cpu_model": cpu_model(),
+        "isa": isa_level(),
+        "cores": cpu_count(),
+        "blas_coretype": ",".join(coretypes) or None,
+        "isa_env": {name: os.environ[name] for name in ISA_ENV_VARS if os.environ.get(name)},
+    }
+
+
+def fingerprint_id(print_: dict) -> str:
+    """The fingerprint as a file-name-safe slug, e.g.
+    ``genuineintel-intel-xeon-processor-avx512f-2c-skylakex``."""
+    parts = [print_.get("vendor"), print_.get("cpu_model"), print_.get("isa"),
+             f"{print_.get('cores')}c", print_.get("blas_coretype")]
+    parts += [f"{name}={value}" for name, value in sorted((print_.get("isa_env") or {}).items())]
+    slug = "-".join(str(p) for p in parts if p)
+    return re.sub(r"[^a-z0-9=.]+", "-", slug.lower().replace("(r)", "").replace("(tm)", "")
+                  ).strip("-")

@@ -1,15 +1,24 @@
 """`grubench regress`: a performance gate for CI that survives noisy machines.
 
 Absolute times on a shared 2-core VM move 5-20% between runs, and more between machines, so
-the gate never compares seconds. Each case is timed interleaved with a calibration workload
-in the same worker process (a NumPy float32 matrix product with the case's forward FLOPs,
-see :func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
-the ratio case/calibration, and the median of the per-pair ratios is what is compared with
-the committed baseline. A case slower than the tolerance is measured again, longer, before
-it is declared a regression.
+the gate never compares seconds. Times are the process's CPU time (:data:`CLOCK`): on a
+machine shared by other jobs, wall time counts every stretch the process waits for a core
+(the per-pair ratios then spread 30x; CPU time keeps them within 20%, docs/regress-clock.md).
+Each case is timed interleaved with a calibration workload in the same worker process (a
+NumPy float32 matrix product with the case's forward FLOPs, see
+:func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
+the ratio case/calibration, and the median of the per-pair ratios is what is compared.
+
+The ratio cancels the machine's speed, not its shape (vector width, caches, BLAS kernel), so
+it is compared either with a baseline recorded on a machine of the same fingerprint
+(grubench.machine.fingerprint; one file per fingerprint in reports/baseline/), or, which is
+right on any machine, with the base revision measured in the same run (``--against``,
+grubench.ab). Without a baseline for this machine the gate falls back to the A/B test.
+A case slower than the tolerance is measured again, longer, before it is declared a
+regression.
 
 Exit codes: 0 no confirmed regression, 1 a confirmed regression, 2 a missing or corrupt
-baseline (or another usage error).
+baseline, a base revision that does not exist or build (or another usage error).
 """
 from __future__ import annotations
 
@@ -26,13 +35,20 @@ from typing import Callable
 
 import numpy as np
 
-from grubench import history
+from grubench import history, machine
 
-SCHEMA = "grubench.regress/1"
-DEFAULT_BASELINE = Path("reports/baseline/regress-ci.json")
+SCHEMA = "grubench.regress/2"
+BASELINE_DIR = Path("reports/baseline")
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_PAIRS = 31
+#: A/B defaults: turns per side and case, pairs per turn, and the tolerance (A/B noise on
+#: unchanged code is measured in reports/regress-proof.md).
+AB_ROUNDS = 8
+AB_PAIRS = 5
+AB_TOLERANCE = 0.15
 CASE_TIMEOUT_S = 120.0
+#: Process CPU time: blind to the time spent waiting for a core on a shared machine.
+CLOCK = time.process_time
 #: test-only: a factor > 1 in this variable makes every measured case spin that much longer
 SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
 
@@ -88,12 +104,13 @@ def calibration_workload(case: RegressCase) -> Callable[[], object]:
 
 
 def slowed(run: Callable[[], object], factor: float) -> Callable[[], object]:
-    """``run`` made ``factor`` times slower by spinning after it (test-only injection)."""
+    """``run`` made ``factor`` times slower (in :data:`CLOCK` time) by spinning after it
+    (test-only injection)."""
     def run_slowed():
-        start = time.perf_counter()
+        start = CLOCK()
         result = run()
-        deadline = start + factor * (time.perf_counter() - start)
-        while time.perf_counter() < deadline:
+        deadline = start + factor * (CLOCK() - start)
+        while CLOCK() < deadline:
             pass
         return result
     return run_slowed
@@ -101,17 +118,17 @@ def slowed(run: Callable[[], object], factor: float) -> Callable[[], object]:
 
 def _repetitions(run: Callable[[], object], min_block_s: float) -> int:
     """How many calls make one timed block last at least ``min_block_s``."""
-    start = time.perf_counter()
+    start = CLOCK()
     run()
-    once = max(time.perf_counter() - start, 1e-7)
+    once = max(CLOCK() - start, 1e-7)
     return max(1, int(np.ceil(min_block_s / once)))
 
 
 def _time_block(run: Callable[[], object], repetitions: int) -> float:
-    start = time.perf_counter()
+    start = CLOCK()
     for _ in range(repetitions):
         run()
-    return (time.perf_counter() - start) / repetitions
+    return (CLOCK() - start) / repetitions
 
 
 def interleaved_ratios(case_run: Callable[[], object], reference_run: Callable[[], object],
@@ -196,6 +213,13 @@ class BaselineError(Exception):
     """A baseline file that is missing or cannot be read as a regress baseline."""
 
 
+def baseline_path(fingerprint: dict) -> Path:
+    """Where the baseline of a machine of this fingerprint lives (one file per machine)."""
+    from grubench.machine import fingerprint_id
+
+    return BASELINE_DIR / f"regress-{fingerprint_id(fingerprint)}.json"
+
+
 def load_baseline(path: str | os.PathLike) -> dict:
     """The baseline document; BaselineError naming the path and what is wrong."""
     path = Path(path)
@@ -209,6 +233,8 @@ def load_baseline(path: str | os.PathLike) -> dict:
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         raise BaselineError(f"baseline {path} is not a grubench regress baseline "
                             f"(expected schema {SCHEMA!r})")
+    if not isinstance(document.get("fingerprint"), dict):
+        raise BaselineError(f"baseline {path} has no machine 'fingerprint' mapping")
     cases = document.get("cases")
     if not isinstance(cases, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("ratio"), (int, float))
@@ -226,6 +252,8 @@ class Verdict:
     current_ratio: float | None
     verdict: str            # ok | faster | regression | slower-unconfirmed | new | missing | failed
     note: str = ""
+    first_change: float | None = None   # a re-measured case's first change
+
 
     @property
     def change(self) -> float | None:
@@ -246,12 +274,13 @@ def classify(baseline_ratio: float, current_ratio: float, tolerance: float) -> s
 
 
 def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: float,
-            remeasure: Callable[[list[str]], dict[str, float]]) -> list[Verdict]:
+            remeasure: Callable[[list[str]], dict[str, tuple[float, float]]]) -> list[Verdict]:
     """Verdicts for every key in either mapping.
 
     ``current`` maps keys to measurement rows (status, ratio, reason); ``remeasure(keys)``
-    measures the suspects again, longer, and returns their ratios: a case is a regression
-    only when the re-measurement is slower than the tolerance too.
+    measures the suspects again, longer, and returns their (baseline, current) ratios (the
+    A/B test measures its base again too): a case is a regression only when the
+    re-measurement is slower than the tolerance too.
     """
     verdicts: dict[str, Verdict] = {}
     suspects = []
@@ -264,7 +293,8 @@ def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: flo
             verdicts[key] = Verdict(key, base, None, "failed",
                                     f"{row.get('status')}: {row.get('reason')}")
         elif base is None:
-            verdicts[key] = Verdict(key, None, row["ratio"], "new", "not in the baseline")
+            verdicts[key] = Verdict(key, None, row["ratio"], "new",
+                                    row.get("base_failure") or "not in the baseline")
         else:
             state = classify(base, row["ratio"], tolerance)
             if state == "slower":
@@ -273,14 +303,15 @@ def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: flo
     if suspects:
         again = remeasure(suspects)
         for key in suspects:
-            ratio = again.get(key)
-            if ratio is not None and classify(baseline[key], ratio, tolerance) == "slower":
-                verdicts[key] = Verdict(key, baseline[key], ratio, "regression",
-                                        f"first {current[key]['ratio']:.4g}, re-measured")
+            change = current[key]["ratio"] / baseline[key] - 1
+            base, ratio = again.get(key, (baseline[key], None))
+            if ratio is not None and classify(base, ratio, tolerance) == "slower":
+                verdicts[key] = Verdict(key, base, ratio, "regression",
+                                        f"first {change:+.1%}, re-measured", change)
             else:
-                verdicts[key] = Verdict(key, baseline[key], ratio, "slower-unconfirmed",
-                                        f"first {current[key]['ratio']:.4g}; the "
-                                        f"re-measurement was within the tolerance")
+                verdicts[key] = Verdict(key, base, ratio, "slower-unconfirmed",
+                                        f"first {change:+.1%}; the re-measurement was "
+                                        f"within the tolerance", change)
     return [verdicts[key] for key in sorted(verdicts)]
 
 
@@ -293,9 +324,10 @@ def _first_line(text: str, limit: int = 100) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
-def render_table(verdicts: list[Verdict], tolerance: float) -> str:
+def render_table(verdicts: list[Verdict], tolerance: float, base_label: str = "baseline"
+                 ) -> str:
     """A plain-text table of every case: baseline ratio, current ratio, change, verdict."""
-    header = ("case", "baseline", "current", "change", "verdict")
+    header = ("case", base_label, "current", "change", "verdict")
     rows = []
     for v in verdicts:
         rows.append((v.key,
@@ -312,11 +344,12 @@ def render_table(verdicts: list[Verdict], tolerance: float) -> str:
     return "\n".join(lines)
 
 
-def baseline_document(rows: dict[str, dict], machine: dict, tolerance: float) -> dict:
+def baseline_document(rows: dict[str, dict], machine: dict, fingerprint: dict,
+                      tolerance: float) -> dict:
     cases = {key: {"ratio": row["ratio"], "case_s": row["case_s"]}
              for key, row in rows.items() if row.get("status") == "ok"}
-    return {"schema": SCHEMA, "machine": machine, "tolerance": tolerance, "cases": cases,
-            "suite": [asdict(c) for c in CI_SUITE]}
+    return {"schema": SCHEMA, "fingerprint": fingerprint, "machine": machine,
+            "tolerance": tolerance, "cases": cases, "suite": [asdict(c) for c in CI_SUITE]}
 
 
 # ----------------------------------------------------------------------------- command
@@ -326,85 +359,198 @@ SUITES = {"ci": CI_SUITE}
 
 def add_subcommand(subparsers) -> None:
     parser = subparsers.add_parser(
-        "regress", help="performance gate: compare with a committed baseline",
+        "regress", help="performance gate: A/B against a base revision, or a baseline "
+                        "recorded on a machine like this one",
         description="Measure the pinned CI suite, each case as a ratio to a calibration "
                     "product timed interleaved in the same worker, and compare with the "
-                    "baseline. Exit 0: no confirmed regression; 1: a confirmed regression; "
-                    "2: missing or corrupt baseline.")
-    parser.add_argument("--baseline", default=str(DEFAULT_BASELINE),
-                        help=f"baseline JSON (default {DEFAULT_BASELINE})")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="allowed slowdown of the normalized time before a case is "
-                             "re-measured and, if confirmed, a regression (default 0.25)")
+                    "base revision measured in the same run (--against) or with this "
+                    "machine's baseline (falling back to --against without one). Exit 0: "
+                    "no confirmed regression; 1: a confirmed regression; 2: missing or "
+                    "corrupt baseline, or a base revision that does not exist or build.")
+    parser.add_argument("--against", nargs="?", const="", default=None, metavar="REV",
+                        help="A/B test against git revision REV, checked out and installed "
+                             "apart, measured in turns with the current code (no REV: the "
+                             "merge-base with main, or HEAD~1 on main)")
+    parser.add_argument("--baseline", default=None,
+                        help=f"baseline JSON (default {BASELINE_DIR}/regress-<this "
+                             f"machine's fingerprint>.json); used only when recorded on a "
+                             f"machine of the same fingerprint")
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help=f"allowed slowdown of the normalized time before a case is "
+                             f"re-measured and, if confirmed, a regression (default "
+                             f"{DEFAULT_TOLERANCE} against a baseline, {AB_TOLERANCE} A/B)")
     parser.add_argument("--suite", default="ci", help=f"one of: {', '.join(SUITES)}")
-    parser.add_argument("--pairs", type=int, default=DEFAULT_PAIRS,
-                        help=f"interleaved case/calibration pairs per case "
-                             f"(default {DEFAULT_PAIRS}; re-measurements use twice as many)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help=f"interleaved case/calibration pairs per measurement (default "
+                             f"{DEFAULT_PAIRS} against a baseline, {AB_PAIRS} per A/B turn; "
+                             f"re-measurements use twice as many)")
+    parser.add_argument("--rounds", type=int, default=AB_ROUNDS,
+                        help=f"A/B: turns per side and case (default {AB_ROUNDS})")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="also write the verdicts as JSON (for scripts)")
     parser.add_argument("--update", action="store_true",
-                        help="measure and rewrite the baseline (atomically) instead of comparing")
+                        help="measure and rewrite this machine's baseline (atomically) "
+                             "instead of comparing")
     history.add_option(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args) -> int:
-    from grubench import machine
-    from grubench.files import check_writable_dir, write_atomic
+    from grubench import ab
+    from grubench.files import check_writable_dir
 
     if args.suite not in SUITES:
         raise ValueError(f"unknown regress suite {args.suite!r}; valid: {', '.join(SUITES)}")
-    if not 0 < args.tolerance < 10:
+    if args.tolerance is not None and not 0 < args.tolerance < 10:
         raise ValueError(f"--tolerance must be a fraction between 0 and 10, got "
                          f"{args.tolerance}")
-    if args.pairs < 3:
+    if args.pairs is not None and args.pairs < 3:
         raise ValueError(f"--pairs must be at least 3, got {args.pairs}")
+    if args.rounds < 2:
+        raise ValueError(f"--rounds must be at least 2, got {args.rounds}")
+    if args.update and args.against is not None:
+        raise ValueError("--update records a baseline; it does not go with --against")
     cases = {case.key: case for case in SUITES[args.suite]}
-    baseline = None
-    if not args.update:
-        try:
-            baseline = load_baseline(args.baseline)
-        except BaselineError as error:
-            print(f"grubench regress: {error}", file=sys.stderr)
-            return 2
+    fingerprint = machine.fingerprint()
+    path = Path(args.baseline) if args.baseline else baseline_path(fingerprint)
+    if args.json:
+        check_writable_dir(Path(args.json).parent)
+
     if args.update:
-        check_writable_dir(Path(args.baseline).parent)
-    context = machine.context()
+        return record_baseline(cases, path, fingerprint, args)
+    if args.against is None:
+        try:
+            baseline = load_baseline(path)
+        except BaselineError as error:
+            if args.baseline:           # a file the user named must be there and sound
+                print(f"grubench regress: {error}", file=sys.stderr)
+                return 2
+            baseline = None
+            print(f"grubench regress: no baseline for this machine "
+                  f"({machine.fingerprint_id(fingerprint)}); A/B against the base revision "
+                  f"instead")
+        else:
+            if baseline["fingerprint"] == fingerprint:
+                return against_baseline(cases, baseline, path, args)
+            print(f"grubench regress: baseline {path} was recorded on another machine "
+                  f"({machine.fingerprint_id(baseline['fingerprint'])}; this is "
+                  f"{machine.fingerprint_id(fingerprint)}), not used; A/B against the base "
+                  f"revision instead")
+        if not ab.has_history():
+            print("no baseline for this machine; record one with --update")
+            return 0
+    rev = args.against or ab.default_base()
+    label = args.against or "the merge-base with main (HEAD~1 on main)"
+    if rev is None:
+        print("grubench regress: no base revision to compare with (first commit or "
+              "shallow clone); nothing gated")
+        return 0
+    try:
+        with ab.sigterm_as_interrupt(), ab.base_install(rev) as (commit, site):
+            return against_revision(cases, label, commit, site, args)
+    except ab.RevisionError as error:
+        print(f"grubench regress: {error}", file=sys.stderr)
+        return 2
+
+
+def record_baseline(cases: dict, path: Path, fingerprint: dict, args) -> int:
+    from grubench.files import check_writable_dir, write_atomic
+
+    check_writable_dir(path.parent)
+    started = time.perf_counter()
+    pairs = args.pairs or DEFAULT_PAIRS
+    with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
+        print(f"grubench regress: {len(cases)} cases, {pairs} pairs each", file=sys.stderr)
+        rows = measure(cases.values(), pairs, Path(logs))
+    document = baseline_document(rows, machine.context(), fingerprint,
+                                 args.tolerance or DEFAULT_TOLERANCE)
+    write_atomic(path, json.dumps(document, indent=2, default=str) + "\n")
+    print(f"baseline {path} written with {len(document['cases'])} cases "
+          f"({time.perf_counter() - started:.0f} s)")
+    failed = [k for k, row in rows.items() if row["status"] != "ok"]
+    for key in failed:
+        print(f"  not recorded: {key}: {rows[key]['status']}: {rows[key]['reason']}")
+    return 1 if failed else 0
+
+
+def against_baseline(cases: dict, baseline: dict, path: Path, args) -> int:
+    """Measure here and compare with a baseline of this machine's fingerprint."""
+    tolerance = args.tolerance or DEFAULT_TOLERANCE
+    pairs = args.pairs or DEFAULT_PAIRS
+    ratios = {key: entry["ratio"] for key, entry in baseline["cases"].items()}
+    if not set(ratios) & set(cases):
+        print(f"grubench regress: baseline {path} holds none of the {args.suite} suite's "
+              f"cases (another suite, or stale?); re-record it with --update",
+              file=sys.stderr)
+        return 2
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
-        print(f"grubench regress: {len(cases)} cases, {args.pairs} pairs each",
+        print(f"grubench regress: against {path}: {len(cases)} cases, {pairs} pairs each",
               file=sys.stderr)
-        rows = measure(cases.values(), args.pairs, Path(logs))
-        history.record(baseline_document(rows, context, args.tolerance), args)
-        if args.update:
-            document = baseline_document(rows, context, args.tolerance)
-            write_atomic(args.baseline, json.dumps(document, indent=2, default=str) + "\n")
-            print(f"baseline {args.baseline} written with {len(document['cases'])} cases "
-                  f"({time.perf_counter() - started:.0f} s)")
-            failed = [k for k, row in rows.items() if row["status"] != "ok"]
-            for key in failed:
-                print(f"  not recorded: {key}: {rows[key]['status']}: {rows[key]['reason']}")
-            return 1 if failed else 0
+        rows = measure(cases.values(), pairs, Path(logs))
+        history.record(baseline_document(rows, machine.context(), baseline["fingerprint"],
+                                         tolerance), args)
 
         def remeasure(keys):
             print(f"grubench regress: re-measuring {len(keys)} slower case(s)",
                   file=sys.stderr)
-            again = measure([cases[k] for k in keys if k in cases], 2 * args.pairs,
-                            Path(logs))
-            return {k: row["ratio"] for k, row in again.items() if row["status"] == "ok"}
+            again = measure([cases[k] for k in keys if k in cases], 2 * pairs, Path(logs))
+            return {k: (ratios[k], row["ratio"]) for k, row in again.items()
+                    if row["status"] == "ok"}
 
-        ratios = {key: entry["ratio"] for key, entry in baseline["cases"].items()}
-        if not set(ratios) & set(cases):
-            print(f"grubench regress: baseline {args.baseline} holds none of the "
-                  f"{args.suite} suite's cases (another suite, or stale?); re-record it "
-                  f"with --update", file=sys.stderr)
-            return 2
-        verdicts = compare(ratios, rows, args.tolerance, remeasure)
-    recorded_on = machine.short_name(baseline.get("machine") or {})
-    if recorded_on != machine.short_name(context):
-        print(f"note: the baseline was recorded on {recorded_on}; this is "
-              f"{machine.short_name(context)} (ratios travel better than times, not "
-              f"perfectly)")
-    print(render_table(verdicts, args.tolerance))
+        verdicts = compare(ratios, rows, tolerance, remeasure)
+    return report(verdicts, tolerance, "baseline", started, args)
+
+
+def against_revision(cases: dict, rev: str, commit: str, site: Path, args) -> int:
+    """The A/B test: base revision (installed at ``site``) and current code in turns."""
+    tolerance = args.tolerance or AB_TOLERANCE
+    pairs = args.pairs or AB_PAIRS
+    started = time.perf_counter()
+    print(f"grubench regress: A/B against {rev} ({commit[:12]}) on this "
+          f"machine: {len(cases)} cases, {args.rounds} turns per side of {pairs} pairs",
+          file=sys.stderr)
+    verdicts = ab_verdicts(cases, site, args.rounds, pairs, tolerance,
+                           measured=lambda rows: history.record(baseline_document(
+                               rows, machine.context(), machine.fingerprint(), tolerance),
+                               args))
+    print(f"base: {rev} = {commit[:12]}")
+    return report(verdicts, tolerance, "base", started, args)
+
+
+def ab_verdicts(cases: dict, site: Path, rounds: int, pairs: int, tolerance: float,
+                measured: Callable[[dict], object] = lambda rows: None) -> list[Verdict]:
+    """Measure base (installed at ``site``) and current kernels in turns, re-measure the
+    cases slower than the tolerance (both sides, twice the turns), and judge.
+    ``measured(rows)`` receives the current side's first measurement."""
+    from grubench import ab
+
+    with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
+        base, rows = ab.measure(cases.values(), site, rounds, pairs, Path(logs))
+        measured(rows)
+
+        def remeasure(keys):
+            print(f"grubench regress: re-measuring {len(keys)} slower case(s), both sides",
+                  file=sys.stderr)
+            base_again, again = ab.measure([cases[k] for k in keys], site, 2 * rounds,
+                                           pairs, Path(logs))
+            return {k: (base_again[k], row["ratio"]) for k, row in again.items()
+                    if row["status"] == "ok" and k in base_again}
+
+        return compare(base, rows, tolerance, remeasure)
+
+
+def report(verdicts: list[Verdict], tolerance: float, base_label: str, started: float,
+           args) -> int:
+    from grubench.files import write_atomic
+
+    print(render_table(verdicts, tolerance, base_label))
     code = exit_code(verdicts)
-    print(f"{'REGRESSION' if code else 'no regression'} "
-          f"({time.perf_counter() - started:.0f} s)")
+    seconds = time.perf_counter() - started
+    print(f"{'REGRESSION' if code else 'no regression'} ({seconds:.0f} s)")
+    if args.json:
+        write_atomic(args.json, json.dumps({
+            "compared_with": base_label, "tolerance": tolerance, "exit_code": code,
+            "seconds": seconds,
+            "verdicts": [{**asdict(v), "change": v.change} for v in verdicts]}, indent=2))
     return code

@@ -166,6 +166,11 @@ def main(argv: list[str] | None = None) -> None:
     # stdout carries the protocol alone: anything a kernel prints goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    kernels = os.environ.get("GRUBENCH_KERNELS_DIR")
+    if kernels:  # grubench regress --against: another revision's kernels, this harness
+        from grubench.ab import import_kernels_from
+
+        import_kernels_from(kernels)
     serve(backend_name, int(threads), sys.stdin, replies)
 
 
@@ -183,7 +188,11 @@ class WorkerFailed(RuntimeError):
 class Worker:
     """A running worker process for one (backend, threads), driven from the runner."""
 
-    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float):
+    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float,
+                 env: dict[str, str] | None = None):
+        """``env`` replaces os.environ as the worker's environment (the thread pinning
+        goes on top): ``grubench regress --against`` points a worker at another
+        revision's kernels this way."""
         from grubench.threads import thread_env
 
         self.backend, self.threads = backend, threads
@@ -194,7 +203,7 @@ class Worker:
                 [sys.executable, "-m", "grubench.worker", backend, str(threads),
                  str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                env={**os.environ, **thread_env(threads)}, text=True, bufsize=1,
+                env={**(os.environ if env is None else env), **thread_env(threads)}, text=True, bufsize=1,
                 start_new_session=True)  # Ctrl-C reaches the runner alone, which ends it
             interrupts.track(self.process)
         try:

@@ -15,3 +15,28 @@ def test_context_fields():
 def test_short_name_names_cpu_and_cores():
     name = machine.short_name({"hostname": "h", "cpu_model": "CPU X", "cores": 2})
     assert name == "h (CPU X, 2 cores)"
+
+
+def test_isa_level_is_the_widest_vector_flag():
+    assert machine.isa_level("fpu sse4_2 avx avx2 fma avx512f avx512bw") == "avx512f"
+    assert machine.isa_level("fpu sse4_2 avx avx2 fma") == "avx2"
+    assert machine.isa_level("fpu sse4_2") == "sse4_2"
+
+
+def test_fingerprint_id_is_a_file_name_slug():
+    fingerprint = {"vendor": "GenuineIntel", "cpu_model": "Intel(R) Xeon(R) Processor",
+                   "isa": "avx512f", "cores": 2, "blas_coretype": "SkylakeX", "isa_env": {}}
+    assert (machine.fingerprint_id(fingerprint)
+            == "genuineintel-intel-xeon-processor-avx512f-2c-skylakex")
+    narrowed = {**fingerprint, "isa_env": {"NUMBA_CPU_NAME": "haswell"}}
+    assert machine.fingerprint_id(narrowed).endswith("-skylakex-numba-cpu-name=haswell")
+
+
+def test_a_narrowed_isa_is_another_fingerprint(monkeypatch):
+    for name in machine.ISA_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    plain = machine.fingerprint()
+    assert plain["cores"] >= 1 and plain["isa_env"] == {}
+    monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+    narrowed = machine.fingerprint()
+    assert narrowed["isa_env"] == {"NUMBA_CPU_NAME": "haswell"} and narrowed != plain

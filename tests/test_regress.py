@@ -41,21 +41,29 @@ def test_a_slowdown_confirmed_by_remeasuring_is_a_regression():
 
     def remeasure(keys):
         asked.extend(keys)
-        return {"a": 1.4}
+        return {"a": (1.0, 1.4)}
 
     verdicts = compare({"a": 1.0, "b": 1.0}, {"a": ok(1.3), "b": ok(1.0)}, TOL, remeasure)
     assert asked == ["a"]
     by_key = {v.key: v for v in verdicts}
     assert by_key["a"].verdict == "regression"
     assert by_key["a"].current_ratio == 1.4
+    assert by_key["a"].first_change == pytest.approx(0.3)
     assert by_key["b"].verdict == "ok"
     assert exit_code(verdicts) == 1
 
 
 def test_a_slowdown_the_remeasure_does_not_confirm_is_not_a_regression():
-    verdicts = compare({"a": 1.0}, {"a": ok(1.3)}, TOL, lambda keys: {"a": 1.1})
+    verdicts = compare({"a": 1.0}, {"a": ok(1.3)}, TOL, lambda keys: {"a": (1.0, 1.1)})
     assert verdicts[0].verdict == "slower-unconfirmed"
     assert exit_code(verdicts) == 0
+
+
+def test_a_remeasure_judges_against_its_own_base():
+    """A/B re-measures both sides: 1.5 against a re-measured base of 1.4 is +7%, ok."""
+    verdicts = compare({"a": 1.0}, {"a": ok(1.3)}, TOL, lambda keys: {"a": (1.4, 1.5)})
+    assert verdicts[0].verdict == "slower-unconfirmed"
+    assert verdicts[0].change == pytest.approx(1.5 / 1.4 - 1)
 
 
 def test_cases_in_only_one_side_are_reported_not_crashed():
@@ -85,13 +93,20 @@ def test_table_lists_every_case_with_change():
     assert "k/2" in lines[3] and "new" in lines[3]
 
 
+FINGERPRINT = {"vendor": "V", "cpu_model": "M", "isa": "avx2", "cores": 2}
+
+
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
     ("{not json", "is not valid JSON"),
     (json.dumps({"schema": "other"}), "is not a grubench regress baseline"),
-    (json.dumps({"schema": regress.SCHEMA, "cases": {"a": {"ratio": -1}}}), "no valid 'cases'"),
-    (json.dumps({"schema": regress.SCHEMA, "cases": []}), "no valid 'cases'"),
-    (json.dumps({"schema": regress.SCHEMA, "cases": {"a": {"ratio": True}}}), "no valid 'cases'"),
+    (json.dumps({"schema": regress.SCHEMA, "cases": {}}), "no machine 'fingerprint'"),
+    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT,
+                 "cases": {"a": {"ratio": -1}}}), "no valid 'cases'"),
+    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT, "cases": []}),
+     "no valid 'cases'"),
+    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT,
+                 "cases": {"a": {"ratio": True}}}), "no valid 'cases'"),
 ])
 def test_missing_or_corrupt_baseline(tmp_path, content, message):
     path = tmp_path / "baseline.json"
@@ -104,12 +119,13 @@ def test_missing_or_corrupt_baseline(tmp_path, content, message):
 def test_baseline_document_round_trips(tmp_path):
     rows = {"a": {"status": "ok", "ratio": 1.5, "case_s": 0.01},
             "b": {"status": "failed", "reason": "boom"}}
-    document = regress.baseline_document(rows, {"cpu": "test"}, TOL)
+    document = regress.baseline_document(rows, {"cpu": "test"}, FINGERPRINT, TOL)
     path = tmp_path / "b.json"
     path.write_text(json.dumps(document))
     loaded = regress.load_baseline(path)
     assert loaded["cases"] == {"a": {"ratio": 1.5, "case_s": 0.01}}
     assert loaded["machine"] == {"cpu": "test"}
+    assert loaded["fingerprint"] == FINGERPRINT
 
 
 def test_case_keys_name_every_field_that_changes_the_time():
@@ -127,13 +143,16 @@ def test_case_keys_name_every_field_that_changes_the_time():
 
 
 @pytest.mark.slow
-def test_slowed_stretches_a_call_by_its_factor():
+def test_slowed_stretches_a_call_by_its_factor_in_cpu_time():
     def work():
-        time.sleep(0.01)
+        sum(range(200000))
 
-    start = time.perf_counter()
-    regress.slowed(work, 2.0)()
-    assert time.perf_counter() - start >= 0.02
+    start = regress.CLOCK()
+    work()
+    once = regress.CLOCK() - start
+    start = regress.CLOCK()
+    regress.slowed(work, 3.0)()
+    assert regress.CLOCK() - start >= 2 * once
 
 
 @pytest.mark.slow
@@ -192,10 +211,11 @@ def test_bad_regress_arguments_exit_2(capsys):
 
 
 def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, tiny_suite, capsys):
-    from grubench import cli
+    from grubench import cli, machine
 
     baseline = tmp_path / "other.json"
     baseline.write_text(json.dumps({"schema": regress.SCHEMA,
+                                    "fingerprint": machine.fingerprint(),
                                     "cases": {"some/other/case": {"ratio": 1.0}}}))
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "3"]) == 2
     assert "holds none of the ci suite's cases" in capsys.readouterr().err
@@ -208,3 +228,59 @@ def test_update_into_an_unwritable_folder_fails_before_measuring(tiny_suite, cap
     monkeypatch.setattr(regress, "measure", lambda *a: pytest.fail("measured first"))
     assert cli.main(["regress", "--update", "--baseline", "/sys/grubench/b.json"]) == 2
     assert "cannot write to output directory /sys/grubench" in capsys.readouterr().err
+
+
+def write_baseline(path, fingerprint, ratio):
+    path.write_text(json.dumps({"schema": regress.SCHEMA, "fingerprint": fingerprint,
+                                "cases": {c.key: {"ratio": ratio} for c in TINY_SUITE["ci"]}}))
+
+
+def test_a_baseline_of_another_machine_is_not_used_for_a_verdict(tmp_path, tiny_suite,
+                                                                 monkeypatch, capsys):
+    """Its ratios would make every case a regression; it is set aside, and with no git
+    history to fall back on the gate says so and passes."""
+    from grubench import ab, cli, machine
+
+    other = {**machine.fingerprint(), "cpu_model": "Some Other CPU", "isa": "avx2"}
+    baseline = tmp_path / "other-machine.json"
+    write_baseline(baseline, other, 1e-9)
+    monkeypatch.setattr(regress, "measure", lambda *a: pytest.fail("measured for a verdict"))
+    monkeypatch.setattr(ab, "has_history", lambda: False)
+    assert cli.main(["regress", "--baseline", str(baseline)]) == 0
+    out = capsys.readouterr().out
+    assert "was recorded on another machine" in out and "some-other-cpu" in out
+    assert "no baseline for this machine; record one with --update" in out
+
+
+def test_the_baseline_of_this_machine_is_found_by_its_fingerprint(tmp_path, tiny_suite,
+                                                                  monkeypatch, capsys):
+    from grubench import cli, machine
+
+    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    # 1e-9: any measurement is slower, so exit 1 proves this baseline gave the verdict
+    write_baseline(tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json",
+                   machine.fingerprint(), 1e-9)
+    assert cli.main(["regress", "--pairs", "3"]) == 1
+    assert "regression (first" in capsys.readouterr().out
+
+
+def test_without_a_baseline_and_without_history_the_gate_passes_and_says_why(
+        tmp_path, tiny_suite, monkeypatch, capsys):
+    from grubench import ab, cli
+
+    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(ab, "has_history", lambda: False)
+    assert cli.main(["regress"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("grubench regress: no baseline for this machine (")
+    assert out[1] == "no baseline for this machine; record one with --update"
+
+
+def test_update_writes_this_machines_baseline_with_its_fingerprint(tmp_path, tiny_suite,
+                                                                    monkeypatch, capsys):
+    from grubench import cli, machine
+
+    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    assert cli.main(["regress", "--update", "--pairs", "3"]) == 1   # one case unavailable
+    path = tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json"
+    assert regress.load_baseline(path)["fingerprint"] == machine.fingerprint()

@@ -2,7 +2,7 @@
 
 Three kinds of file are runs: ``results.json`` of ``run``/``compare-cells`` (schema
 grubench.results/1, one row per case with its raw per-call times ``samples_s``),
-``regress`` baselines (grubench.regress/1, one normalized ratio per case) and
+``regress`` baselines (grubench.regress/1 and /2, one normalized ratio per case) and
 ``training.json`` of ``train`` (one row per dataset, cell and backend). Each becomes a
 :class:`Run` whose rows carry a case label, a backend, one headline metric and the whole
 original row, so nothing is lost and the trend of any case is one query.
@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RESULTS_SCHEMA = "grubench.results/1"
-REGRESS_SCHEMA = "grubench.regress/1"
-#: File names ``history import FOLDER`` picks up (any depth).
-FILE_NAMES = ("results.json", "training.json", "regress-ci.json")
+#: Baseline schemas: /2 added the machine fingerprint the baseline is valid for.
+REGRESS_SCHEMAS = ("grubench.regress/1", "grubench.regress/2")
+#: File names (glob patterns) ``history import FOLDER`` picks up, at any depth.
+FILE_NAMES = ("results.json", "training.json", "regress-*.json")
 
 
 @dataclass
@@ -134,7 +135,7 @@ def parse(document: object, source: str | None = None) -> Run:
             run = Run(document_key(document), "run", document.get("machine") or {},
                       document.get("suite") or {}, document.get("notes") or [],
                       _results_rows(document), source)
-        elif schema == REGRESS_SCHEMA:
+        elif schema in REGRESS_SCHEMAS:
             run = Run(document_key(document), "regress", document.get("machine") or {},
                       {"name": "regress", "tolerance": document.get("tolerance")}, [],
                       _regress_rows(document), source)
@@ -143,8 +144,9 @@ def parse(document: object, source: str | None = None) -> Run:
             run = Run(document_key(document), "train", document["context"],
                       {"name": "train"}, [], _training_rows(document), source)
         else:
+            expected = ", ".join(map(repr, (RESULTS_SCHEMA, *REGRESS_SCHEMAS)))
             raise ValueError(f"{where}: not a grubench report (schema {schema!r}; expected "
-                             f"{RESULTS_SCHEMA!r}, {REGRESS_SCHEMA!r} or a training.json)")
+                             f"{expected} or a training.json)")
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"{where}: a grubench report with a malformed entry "
                          f"({type(error).__name__}: {error})") from None

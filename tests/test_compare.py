@@ -1,0 +1,137 @@
+"""grubench compare: statistics on hand-computed samples, the machine header, and the
+command end to end on two results files written here."""
+import json
+
+import pytest
+
+from grubench import cli, compare
+from grubench.runner import SCHEMA
+
+
+def test_all_b_above_all_a_is_significant_with_four_samples_each():
+    # U = 0: exact two-sided p = 2 / C(8, 4) = 2 / 70; medians 2.5 and 6.5.
+    row = compare.compare_samples([1, 2, 3, 4], [5, 6, 7, 8], 2.5, 6.5)
+    assert row.p_value == pytest.approx(2 / 70)
+    assert row.ratio == pytest.approx(2.6)
+    assert row.verdict == "B slower"
+    # every resampled ratio of medians lies within min(b)/max(a) .. max(b)/min(a)
+    assert 5 / 4 <= row.low <= row.ratio <= row.high <= 8 / 1
+
+
+def test_three_samples_each_cannot_reach_5_percent():
+    # U = 0 with 3 and 3: exact two-sided p = 2 / C(6, 3) = 0.1
+    row = compare.compare_samples([4, 5, 6], [1, 2, 3], 5.0, 2.0)
+    assert row.p_value == pytest.approx(0.1)
+    assert row.ratio == pytest.approx(0.4)
+    assert row.verdict == "no significant change"
+
+
+def test_faster_and_interleaved_samples():
+    faster = compare.compare_samples([5, 6, 7, 8], [1, 2, 3, 4], 6.5, 2.5)
+    assert faster.verdict == "B faster" and faster.p_value == pytest.approx(2 / 70)
+    # a = 1,3,5,7; b = 2,4,6,8: U(a) = 0+1+2+3 = 6 of 16, two-sided exact p = 0.6857...
+    mixed = compare.compare_samples([1, 3, 5, 7], [2, 4, 6, 8], 4.0, 5.0)
+    assert mixed.p_value == pytest.approx(48 / 70)
+    assert mixed.verdict == "no significant change"
+
+
+def test_rows_without_samples_keep_the_median_ratio():
+    row = compare.compare_samples([], [], 2.0, 3.0)
+    assert row.ratio == 1.5
+    assert row.verdict == compare.NO_SAMPLES
+    assert row.p_value is None and row.low is None
+
+
+def test_geometric_mean():
+    assert compare.geometric_mean([2.0, 0.5, 1.0]) == pytest.approx(1.0)
+    assert compare.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
+
+
+def machine(**overrides):
+    base = {"hostname": "vm", "cpu_model": "CPU X", "cores": 2, "logical_cpus": 2,
+            "blas": [{"internal_api": "openblas", "architecture": "SkylakeX"}],
+            "versions": {"numpy": "2.4", "numba": "0.68"}, "commit": "abc"}
+    return {**base, **overrides}
+
+
+def test_differences_list_machine_versions_and_commit():
+    same, diff = compare.differences(machine(), machine(commit="def"))
+    assert same and diff == [("commit", "abc", "def")]
+    same, diff = compare.differences(
+        machine(), machine(cpu_model="CPU Y", blas=[{"architecture": "Haswell"}],
+                           versions={"numpy": "2.5", "numba": "0.68"}))
+    assert not same
+    assert diff == [("cpu_model", "CPU X", "CPU Y"), ("blas_coretype", "SkylakeX", "Haswell"),
+                    ("numpy", "2.4", "2.5")]
+
+
+def result_row(backend, T, median, samples):
+    return {"backend": backend, "cell": "gru", "variant": "reset_after", "mode": "inference",
+            "T": T, "B": 1, "I": 8, "H": 8, "dtype": "float32", "threads": 1,
+            "status": "ok", "median_s": median, "samples_s": samples}
+
+
+def write_results(path, rows, **machine_overrides):
+    path.mkdir()
+    (path / "results.json").write_text(json.dumps(
+        {"schema": SCHEMA, "machine": machine(**machine_overrides), "results": rows}))
+    return path
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    a = write_results(tmp_path / "a", [
+        result_row("numpy", 10, 0.0025, [0.001, 0.002, 0.003, 0.004]),
+        result_row("numpy", 20, 0.004, []),
+        result_row("numba-cpu", 10, 0.001, [0.001, 0.001, 0.001]),   # only in A
+    ])
+    b = write_results(tmp_path / "b", [
+        result_row("numpy", 10, 0.0065, [0.005, 0.006, 0.007, 0.008]),
+        result_row("numpy", 20, 0.002, [0.002, 0.002]),
+    ], cpu_model="CPU Y")
+    return a, b
+
+
+def test_compare_end_to_end_markdown(two_runs, capsys):
+    a, b = two_runs
+    assert cli.main(["compare", str(a), str(b / "results.json"), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "- DIFFERENT MACHINES: the ratios mix code and machine" in lines
+    assert "- cpu_model: A CPU X | B CPU Y" in lines
+    rows = [line for line in lines if line.startswith("| numpy")]
+    assert len(rows) == 2                                   # numba-cpu is in A only
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[:3] == ["numpy gru reset_after inference 10,1,8,8 float32 t1", "2.5 ms",
+                         "6.5 ms"]
+    assert cells[3].startswith("2.600 [") and cells[4] == "0.0286" and cells[5] == "B slower"
+    assert rows[1].endswith("| 0.500 | - | no samples: significance unknown |")
+    # geometric mean of 2.6 and 0.5
+    assert f"geometric mean of B/A over 2 common cases: {(2.6 * 0.5) ** 0.5:.3f}" in out
+
+
+def test_compare_text_on_the_same_machine(two_runs, capsys):
+    a, _ = two_runs
+    assert cli.main(["compare", str(a), str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "machine, versions and commit: the same" in out and "DIFFERENT" not in out
+    assert "geometric mean of B/A over 3 common cases: 1.000" in out
+
+
+def test_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
+    a, b = two_runs
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{")
+    other_schema = tmp_path / "other.json"
+    other_schema.write_text(json.dumps({"schema": "grubench.results/0", "results": []}))
+    disjoint = write_results(tmp_path / "c", [result_row("torch-cpu", 10, 0.001, [])])
+    for argv, message in [
+        ([str(a), str(tmp_path / "missing")], "cannot read"),
+        ([str(a), str(corrupt)], "is not valid JSON"),
+        ([str(a), str(other_schema)], "is not a grubench results file"),
+        ([str(a), str(disjoint)], "no measured case in common"),
+        ([str(a), str(b), "--confidence", "1.5"], "--confidence"),
+    ]:
+        assert cli.main(["compare", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
