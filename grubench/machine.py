@@ -27,6 +27,24 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: Instruction-set extensions the kernels' speed depends on, as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "asimd", "sve")
+
+
+def isa() -> list[str]:
+    """The SIMD extensions of ISA_FLAGS this CPU has ([] where /proc/cpuinfo is absent)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            present = set(line.split(":", 1)[1].split())
+            return [flag for flag in ISA_FLAGS if flag in present]
+    return []
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {"python": platform.python_version()}
     for package in PACKAGES:
@@ -81,6 +99,7 @@ def context() -> dict[str, object]:
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
+        "isa": isa(),
         "cores": cpu_count(),
         "logical_cpus": os.cpu_count(),
         "blas": blas_libraries(),
@@ -94,4 +113,6 @@ def context() -> dict[str, object]:
 
 def short_name(context: dict) -> str:
     """One line naming the machine, for each result row."""
-    return f"{context.get('hostname')} ({context.get('cpu_model')}, {context.get('cores')} cores)"
+    # a cluster node's context names the node (grubench.cluster): one host may run several
+    name = context.get("node") or context.get("hostname")
+    return f"{name} ({context.get('cpu_model')}, {context.get('cores')} cores)"
