@@ -1,7 +1,8 @@
 """Test-only backends, injected through GRUBENCH_PLUGINS=tests.fake_backends (the
 registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one
-that raises, one that aborts the process, one that segfaults, one that hangs and one that
-is unavailable."""
+that raises, one that aborts the process, one that segfaults, one that hangs, one that
+is unavailable and one that works slowly (SLOW_CALL_S a call: a run still going when a test
+interferes)."""
 import ctypes
 import functools
 import os
@@ -10,7 +11,8 @@ import time
 from grubench import backends
 from grubench.kernels import reference
 
-BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable")
+BEHAVIOURS = ("ok", "raise", "abort", "segfault", "hang", "unavailable", "slow")
+SLOW_CALL_S = 0.3
 
 
 def availability(behaviour):
@@ -37,6 +39,8 @@ class FakePrepared(reference.ReferencePrepared):
             ctypes.string_at(0)
         if self.behaviour == "hang":
             time.sleep(3600)
+        if self.behaviour == "slow":
+            time.sleep(SLOW_CALL_S)
 
     def forward(self):
         self.misbehave()
