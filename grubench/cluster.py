@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import socket
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -260,7 +261,10 @@ def run(suite: suites.Suite, chosen: list[str], notes: list[str], *, address: st
     context) and ``cluster``."""
     suites.check_names("placement", [placement], PLACEMENTS)
     ray = import_ray()
+    started = time.monotonic()
     local = connect(ray, address)
+    notes.append(f"Ray: {'started and ' if local else ''}connected to {address} in "
+                 f"{time.monotonic() - started:.1f} s")
     try:
         return _run_connected(ray, suite, chosen, notes, address, placement, nodes, progress)
     finally:
