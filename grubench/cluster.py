@@ -1,6 +1,6 @@
 """Running a suite on a Ray cluster: ``grubench run --cluster ADDRESS [--spread | --each]``.
 
-Ray (https://docs.ray.io) places the work, watches the nodes and streams the rows back;
+Ray (https://docs.ray.io) places the work, watches the nodes and hands the rows back;
 on each node the cases are measured exactly as on one machine, by
 :func:`grubench.runner.measure_here` (one pinned worker process per backend and thread
 count, the backends taking turns case by case), so every ratio between backends is taken
@@ -13,13 +13,14 @@ on one machine.
   table and :func:`write_report` writes each node's own report folder under ``nodes/``.
 
 Isolation: a node offers the custom resource ``grubench`` with capacity 1
-(``ray start --resources='{"grubench": 1}'``) and a measuring task holds it and all the
-node's CPUs (and GPUs), so one measurement at a time runs on a node and no other Ray task
-shares its cores. Before measuring, a probe on every chosen node returns its machine
-context; a node whose grubench version or commit differs from the driver's is refused.
-A node that dies, or a task that raises, turns its remaining rows into ``crashed`` rows
-naming the node; the other nodes go on. Ctrl-C cancels the remote tasks (they end their
-workers) and keeps the rows measured.
+(``ray start --resources='{"grubench": 1}'``) and the actor measuring there
+(:class:`NodeRun`) holds it and all the node's CPUs (and GPUs), so one measurement at a
+time runs on a node and no other Ray task shares its cores. Before measuring, a probe on
+every chosen node returns its machine context; a node whose grubench version or commit
+differs from the driver's is refused. A node that dies, or a measurement that raises,
+turns that node's remaining rows into ``crashed`` rows naming the node; the other nodes
+go on. Ctrl-C ends the actors (their workers see their input close and exit) and keeps
+the rows measured.
 
 Ray is imported only here, and this module only when ``--cluster`` is given.
 """
@@ -38,6 +39,7 @@ import pandas as pd
 import grubench
 from grubench import backends as registry
 from grubench import machine, runner, suites
+from grubench.threads import cpu_count
 from grubench.worker import PLUGINS_ENV
 
 #: The per-node custom resource a measurement holds (capacity 1 on each node).
@@ -50,8 +52,10 @@ LOCAL_OBJECT_STORE_BYTES = 80 * 2 ** 20
 PLACEMENTS = ("spread", "each")
 #: Names of Ray's own processes (what a node's context lists beside the measurement).
 RAY_PROCESS_NAMES = ("raylet", "gcs_server", "plasma_store", "redis-server")
-RAY_SCRIPTS = ("dashboard/agent.py", "dashboard/dashboard.py", "log_monitor.py",
-               "autoscaler/_private/monitor.py", "runtime_env/agent/main.py")
+RAY_SCRIPTS = {"dashboard/dashboard.py": "dashboard", "dashboard/agent.py": "dashboard agent",
+               "runtime_env/agent/main.py": "runtime env agent",
+               "_private/log_monitor.py": "log monitor",
+               "autoscaler/_private/monitor.py": "autoscaler monitor"}
 
 
 class ClusterError(ValueError):
@@ -73,10 +77,10 @@ def ray_processes() -> dict[str, int]:
         script = next((s for s in RAY_SCRIPTS if s in command), None)
         if name.startswith("ray::") or name in RAY_PROCESS_NAMES:
             label = name
-        elif command.startswith("ray::"):
+        elif command.startswith("ray::"):             # a Ray worker names itself so
             label = command.split()[0]
         elif script:
-            label = Path(script).stem if "agent" not in script else script
+            label = RAY_SCRIPTS[script]
         else:
             continue
         found[label] = found.get(label, 0) + 1
@@ -109,15 +113,28 @@ def _probe(name: str, plugins: str | None) -> dict:
     return node_context(name)
 
 
-def _measure_on_node(suite: suites.Suite, chosen: list[str], cases, name: str,
-                     plugins: str | None):
-    """The Ray task: this node's context, then its rows one by one as they are measured
-    (a Ray generator, so the driver has each row at once and keeps it on Ctrl-C)."""
-    _use_plugins(plugins)
-    context = node_context(name)
-    yield context
-    quiet = runner.Progress(0, enabled=False)
-    yield from runner.measure_here(suite, chosen, cases, context, quiet)
+class NodeRun:
+    """The Ray actor that measures on one node. While it lives it holds the node (its
+    grubench resource, all its CPUs and, for CUDA backends, its GPUs); it keeps
+    :func:`grubench.runner.measure_here`'s workers between calls and hands the rows over one
+    call at a time, so the driver has each row at once and keeps it on Ctrl-C (an actor,
+    not a generator task: Ray Client, ray://, cannot stream a task's output)."""
+
+    def __init__(self, name: str, plugins: str | None):
+        _use_plugins(plugins)
+        self.name = name
+        self.rows = None
+
+    def start(self, suite: suites.Suite, chosen: list[str], cases) -> dict:
+        """Start measuring; this node's context, as of now."""
+        context = node_context(self.name)
+        self.rows = runner.measure_here(suite, chosen, cases, context,
+                                        runner.Progress(0, enabled=False))
+        return context
+
+    def next_row(self) -> dict | None:
+        """The next row, measured now; None after the last."""
+        return next(self.rows, None)
 
 
 # ---------------------------------------------------------------------- on the driver
@@ -165,7 +182,7 @@ def connect(ray, address: str):
     if count is not None:
         from ray.cluster_utils import Cluster
 
-        node = dict(num_cpus=max(1, os.cpu_count() // count), resources={RESOURCE: 1},
+        node = dict(num_cpus=max(1, cpu_count() // count), resources={RESOURCE: 1},
                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, include_dashboard=False)
         cluster = Cluster(initialize_head=True, head_node_args=node)
         for _ in range(count - 1):
@@ -274,22 +291,15 @@ def run(suite: suites.Suite, chosen: list[str], notes: list[str], *, address: st
 
 
 def _run_connected(ray, suite, chosen, notes, address, placement, label, progress):
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     driver = machine.context()
     need_gpu = any(registry.get(name).device == "cuda" for name in chosen)
     nodes = eligible_nodes(ray, label, need_gpu)
     names = node_names(nodes)
     plugins = os.environ.get(PLUGINS_ENV)
 
-    def on(node, **resources):
-        return dict(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"],
-                                                                       soft=False),
-                    max_retries=0, **resources)
-
     probe = ray.remote(_probe)
-    refs = [probe.options(**on(n, num_cpus=0)).remote(name, plugins)
-            for n, name in zip(nodes, names)]
+    refs = [probe.options(**_on(node, num_cpus=0, max_retries=0)).remote(name, plugins)
+            for node, name in zip(nodes, names)]
     ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
     if len(ready) < len(refs):
         silent = [name for name, ref in zip(names, refs) if ref not in ready]
@@ -301,74 +311,83 @@ def _run_connected(ray, suite, chosen, notes, address, placement, label, progres
     cases = suite.cases()
     parts = ([cases] * len(nodes) if placement == "each"
              else split_cases(cases, min(len(nodes), len(cases))))
-    measure = ray.remote(_measure_on_node)
-    tasks = {}                  # generator -> (node name, the rows it will yield, in order)
+    actor = ray.remote(NodeRun)
+    runs = {}                   # node name -> (its actor, the rows it will measure, in order)
     for node, name, part in zip(nodes, names, parts):
-        resources = dict(num_cpus=node["Resources"].get("CPU", 0), resources={RESOURCE: 1},
-                         num_gpus=1 if need_gpu else 0)
-        generator = measure.options(**on(node, **resources)).remote(
-            suite, chosen, part, name, plugins)
-        planned = [(threads, case, backend) for threads in suite.threads
-                   for case in part for backend in chosen]
-        tasks[generator] = (name, planned)
-
+        whole = dict(num_cpus=node["Resources"].get("CPU", 0), resources={RESOURCE: 1},
+                     num_gpus=node["Resources"].get("GPU", 0) if need_gpu else 0)
+        runs[name] = (actor.options(**_on(node, **whole)).remote(name, plugins),
+                      runner.row_order(suite, chosen, part))
+    starts = {runs[name][0].start.remote(suite, chosen, part): name
+              for name, part in zip(names, parts)}
     bar = progress if isinstance(progress, runner.Progress) else runner.Progress(
-        sum(len(p) for _, p in tasks.values()), enabled=progress)
-    rows: dict[str, list[dict]] = {name: [] for name, _ in tasks.values()}
-    interrupted = False
-    pending = list(tasks)
-    try:
-        while pending:
-            ready, _ = ray.wait(pending, num_returns=1, timeout=1.0)
-            for generator in ready:
-                name, planned = tasks[generator]
-                try:
-                    item = ray.get(next(generator))
-                except StopIteration:
-                    pending.remove(generator)
-                    continue
-                except ray.exceptions.RayError as error:
-                    pending.remove(generator)
-                    ray.cancel(generator)
-                    for threads, case, backend in planned[len(rows[name]):]:
-                        row = runner.case_row(backend, case, threads, suite, contexts[name])
-                        row.update(status="crashed",
-                                   reason=f"node {name} lost: {_short(error)}")
-                        rows[name].append(row)
-                        runner.show_progress(bar, row, f"{name} ")
-                    continue
-                if "status" not in item:            # the node's context, first
-                    contexts[name] = item
-                    continue
-                rows[name].append(item)
-                runner.show_progress(bar, item, f"{name} ")
-    except KeyboardInterrupt:
-        interrupted = True
-        done = sum(map(len, rows.values()))
-        notes.append(f"interrupted after {done} of {bar.total} cases")
-        for generator in pending:
-            ray.cancel(generator)           # KeyboardInterrupt in the task: it ends its workers
-        ray.wait(pending, num_returns=len(pending), timeout=10.0)
-    finally:
-        bar.finish()
+        sum(len(planned) for _, planned in runs.values()), enabled=progress)
+    rows, interrupted = _collect(ray, runs, starts, suite, contexts, bar, notes)
 
-    if placement == "spread":                # the local run's order: by threads, case, backend
-        order = {(t, c, b): i for i, (t, c, b) in enumerate(
-            (t, c, b) for t in suite.threads for c in cases for b in chosen)}
-        ordered = sorted((row for part in rows.values() for row in part),
-                         key=lambda r: order[(r["threads"], _case_of(r), r["backend"])])
+    if placement == "spread":                # the local run's order
+        order = {key: i for i, key in enumerate(runner.row_order(suite, chosen, cases))}
+        measured = sorted((row for part in rows.values() for row in part),
+                          key=lambda r: order[(r["threads"], _case_of(r), r["backend"])])
     else:
-        ordered = [row for name in rows for row in rows[name]]
-    notes.append(f"measured on {len(tasks)} Ray node(s) ({placement}): {', '.join(rows)}")
-    frame = runner.results_frame(ordered, suite, driver, notes, interrupted)
+        measured = [row for part in rows.values() for row in part]
+    notes.append(f"measured on {len(runs)} Ray node(s) ({placement}): {', '.join(rows)}")
+    frame = runner.results_frame(measured, suite, driver, notes, interrupted)
     frame.attrs.update(nodes={machine.short_name(c): c for c in contexts.values()},
                        cluster=dict(address=address, placement=placement, label=label))
     return frame
 
 
+def _on(node: dict, **options) -> dict:
+    """Ray options that place a task or actor on this node and no other."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return dict(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                **options)
+
+
+def _collect(ray, runs: dict, calls: dict, suite, contexts: dict, bar, notes: list[str]):
+    """Each node's rows as its actor measures them ({node name: rows}, interrupted).
+    ``calls``: each actor's first call (start), by node name. An actor whose call fails
+    (it raised, or its node died) gives crashed rows for the rest of its cases; Ctrl-C
+    ends the actors and keeps the rows so far. Every actor is gone on return, so its node
+    is free again."""
+    rows: dict[str, list[dict]] = {name: [] for name in runs}
+    try:
+        while calls:
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=1.0)
+            for ref in ready:
+                name = calls.pop(ref)
+                actor, planned = runs[name]
+                try:
+                    item = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    for threads, case, backend in planned[len(rows[name]):]:
+                        row = runner.case_row(backend, case, threads, suite, contexts[name])
+                        row.update(status="crashed", reason=f"node {name} lost: {_short(error)}")
+                        rows[name].append(row)
+                        runner.show_progress(bar, row, f"{name} ")
+                    continue
+                if item is None:                    # that node is done
+                    continue
+                if "status" in item:
+                    rows[name].append(item)
+                    runner.show_progress(bar, item, f"{name} ")
+                else:                               # start's answer: the node's context
+                    contexts[name] = item
+                calls[actor.next_row.remote()] = name
+    except KeyboardInterrupt:
+        notes.append(f"interrupted after {sum(map(len, rows.values()))} of {bar.total} cases")
+        return rows, True
+    finally:
+        bar.finish()
+        for actor, _ in runs.values():
+            # its workers see their input close and exit after the call they are in
+            ray.kill(actor)
+    return rows, False
+
+
 def _case_of(row: dict) -> suites.CaseSpec:
-    return suites.CaseSpec(*(row[k] for k in ("cell", "variant", "mode", "T", "B", "I", "H",
-                                              "dtype")))
+    return suites.CaseSpec(**{f.name: row[f.name] for f in dataclasses.fields(suites.CaseSpec)})
 
 
 def folder_name(node_machine: str) -> str:

@@ -229,12 +229,19 @@ def close_all(streams) -> None:
         stream.close()
 
 
+def row_order(suite: suites.Suite, chosen: list[str], cases) -> list[tuple]:
+    """(threads, case, backend) of each row :func:`measure_here` yields, in its order."""
+    return [(threads, case, backend) for threads in suite.threads for case in cases
+            for backend in chosen]
+
+
 def measure_here(suite: suites.Suite, chosen: list[str], cases, context: dict,
                  progress: Progress):
     """Rows of ``cases`` on every backend in ``chosen`` at each of the suite's thread
-    counts, measured on this machine: one worker per (backend, threads), the backends
-    taking turns case by case. A generator (close it to end the workers early); the
-    local run and a cluster node (grubench.cluster) both measure through it."""
+    counts (in :func:`row_order`), measured on this machine: one worker per (backend,
+    threads), the backends taking turns case by case. A generator (close it to end the
+    workers early); the local run and a cluster node (grubench.cluster) both measure
+    through it."""
     with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
         references = ReferenceCache(scratch)
         for n_threads in suite.threads:
