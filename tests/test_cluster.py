@@ -3,6 +3,7 @@
 backends (tests/fake_backends.py) keep the measuring itself short."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,12 +45,16 @@ def _processes(nodes) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """Two nodes offering the grubench resource and "pool"; the head also offers "kill"
-    and "odd", which the tests that add a node of their own select it with."""
+    and "odd", which the tests that add a node of their own select it with, and a Ray
+    Client server on ``client_port``."""
     with pytest.MonkeyPatch.context() as patch:
         # the nodes' Ray workers import the fake backends (tests/) like the driver
         patch.setenv("PYTHONPATH", str(ROOT))
+        client_port = _free_port()
         head = Cluster(initialize_head=True, head_node_args=dict(
-            NODE, resources={cluster.RESOURCE: 1, "pool": 1, "kill": 1, "odd": 1}))
+            NODE, resources={cluster.RESOURCE: 1, "pool": 1, "kill": 1, "odd": 1},
+            ray_client_server_port=client_port))
+        head.client_port = client_port
         head.add_node(**NODE, resources={cluster.RESOURCE: 1, "pool": 1})
     try:
         yield head
@@ -132,6 +137,23 @@ def test_each_runs_the_whole_suite_on_every_node(ray_cluster, monkeypatch, tmp_p
         assert node["machine"]["node"] == folder.name
 
 
+def test_a_ray_client_address_works_too(ray_cluster, monkeypatch):
+    """ray://HOST:PORT: the driver outside the cluster, through Ray Client."""
+    fake_backends.install(monkeypatch)
+    port = ray_cluster.client_port
+    deadline = time.monotonic() + 60                 # the client server starts on its own
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    frame = runner.run_suite("quick", backends=["fake-ok"], progress=False, nodes="pool",
+                             cluster=f"ray://127.0.0.1:{port}")
+    assert len(frame) == len(suites.get("quick").cases()) and set(frame["status"]) == {"ok"}
+    assert frame["machine"].nunique() == 2
+
+
 def test_a_node_killed_mid_run_gives_crashed_rows(ray_cluster, monkeypatch):
     fake_backends.install(monkeypatch)
     doomed = ray_cluster.add_node(**NODE, resources={cluster.RESOURCE: 1, "kill": 1})
@@ -157,6 +179,33 @@ def test_a_node_killed_mid_run_gives_crashed_rows(ray_cluster, monkeypatch):
     assert len(lost) == 2 and lost["reason"].iloc[-1].startswith("node ")
     assert "lost" in lost["reason"].iloc[-1] and doomed_id in lost["reason"].iloc[-1]
     assert set(kept["status"]) == {"ok"} and len(kept) > 0
+
+
+def test_ctrl_c_ends_the_nodes_work_and_keeps_the_rows(ray_cluster, tmp_path):
+    """As a terminal's Ctrl-C: SIGINT to the run's process group once rows came back."""
+    log = tmp_path / "stderr"
+    with open(log, "w") as stderr:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "grubench", "run", "--suite", "quick", "--backends",
+             "fake-slow", "--cluster", ray_cluster.address, "--nodes", "pool",
+             "--out", str(tmp_path / "out")],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+            env={**os.environ, "GRUBENCH_PLUGINS": "tests.fake_backends",
+                 "PYTHONPATH": str(ROOT)},
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 90
+    while " 1/8 " not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(run.pid, signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["interrupted"] and 1 <= len(document["results"]) < 8
+    assert {r["status"] for r in document["results"]} == {"ok"}
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if "grubench.worker" in (p.info["cmdline"] or ())
+               and "fake-slow" in (p.info["cmdline"] or ())]
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, "the nodes' workers outlived the interrupted run"
 
 
 def _free_port() -> int:
