@@ -194,6 +194,7 @@ def connect(ray, address: str):
     try:
         ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, TimeoutError) as error:
+        ray.shutdown()              # a half-made connection would break the next ray.init
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ClusterError(f"cannot connect to the Ray cluster at {address}: "
                            f"{type(error).__name__}: {first_line}") from None

@@ -148,8 +148,16 @@ def test_a_ray_client_address_works_too(ray_cluster, monkeypatch):
             break
         except OSError:
             time.sleep(0.5)
-    frame = runner.run_suite("quick", backends=["fake-ok"], progress=False, nodes="pool",
-                             cluster=f"ray://127.0.0.1:{port}")
+    for attempt in range(3):
+        try:
+            frame = runner.run_suite("quick", backends=["fake-ok"], progress=False,
+                                     nodes="pool", cluster=f"ray://127.0.0.1:{port}")
+            break
+        except cluster.ClusterError as error:
+            # Ray's client server may accept connections before it can serve them, and
+            # refuses the first on loaded cores; the run itself must work
+            if "Initialization failure from server" not in str(error) or attempt == 2:
+                raise
     assert len(frame) == len(suites.get("quick").cases()) and set(frame["status"]) == {"ok"}
     assert frame["machine"].nunique() == 2
 
