@@ -116,8 +116,38 @@ def _run(args, cells=None, write: bool = True):
         sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
         min_time=args.min_time, baseline=args.baseline, scale=args.scale,
         out=args.out if write else None,
-        progress=not args.no_progress, case_timeout=args.timeout)
+        progress=not args.no_progress, case_timeout=args.timeout,
+        **_cluster_options(args))
     return frame, time.monotonic() - started
+
+
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """run's options for measuring on a Ray cluster (grubench.cluster)."""
+    group = parser.add_argument_group(
+        "on a Ray cluster", "measure on the nodes of a Ray cluster instead (needs the "
+                            "cluster extra; see README)")
+    group.add_argument("--cluster", metavar="ADDRESS",
+                       help="a Ray address (auto, HOST:PORT, ray://HOST:10001) or local[:N] "
+                            "(a local Ray instance with N simulated nodes, for trying)")
+    placement = group.add_mutually_exclusive_group()
+    placement.add_argument("--spread", dest="placement", action="store_const",
+                           const="spread", help="divide the cases among the nodes (default)")
+    placement.add_argument("--each", dest="placement", action="store_const", const="each",
+                           help="the whole suite on every node, plus a machine-vs-machine "
+                                "table and each node's results under OUT/nodes/")
+    group.add_argument("--nodes", metavar="LABEL",
+                       help="only nodes with this Ray custom resource or label (KEY or "
+                            "KEY=VALUE)")
+
+
+def _cluster_options(args) -> dict:
+    """run_suite's cluster arguments from the command line (none for compare-cells)."""
+    address = getattr(args, "cluster", None)
+    if address is None:
+        if getattr(args, "placement", None) or getattr(args, "nodes", None):
+            raise ValueError("--spread, --each and --nodes need --cluster ADDRESS")
+        return {}
+    return dict(cluster=address, placement=args.placement or "spread", nodes=args.nodes)
 
 
 def _finish(frame, seconds: float, out: str) -> int:
@@ -218,6 +248,7 @@ def add_subcommand(subparsers) -> None:
         description="Measure speed, memory and accuracy of every case of a suite on the "
                     "selected backends, print the tables and write the report folder.")
     add_case_options(run)
+    add_cluster_options(run)
     run.set_defaults(handler=handle_run)
 
     compare = subparsers.add_parser(

@@ -59,6 +59,12 @@ _processes: set = set()     # Popen objects of live workers
 _guard: Guard | None = None
 
 
+def remove_on_exit(folder) -> None:
+    """Remove ``folder`` when the :func:`handled` block in force ends (no-op outside one)."""
+    if _guard is not None:
+        _guard.remove_on_exit(folder)
+
+
 def track(process) -> None:
     _processes.add(process)
 

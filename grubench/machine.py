@@ -18,14 +18,35 @@ from grubench.threads import cpu_count
 PACKAGES = ("numpy", "numba", "numba-cuda", "torch", "scipy", "pandas", "threadpoolctl")
 
 
-def cpu_model() -> str:
+def _cpuinfo_field(*names: str) -> str | None:
+    """The first /proc/cpuinfo field called one of ``names``; None without the file."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() in names:
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (x86 "flags", arm64 "Features"); empty where unknown."""
+    return set((_cpuinfo_field("flags", "Features") or "").split())
+
+
+def cpu_model() -> str:
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+#: Instruction-set extensions the kernels' speed depends on, as /proc/cpuinfo names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16",
+             "amx_tile", "asimd", "sve")
+
+
+def isa() -> list[str]:
+    """The SIMD extensions of ISA_FLAGS this CPU has ([] where /proc/cpuinfo is absent)."""
+    present = cpu_flags()
+    return [flag for flag in ISA_FLAGS if flag in present]
 
 
 def versions() -> dict[str, str | None]:
@@ -82,6 +103,7 @@ def context() -> dict[str, object]:
         "hostname": platform.node(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
+        "isa": isa(),
         "cores": cpu_count(),
         "logical_cpus": os.cpu_count(),
         "blas": blas_libraries(),
@@ -95,7 +117,9 @@ def context() -> dict[str, object]:
 
 def short_name(context: dict) -> str:
     """One line naming the machine, for each result row."""
-    return f"{context.get('hostname')} ({context.get('cpu_model')}, {context.get('cores')} cores)"
+    # a cluster node's context names the node (grubench.cluster): one host may run several
+    name = context.get("node") or context.get("hostname")
+    return f"{name} ({context.get('cpu_model')}, {context.get('cores')} cores)"
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -109,20 +133,10 @@ ISA_ENV_VARS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE",
                 "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.split(":", 1)[0].strip() == name:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
 def isa_level(flags: str | None = None) -> str:
     """The widest vector ISA of this CPU (one of :data:`ISA_LEVELS`, or the machine name
     where /proc/cpuinfo has no flags, e.g. arm64)."""
-    present = set((flags if flags is not None else _cpuinfo_field("flags") or "").split())
+    present = set(flags.split()) if flags is not None else cpu_flags()
     return next((level for level in ISA_LEVELS if level in present), platform.machine())
 
 

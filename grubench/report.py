@@ -153,7 +153,8 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
     """GRU against LSTM on the same backends, sizes, dtype and threads: parameters,
     inference and training time, training peak memory and accuracy, with LSTM/GRU ratios."""
     ok = frame[_ok(frame)]
-    index = ["backend", "T", "B", "I", "H", "dtype", "threads"]
+    index = ["backend", "T", "B", "I", "H", "dtype", "threads", "machine"]
+    several_machines = frame["machine"].nunique() > 1     # a cluster run (placement each)
 
     def pick(cell, mode, column):
         part = ok[(ok["cell"] == cell) & (ok["mode"] == mode)]
@@ -173,6 +174,8 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
     rows = []
     for key in keys:
         backend, T, B, I, H = key[:5]
+        if several_machines:
+            backend = f"{backend} on {_machine_label(key[-1])}"
         row = [backend, f"{T},{B},{I},{H}",
                f"{3 * H * (I + H + 2):,} / {4 * H * (I + H + 2):,}"]
         for gru, lstm in (*columns.values(), memory):
@@ -306,9 +309,60 @@ def render_markdown(table: Table) -> str:
 
 
 def summary_tables(frame: pd.DataFrame, metrics=("time", "memory", "accuracy")) -> list[Table]:
-    tables = [t for m in metrics for t in metric_tables(frame, m)]
+    """The metric tables and the unmeasured cases; when cases were measured on several
+    machines (grubench.cluster, placement each), the tables of each machine apart, then
+    the machine-vs-machine table."""
+    across = machine_table(frame)
+    if across is None:
+        tables = [t for m in metrics for t in metric_tables(frame, m)]
+    else:
+        tables = []
+        for name, part in frame.groupby("machine", sort=False):
+            for table in (t for m in metrics for t in metric_tables(part, m)):
+                table.title = f"{name} · {table.title}"
+                tables.append(table)
+        tables.append(across)
     problems = problems_table(frame)
     return tables + ([problems] if problems else [])
+
+
+def _machine_label(machine: str) -> str:
+    """A machine's name without its CPU ("host (CPU, N cores)" -> "host")."""
+    return str(machine).split(" (")[0]
+
+
+def machine_table(frame: pd.DataFrame) -> Table | None:
+    """Each case measured on several machines: its median time on each machine and the
+    ratio to the first machine (time / time on the first). None when no case was."""
+    ok = frame[_ok(frame)]
+    machines = list(dict.fromkeys(frame["machine"]))
+    if len(machines) < 2:
+        return None
+    rows = []
+    for key, group in ok.groupby(["backend", *CASE_KEY], sort=False):
+        if group["machine"].nunique() < 2:
+            continue
+        times = dict(zip(group["machine"], group["median_s"]))
+        first = times.get(machines[0])
+        backend, cell, variant, mode, T, B, I, H, dtype, threads = key
+        name = cell if variant == "-" else f"{cell} {variant}"
+        cells = [backend, f"{name} {mode} {T},{B},{I},{H} {dtype} t{threads}"]
+        for machine in machines:
+            value = times.get(machine)
+            if value is None:
+                cells.append("-")
+                continue
+            text = f"{value * 1e3:.3g}"
+            if first and machine != machines[0]:
+                text += f" ({value / first:.2f}x)"
+            cells.append(text)
+        rows.append(cells)
+    if not rows:
+        return None
+    return Table("machine vs machine · median time (ms)",
+                 ["backend", "case", *map(_machine_label, machines)], rows,
+                 f"(Nx) = time / time on {_machine_label(machines[0])} (above 1x: slower); "
+                 f"machines: {'; '.join(map(str, machines))}")
 
 
 def machine_lines(frame: pd.DataFrame) -> list[str]:
@@ -316,9 +370,17 @@ def machine_lines(frame: pd.DataFrame) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v)
     blas = ", ".join(f"{b.get('internal_api')} {b.get('version')}" for b in m.get("blas", []))
     gpus = ", ".join(f"{g['name']} (driver {g['driver']})" for g in m.get("gpus", [])) or "none"
-    return [f"machine: {m.get('cpu_model')}, {m.get('cores')} cores; GPU: {gpus}",
-            f"versions: {versions}", f"BLAS: {blas or 'unknown'}",
-            f"commit {m.get('commit')} · {m.get('timestamp')}"]
+    lines = [f"machine: {m.get('cpu_model')}, {m.get('cores')} cores; GPU: {gpus}",
+             f"versions: {versions}", f"BLAS: {blas or 'unknown'}",
+             f"commit {m.get('commit')} · {m.get('timestamp')}"]
+    for name, node in frame.attrs.get("nodes", {}).items():      # a cluster run's nodes
+        node_gpus = ", ".join(g["name"] for g in node.get("gpus", [])) or "none"
+        ray = node.get("ray", {})
+        processes = ", ".join(f"{k} x{v}" for k, v in ray.get("processes", {}).items())
+        lines.append(f"node {name}: ISA {' '.join(node.get('isa') or []) or '?'}; GPU: "
+                     f"{node_gpus}; commit {node.get('commit')}; Ray {ray.get('version')} "
+                     f"processes on the host: {processes or 'none seen'}")
+    return lines
 
 
 def ceiling_lines(frame: pd.DataFrame) -> list[str]:
@@ -359,8 +421,10 @@ def to_json(frame: pd.DataFrame) -> str:
     document = dict(schema=SCHEMA, machine=frame.attrs.get("machine", {}),
                     suite=frame.attrs.get("suite", {}), notes=frame.attrs.get("notes", []),
                     interrupted=bool(frame.attrs.get("interrupted", False)), results=results)
-    if frame.attrs.get("training"):     # grubench train rows compare-cells judged beside
-        document["training"] = frame.attrs["training"]
+    # grubench train rows that compare-cells judged beside; a cluster run's nodes
+    for key in ("training", "nodes", "cluster"):
+        if frame.attrs.get(key):
+            document[key] = frame.attrs[key]
     return json.dumps(document, indent=1, default=str) + "\n"
 
 
@@ -430,6 +494,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     frame.attrs.update(machine=document.get("machine", {}), suite=document.get("suite", {}),
                        notes=document.get("notes", []),
                        interrupted=document.get("interrupted", False), training=training)
+    frame.attrs.update({key: document[key] for key in ("nodes", "cluster") if key in document})
     return frame
 
 

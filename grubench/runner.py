@@ -165,6 +165,23 @@ def skip_reason(suite: suites.Suite, backend: str, problem: Problem,
     return None
 
 
+def case_row(backend: str, case: suites.CaseSpec, threads: int, suite: suites.Suite,
+             context: dict) -> dict:
+    """A results row before measuring: what is measured, where, and at which commit."""
+    return dict(backend=backend, **dataclasses.asdict(case), threads=threads,
+                seed=suite.seed, baseline=suite.baseline,
+                machine=machine.short_name(context), commit=context.get("commit"))
+
+
+def show_progress(progress: Progress, row: dict, where: str = "") -> None:
+    """One row done: the progress line names it and its outcome."""
+    outcome = row["status"]
+    if outcome == "ok":
+        outcome = f"{row['median_s'] * 1e3:.3g} ms"
+    progress.update(f"{where}{row['backend']} t{row['threads']} {row['cell']} {row['mode']} "
+                    f"{problem_of(row).label()}", outcome)
+
+
 def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                      references: ReferenceCache, log_dir: Path, progress: Progress,
                      context: dict):
@@ -174,9 +191,7 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
     version = None
     try:
         for case in cases:
-            row = dict(backend=backend, **dataclasses.asdict(case), threads=threads,
-                       seed=suite.seed, baseline=suite.baseline,
-                       machine=machine.short_name(context), commit=context.get("commit"))
+            row = case_row(backend, case, threads, suite, context)
             problem = problem_of(row)
             training = case.mode == "training"
             unsupported = registry.get(backend).entry.why_unsupported(case.mode, case.dtype)
@@ -206,11 +221,7 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                     worker = None
                     row.update(status=failure.status, reason=failure.reason)
             row["backend_version"] = version
-            outcome = row["status"]
-            if outcome == "ok":
-                outcome = f"{row['median_s'] * 1e3:.3g} ms"
-            progress.update(f"{backend} t{threads} {case.cell} {case.mode} "
-                            f"{problem.label()}", outcome)
+            show_progress(progress, row)
             yield row
     finally:
         if worker is not None:
@@ -220,6 +231,37 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
 def close_all(streams) -> None:
     for stream in streams:
         stream.close()
+
+
+def row_order(suite: suites.Suite, chosen: list[str], cases) -> list[tuple]:
+    """(threads, case, backend) of each row :func:`measure_here` yields, in its order."""
+    return [(threads, case, backend) for threads in suite.threads for case in cases
+            for backend in chosen]
+
+
+def measure_here(suite: suites.Suite, chosen: list[str], cases, context: dict,
+                 progress: Progress):
+    """Rows of ``cases`` on every backend in ``chosen`` at each of the suite's thread
+    counts (in :func:`row_order`), measured on this machine: one worker per (backend,
+    threads), the backends taking turns case by case. A generator (close it to end the
+    workers early); the local run and a cluster node (grubench.cluster) both measure
+    through it."""
+    with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
+        interrupts.remove_on_exit(scratch)      # even when a second signal ends the run
+        references = ReferenceCache(scratch, timeout=suite.case_timeout)
+        try:
+            for n_threads in suite.threads:
+                streams = [_measure_backend(backend, n_threads, cases, suite, references,
+                                            Path(scratch), progress, context)
+                           for backend in chosen]
+                try:
+                    for _case in cases:                 # each stream: one row per case
+                        for stream in streams:
+                            yield next(stream)
+                finally:
+                    close_all(streams)                  # their workers
+        finally:
+            references.close()
 
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
@@ -247,9 +289,12 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
                                                              errors="coerce")
     frame["timesteps_per_s"] = frame["T"] / median
     baseline_rows = frame[(frame["backend"] == frame["baseline"]) & (frame["status"] == "ok")]
-    baseline_median = {tuple(r[k] for k in CASE_KEY): r["median_s"]
-                       for _, r in baseline_rows.iterrows()}
-    frame["speedup"] = [baseline_median.get(tuple(r[k] for k in CASE_KEY), float("nan"))
+    # a ratio is taken on one machine: rows of a run over several machines (grubench.cluster)
+    # find their baseline on their own machine
+    def key(r):
+        return (*(r[k] for k in CASE_KEY), r["machine"])
+    baseline_median = {key(r): r["median_s"] for _, r in baseline_rows.iterrows()}
+    frame["speedup"] = [baseline_median.get(key(r), float("nan"))
                         / m for (_, r), m in zip(frame.iterrows(), median)]
     return frame[list(COLUMNS)]
 
@@ -259,7 +304,8 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
               threads=None, min_runs: int | None = None, min_time: float | None = None,
               baseline: str | None = None, scale: float = 1.0,
               out: str | Path | None = None, progress: bool = True,
-              case_timeout: float | None = None) -> pd.DataFrame:
+              case_timeout: float | None = None, cluster: str | None = None,
+              placement: str = "spread", nodes: str | None = None) -> pd.DataFrame:
     """Measure a suite; returns one row per case (columns :data:`COLUMNS`).
 
     ``suite`` is a built-in name, a .toml path or a :class:`grubench.suites.Suite`; the
@@ -267,7 +313,10 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
     writable before anything is measured, held for the run (a second run into it is
     refused: grubench.files.exclusive_dir) and receives the report files
     (grubench.report.write_report); a report that cannot be written (a full disk) leaves
-    the files already there whole and says why in ``attrs["report_error"]``."""
+    the files already there whole and says why in ``attrs["report_error"]``. With
+    ``cluster`` (a Ray address or ``local[:N]``) the cases are measured on the cluster's
+    nodes instead (grubench.cluster: ``placement`` "spread" or "each", ``nodes`` a
+    resource or label that selects nodes)."""
     if not isinstance(suite, suites.Suite):
         suite = suites.get(suite, scale=scale)
     if cells is not None:
@@ -291,6 +340,14 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
         from grubench.files import check_writable_dir, exclusive_dir
         holding_out = exclusive_dir(check_writable_dir(out))
     with holding_out:
+        if cluster is not None:
+            from grubench import cluster as ray_cluster   # imports Ray: only when asked for
+
+            frame = ray_cluster.run(suite, chosen, notes, address=cluster,
+                                    placement=placement, nodes=nodes, progress=progress)
+            if out is not None:
+                ray_cluster.write_report(frame, out)
+            return frame
         return _run(suite, chosen, notes, out, progress)
 
 
@@ -304,33 +361,19 @@ def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress
     rows: list[dict] = []
     interrupted = False
     with interrupts.handled() as signals:
-        with tempfile.TemporaryDirectory(prefix="grubench-") as scratch:
-            signals.remove_on_exit(scratch)
-            references = ReferenceCache(scratch, timeout=suite.case_timeout)
-            streams = []
-            try:
-                with interrupts.raising():
-                    for n_threads in suite.threads:
-                        streams = [_measure_backend(backend, n_threads, cases, suite,
-                                                    references, Path(scratch), bar, context)
-                                   for backend in chosen]
-                        for _case in cases:                 # each stream: one row per case
-                            for stream in streams:
-                                rows.append(next(stream))
-                        close_all(streams)
-            except KeyboardInterrupt as stop:
-                interrupted = True
-                by = f" by {stop}" if isinstance(stop, interrupts.Interrupted) else ""
-                notes.append(f"interrupted{by} after {len(rows)} of {bar.total} cases")
-            finally:
-                close_all(streams)      # their workers
-                references.close()
-                bar.finish()
-        frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
-        frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,
-                           suite=dict(name=suite.name, description=suite.description,
-                                      baseline=suite.baseline, min_runs=suite.min_runs,
-                                      min_time=suite.min_time, threads=list(suite.threads)))
+        measured = measure_here(suite, chosen, cases, context, bar)
+        try:
+            with interrupts.raising():
+                for row in measured:
+                    rows.append(row)
+        except KeyboardInterrupt as stop:
+            interrupted = True
+            by = f" by {stop}" if isinstance(stop, interrupts.Interrupted) else ""
+            notes.append(f"interrupted{by} after {len(rows)} of {bar.total} cases")
+        finally:
+            measured.close()        # its workers and scratch folder
+            bar.finish()
+        frame = results_frame(rows, suite, context, notes, interrupted)
         if out is not None:
             try:
                 report.write_report(frame, out)     # a signal now waits until it is written
@@ -339,4 +382,15 @@ def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress
                                                f"{error.strerror or error}")
     # The exit status a command gives: 128 + the signal that stopped the run, if any.
     frame.attrs["exit_code"] = signals.exit_code
+    return frame
+
+
+def results_frame(rows: list[dict], suite: suites.Suite, context: dict, notes: list[str],
+                  interrupted: bool) -> pd.DataFrame:
+    """The rows as a DataFrame with the derived columns and the run's attrs."""
+    frame = add_derived(pd.DataFrame(rows, columns=list(COLUMNS)))
+    frame.attrs.update(machine=context, notes=notes, interrupted=interrupted,
+                       suite=dict(name=suite.name, description=suite.description,
+                                  baseline=suite.baseline, min_runs=suite.min_runs,
+                                  min_time=suite.min_time, threads=list(suite.threads)))
     return frame

@@ -2,8 +2,9 @@
 registry's plugin hook; use :func:`install`): one that works (the NumPy reference), one
 whose every output and gradient is off by the known relative error :data:`OFF_BY`, one
 that raises, one that aborts the process, one that segfaults, one that hangs, one that
-is unavailable, one whose training raises NotImplementedError and one whose entry declares
-it inference-only."""
+is unavailable, one whose training raises NotImplementedError, one that works slowly
+(SLOW_CALL_S a call: a run still going when a test interferes) and one whose entry
+declares it inference-only."""
 import ctypes
 import functools
 import os
@@ -12,7 +13,9 @@ import time
 from grubench import backends
 from grubench.kernels import reference
 
-BEHAVIOURS = ("ok", "off", "raise", "abort", "segfault", "hang", "unavailable", "unimplemented")
+BEHAVIOURS = ("ok", "off", "raise", "abort", "segfault", "hang", "unavailable", "unimplemented",
+              "slow")
+SLOW_CALL_S = 0.3
 
 
 #: fake-off returns the reference times (1 + OFF_BY): every array's relative error
@@ -44,6 +47,8 @@ class FakePrepared(reference.ReferencePrepared):
             ctypes.string_at(0)
         if self.behaviour == "hang":
             time.sleep(3600)
+        if self.behaviour == "slow":
+            time.sleep(SLOW_CALL_S)
 
     def off(self, arrays):
         if self.behaviour != "off":

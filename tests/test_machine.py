@@ -40,3 +40,19 @@ def test_a_narrowed_isa_is_another_fingerprint(monkeypatch):
     monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
     narrowed = machine.fingerprint()
     assert narrowed["isa_env"] == {"NUMBA_CPU_NAME": "haswell"} and narrowed != plain
+
+def test_isa_lists_the_cpus_simd_extensions(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: CPU X\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n")
+    real_path = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo"
+                        else real_path(p))
+    assert machine.isa() == ["sse4_2", "avx", "avx2", "fma", "avx512f"]
+    cpuinfo.unlink()
+    assert machine.isa() == []
+
+
+def test_short_name_of_a_cluster_node_names_the_node():
+    name = machine.short_name({"hostname": "h", "node": "h-1a2b3c", "cpu_model": "CPU X",
+                               "cores": 2})
+    assert name == "h-1a2b3c (CPU X, 2 cores)"
