@@ -346,7 +346,8 @@ def render_table(verdicts: list[Verdict], tolerance: float, base_label: str = "b
 
 def baseline_document(rows: dict[str, dict], machine: dict, fingerprint: dict,
                       tolerance: float) -> dict:
-    cases = {key: {"ratio": row["ratio"], "case_s": row["case_s"]}
+    # A/B rows carry no case_s: their turns time the case against the calibration only
+    cases = {key: {"ratio": row["ratio"], "case_s": row.get("case_s")}
              for key, row in rows.items() if row.get("status") == "ok"}
     return {"schema": SCHEMA, "fingerprint": fingerprint, "machine": machine,
             "tolerance": tolerance, "cases": cases, "suite": [asdict(c) for c in CI_SUITE]}
