@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: The extras ./dev installs for both commands (the one line that lists them).
+TEST_EXTRAS = re.search(r'^TEST_EXTRAS="([^"]+)"', (REPO / "dev").read_text(), re.M).group(1)
 NO_GPU = "echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver.'; exit 9"
 H200 = "echo 'GPU 0: NVIDIA H200 (UUID: GPU-0c1d2e3f-aaaa-bbbb-cccc-000000000000)'"
 # A venv python that records each call, answers `-m pip` as FAKE_PIP says and `-m pytest`
@@ -82,7 +84,7 @@ def test_no_gpu_gets_the_pinned_cpu_build(clone):
     p = plan(clone)
     assert re.fullmatch(r"torch==\d+\.\d+\.\d+\+cpu \(CPU build: nvidia-smi found no NVIDIA GPU\)",
                         p["torch"])
-    assert p["extras"] == "test"
+    assert p["extras"] == TEST_EXTRAS and TEST_EXTRAS.split(",")[0] == "test"
 
 
 def test_a_gpu_gets_the_cuda_build_and_the_cuda_extra(clone):
@@ -90,14 +92,14 @@ def test_a_gpu_gets_the_cuda_build_and_the_cuda_extra(clone):
     p = plan(clone)
     assert re.fullmatch(r"torch==\d+\.\d+\.\d+ \(CUDA build, with the cuda extra: "
                         r"nvidia-smi found NVIDIA H200\)", p["torch"])
-    assert p["extras"] == "test,cuda"
+    assert p["extras"] == f"{TEST_EXTRAS},cuda"
 
 
 def test_the_override_wins_and_the_gpu_still_decides_the_extras(clone):
     write_exe(clone.parent / "bin" / "nvidia-smi", f"#!/bin/sh\n{H200}\n")
     p = plan(clone, GRUBENCH_TORCH="torch==2.5.1 --index-url https://example.org/cu121")
     assert p["torch"] == "torch==2.5.1 --index-url https://example.org/cu121 (set by GRUBENCH_TORCH)"
-    assert p["extras"] == "test,cuda"
+    assert p["extras"] == f"{TEST_EXTRAS},cuda"
 
 
 def test_both_commands_run_in_the_environment_with_their_arguments(clone):
@@ -142,7 +144,7 @@ def test_a_stale_environment_installs_pinned_torch_first_then_the_project(clone)
     assert status == 0, err
     pip = [c for c in calls(clone) if c.startswith("-m pip")]
     assert len(pip) == 2 and re.fullmatch(r"-m pip install -q torch==[\d.]+\+cpu", pip[0])
-    assert pip[1] == "-m pip install -e .[test]"
+    assert pip[1] == f"-m pip install -e .[{TEST_EXTRAS}]"
     assert calls(clone)[-1] == "-m grubench"
     assert plan(clone)["stamp"].endswith(".venv is ok")         # so the repeat installs nothing
 
