@@ -40,7 +40,7 @@ import grubench
 from grubench import backends as registry
 from grubench import machine, runner, suites
 from grubench.threads import cpu_count
-from grubench.worker import PLUGINS_ENV
+from grubench.worker import PLUGINS_ENV, load_plugins
 
 #: The per-node custom resource a measurement holds (capacity 1 on each node).
 RESOURCE = "grubench"
@@ -122,6 +122,7 @@ class NodeRun:
 
     def __init__(self, name: str, plugins: str | None):
         _use_plugins(plugins)
+        load_plugins()          # this process looks backends up too (what each can run)
         self.name = name
         self.rows = None
 
