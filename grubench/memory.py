@@ -1,7 +1,7 @@
 """Peak memory of one call, by the counter that sees the backend's allocations.
 
 * NumPy and Numba on the CPU: ``tracemalloc`` (NumPy and Numba's NRT allocate through
-  Python's tracked allocator; shared/NOTES.md).
+  Python's tracked allocator).
 * torch on the CPU: tracemalloc does not see torch's allocator; the torch profiler with
   ``profile_memory=True`` records every allocation and free, and the peak is the largest
   running sum of those events during the call.

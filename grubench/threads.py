@@ -1,6 +1,6 @@
 """Pinning every thread pool a process may hold: numba's, torch's, and the BLAS/OpenMP
 pools threadpoolctl can see. On 2 cores pools left to spin against each other slow a
-kernel 20x and more (shared/NOTES.md), so a measurement always runs pinned."""
+kernel 20x and more (seen on 2-core VMs), so a measurement always runs pinned."""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,7 @@
 """Worker processes: each backend runs in its own process with its thread count pinned.
 
 Thread pools of different libraries in one process spin against each other (20x and more
-on 2 cores, shared/NOTES.md), and a crashing kernel must not take the run down. So the
+on 2-core VMs), and a crashing kernel must not take the run down. So the
 runner starts ``python -m grubench.worker BACKEND THREADS`` with the thread environment
 of :func:`grubench.threads.thread_env` (pools start pinned, before any heavy import),
 then sends it one case per line of JSON on stdin and reads one JSON row per line back.

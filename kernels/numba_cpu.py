@@ -11,7 +11,7 @@ Structure of every pass (haste's and cuDNN's, on the CPU):
   T steps into one buffer, then one recurrent product carries dh back a step; the weight and
   input gradients are then single large products over all T*B rows.
 
-Design choices, each measured (the backend's report in the issue holds the figures):
+Design choices, each measured:
 
 * Gate math runs in the problem's dtype inside the pointwise loops, as torch's does. For
   float32 problems tanh and sigmoid are an arithmetic-only rational approximation in float32
@@ -1233,7 +1233,7 @@ if numba is not None:
 
 #: a run shares its steps among numba's threads only where one step's recurrent product
 #: has at least this many FLOPs: below it the barrier per step costs more than half a
-#: step saves (measured at threads = 2: see the backend's report in issue 3)
+#: step saves (measured at threads = 2)
 TEAM_MIN_STEP_FLOPS = 2e5
 
 

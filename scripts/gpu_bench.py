@@ -1,4 +1,4 @@
-"""numba-cuda against torch-cuda (cuDNN) at the sizes of issue 4, timed with CUDA events.
+"""numba-cuda against torch-cuda (cuDNN) at DeepBench's sizes, timed with CUDA events.
 
 Self-contained (it needs only numpy, numba(-cuda), torch and the grubench checkout on
 PYTHONPATH): the harness may not be on the GPU image. For every size it prepares both

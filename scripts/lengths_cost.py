@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ISSUE_SIZES = ["100,1,64,64", "100,1,256,256", "25,1,512,512", "64,32,32,64",
-               "100,16,256,256", "100,64,512,512", "50,64,1024,1024"]
+DEFAULT_SIZES = ["100,1,64,64", "100,1,256,256", "25,1,512,512", "64,32,32,64",
+                 "100,16,256,256", "100,64,512,512", "50,64,1024,1024"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--size", action="append", help="T,B,I,H (default: issue 3's)")
+    parser.add_argument("--size", action="append", help="T,B,I,H (default: DEFAULT_SIZES)")
     parser.add_argument("--pairs", type=int, default=21)
     options = parser.parse_args()
 
@@ -44,7 +44,7 @@ def main() -> int:
           f"{options.pairs} interleaved pairs per case\n")
     print("| mode | T,B,I,H | median, no lengths (ms) | lengths / none | cost |")
     print("|---|---|---:|---:|---:|")
-    for size in options.size or ISSUE_SIZES:
+    for size in options.size or DEFAULT_SIZES:
         T, B, I, H = map(int, size.split(","))
         plain = Problem("gru", T, B, I, H).make_args(seed=0)
         masked = dataclasses.replace(plain, lengths=np.full(B, T, np.int64))

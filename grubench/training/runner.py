@@ -2,7 +2,7 @@
 
 A fresh process per run gives each run its own thread pools, pinned before any library
 starts them (numba's, torch's and BLAS's pools in one process spin against each other on
-2 cores: shared/NOTES.md), and its own peak resident set. The parent saves the dataset
+2 cores), and its own peak resident set. The parent saves the dataset
 once to an .npz, the worker reads it, trains, and writes its result as JSON.
 
     python -m grubench.training.runner JOB.json RESULT.json   # what the parent runs
