@@ -3,8 +3,9 @@
 GRU and LSTM with reset-after gates run through ``torch.nn.GRU`` / ``torch.nn.LSTM``
 (on CPU the GRU is per-step ``addmm`` plus separate pointwise ops; the LSTM is one oneDNN
 call; on CUDA both are cuDNN). Variable lengths go through ``pack_padded_sequence``, as a
-torch user batches them. torch has no reset-before GRU (pytorch issue 8153), so that variant
-is the loop of tensor ops a torch user would write. Backward is autograd.
+torch user batches them. torch has no reset-before GRU (an open request upstream,
+pytorch/pytorch#8153), so that variant is the loop of tensor ops a torch user would write.
+Backward is autograd.
 
 Shapes are those of :mod:`grubench.kernels.contract`.
 """
