@@ -284,8 +284,10 @@ def _interval(ratio: float, low: float, high: float) -> str:
 
 
 def memory_point(where: str, gru_bytes, lstm_bytes) -> Point:
-    if _missing(gru_bytes) or _missing(lstm_bytes) or gru_bytes <= 0:
+    if _missing(gru_bytes) or _missing(lstm_bytes):
         return Point(where, UNJUDGED, "not measured for both cells")
+    if gru_bytes <= 0 or lstm_bytes <= 0:   # e.g. a resident-set counter that saw no growth
+        return Point(where, UNJUDGED, "a cell's counter saw no allocation")
     ratio = lstm_bytes / gru_bytes
     outcome = (HOLDS if ratio > 1 + MEMORY_TIE else FAILS if ratio < 1 / (1 + MEMORY_TIE)
                else NOISE)

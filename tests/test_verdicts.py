@@ -86,6 +86,9 @@ def test_memory_rule():
     assert verdicts.memory_point("s", 125, 100).outcome == FAILS
     assert verdicts.memory_point("s", 100, 101).outcome == NOISE     # within 2%
     assert verdicts.memory_point("s", None, 100).outcome == UNJUDGED
+    # a counter that saw no growth in one cell (a resident-set counter can): no verdict
+    assert verdicts.memory_point("s", 100, 0).figure == "a cell's counter saw no allocation"
+    assert verdicts.memory_point("s", 0, 100).outcome == UNJUDGED
     assert verdicts.memory_point("s", 2 ** 20, 1.25 * 2 ** 20).figure == (
         "GRU 1 MiB vs LSTM 1.25 MiB: LSTM needs 1.25x as much")
 
