@@ -276,7 +276,7 @@ def run(suite: suites.Suite, chosen: list[str], notes: list[str], *, address: st
         placement: str = "spread", nodes: str | None = None,
         progress: bool | runner.Progress = True) -> pd.DataFrame:
     """Measure ``suite`` on the cluster at ``address``; one row per case and node that
-    measured it (runner.COLUMNS); attrs as a local run's plus ``nodes`` (each node's
+    measured it (schema.COLUMNS); attrs as a local run's plus ``nodes`` (each node's
     context) and ``cluster``."""
     suites.check_names("placement", [placement], PLACEMENTS)
     ray = import_ray()

@@ -1,7 +1,7 @@
 """`grubench compare A B`: two results side by side, case by case, with significance.
 
 A and B are results.json files or the folders holding them (two commits, two machines, two
-settings). Cases are matched on backend + grubench.runner.CASE_KEY. For each common case:
+settings). Cases are matched on backend + grubench.schema.CASE_KEY. For each common case:
 both medians, the time ratio B/A with a bootstrap confidence interval on the raw per-call
 samples (``samples_s``), the two-sided Mann-Whitney U test on the same samples (both from
 SciPy: rank-based and distribution-free, which suits skewed timing samples), and a verdict:
@@ -74,7 +74,7 @@ def compare_samples(a: list[float], b: list[float], median_a: float, median_b: f
 
 def compare_frames(a, b, confidence: float = DEFAULT_CONFIDENCE) -> list[Row]:
     """Rows for the cases measured ("ok") in both results frames; ValueError if none."""
-    from grubench.runner import CASE_KEY
+    from grubench.schema import CASE_KEY
 
     key = ("backend", *CASE_KEY)
 

@@ -1,4 +1,4 @@
-"""Tables, report files and plots from a results DataFrame (grubench.runner.COLUMNS).
+"""Tables, report files and plots from a results DataFrame (grubench.schema.COLUMNS).
 
 Tables follow torch.utils.benchmark's Compare: one table per (cell, variant, mode,
 dtype, threads), backends as rows, sizes "T,B,I,H" as columns, one unit per table, the
@@ -22,7 +22,7 @@ import pandas as pd
 
 from grubench.accuracy import rel_err_target
 from grubench.files import write_atomic
-from grubench.runner import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
+from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
 
 GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
 TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))

@@ -60,29 +60,8 @@ from grubench import interrupts, machine, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.problems import Problem
+from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
 from grubench.worker import Worker, WorkerFailed, load_plugins, problem_of
-
-SCHEMA = "grubench.results/1"
-
-#: The columns of a results row, in order (results.json, results.csv, the DataFrame).
-COLUMNS = (
-    "backend", "cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads",
-    "status", "reason", "note",
-    "median_s", "iqr_s", "min_s", "runs", "unstable", "compile_s",
-    "peak_bytes", "peak_counter", "rss_bytes", "expected_bytes", "expected_alloc_bytes",
-    "saved_bytes",
-    "max_abs_err", "rel_err", "worst_output",
-    "parameters", "flops", "gflops", "gflops_recurrent", "gemm_gflops", "gemm_fraction",
-    "timesteps_per_s", "baseline", "speedup",
-    "backend_version", "machine", "commit", "seed",
-    "samples_s",
-)
-
-#: Columns kept in results.json but not in results.csv: the raw per-call times, which
-#: comparisons test for significance and a spreadsheet has no cell shape for.
-JSON_ONLY_COLUMNS = ("samples_s",)
-
-CASE_KEY = ("cell", "variant", "mode", "T", "B", "I", "H", "dtype", "threads")
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8

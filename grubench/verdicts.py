@@ -2,7 +2,7 @@
 
 Tutorials say a GRU has fewer parameters than an LSTM, runs and trains faster, needs less
 memory and reaches similar task accuracy. This module judges each claim against a results
-frame (grubench.runner.COLUMNS) and, optionally, ``grubench train`` result rows; rendering
+frame (grubench.schema.COLUMNS) and, optionally, ``grubench train`` result rows; rendering
 lives in grubench.report (render_verdicts).
 
 A claim is judged at every *point* a backend measured both cells (a size T,B,I,H at a dtype

@@ -32,13 +32,17 @@ from typing import Callable
 
 import numpy as np
 
-CELLS = ("gru", "lstm")
-GATES = {"gru": 3, "lstm": 4}
+from .cells import CELLS as CELL_SPECS
+from .cells import GRU, LSTM
+
+CELLS = tuple(CELL_SPECS)
+GATES = {name: spec.n_gates for name, spec in CELL_SPECS.items()}
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-# Named gate offsets (multiply by H for the row offset inside w_ih / w_hh / biases).
-GRU_R, GRU_Z, GRU_N = 0, 1, 2
-LSTM_I, LSTM_F, LSTM_G, LSTM_O = 0, 1, 2, 3
+# Named gate offsets (multiply by H for the row offset inside w_ih / w_hh / biases); the
+# compiled kernels take them as module constants.
+GRU_R, GRU_Z, GRU_N = (GRU.gate(name) for name in ("r", "z", "n"))
+LSTM_I, LSTM_F, LSTM_G, LSTM_O = (LSTM.gate(name) for name in ("i", "f", "g", "o"))
 
 
 class BackendUnavailable(RuntimeError):

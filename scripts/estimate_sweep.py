@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grubench import runner, suites
+from grubench import runner, schema, suites
 from grubench.cluster import split_cases
 
 
@@ -38,7 +38,7 @@ def main() -> None:
         raise SystemExit(f"{len(elapsed)} progress lines for {len(rows)} rows")
     cases: dict[tuple, list[float]] = {}
     for row, seconds in zip(rows, np.diff([0.0, *elapsed])):
-        key = tuple(row[k] for k in runner.CASE_KEY)
+        key = tuple(row[k] for k in schema.CASE_KEY)
         cases.setdefault(key, [0.0, float(row["flops"])])[0] += seconds
     walls, flops = np.array(list(cases.values())).T
     fit = np.vstack([np.ones_like(flops), flops]).T / walls[:, None]

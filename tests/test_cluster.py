@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grubench import cli, machine, runner, suites
+from grubench import cli, machine, runner, schema, suites
 from tests import fake_backends
 
 ray = pytest.importorskip("ray", reason="the cluster extra is not installed "
@@ -67,7 +67,7 @@ def ray_cluster():
 
 
 def _case_keys(frame):
-    return [(r["backend"], *(r[k] for k in runner.CASE_KEY), r["status"])
+    return [(r["backend"], *(r[k] for k in schema.CASE_KEY), r["status"])
             for _, r in frame.iterrows()]
 
 
@@ -93,7 +93,7 @@ def test_spread_gives_the_rows_of_a_local_run(ray_cluster, monkeypatch, tmp_path
     assert _case_keys(spread) == _case_keys(local)
     assert set(spread["status"]) == {"ok", "error"}
     assert spread["machine"].nunique() == 2                      # split between the nodes
-    by_case = spread.groupby(list(runner.CASE_KEY))["machine"].nunique()
+    by_case = spread.groupby(list(schema.CASE_KEY))["machine"].nunique()
     assert (by_case == 1).all()                 # every backend of a case on one machine
 
     document = json.loads((tmp_path / "results.json").read_text())

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from grubench import cli, compare
-from grubench.runner import SCHEMA
+from grubench.schema import SCHEMA
 
 
 def test_all_b_above_all_a_is_significant_with_four_samples_each():

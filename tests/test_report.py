@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from grubench import report, runner
+from grubench import report, runner, schema
 
 MACHINE = {"hostname": "h", "cpu_model": "CPU X", "cores": 2, "blas": [], "gpus": [],
            "versions": {"numpy": "2.0"}, "commit": "abc", "timestamp": "t"}
@@ -52,7 +52,7 @@ def test_derived_columns(results):
     assert results.iloc[2]["speedup"] == pytest.approx(4.0)     # 2 ms / 0.5 ms
     assert results.iloc[0]["speedup"] == pytest.approx(1.0)
     assert pd.isna(results.iloc[3]["speedup"])                  # crashed: no time
-    assert list(results.columns) == list(runner.COLUMNS)
+    assert list(results.columns) == list(schema.COLUMNS)
 
 
 def test_time_table_compare_style(results):
@@ -121,11 +121,11 @@ def test_json_schema_round_trip(results, tmp_path):
     assert {"results.json", "results.csv", "report.md", "time_by_size.png",
             "gru_vs_lstm.png", "speedup_heatmap.png"} <= names
     document = json.loads((tmp_path / "results.json").read_text())
-    assert document["schema"] == runner.SCHEMA
+    assert document["schema"] == schema.SCHEMA
     assert document["machine"] == MACHINE
     assert len(document["results"]) == 6
     for result in document["results"]:
-        assert list(result) == list(runner.COLUMNS)
+        assert list(result) == list(schema.COLUMNS)
     assert document["results"][3]["median_s"] is None          # NaN becomes null
     loaded = report.load_results(tmp_path)
     assert loaded.attrs["machine"] == MACHINE
@@ -188,7 +188,7 @@ GOOD_ROW = dict(backend="numpy", cell="gru", variant="reset_after", mode="infere
 ])
 def test_each_results_row_is_checked(tmp_path, bad, message):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps({"schema": runner.SCHEMA, "results": [GOOD_ROW, bad]}))
+    path.write_text(json.dumps({"schema": schema.SCHEMA, "results": [GOOD_ROW, bad]}))
     with pytest.raises(ValueError, match=message):
         report.load_results(path)
 

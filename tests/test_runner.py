@@ -5,7 +5,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from grubench import runner, suites
+from grubench import runner, schema, suites
 from grubench.accuracy import ReferenceCache
 
 from fake_backends import install  # noqa: E402  (tests/ is on sys.path under pytest)
@@ -22,7 +22,7 @@ def fakes(monkeypatch):
 
 def test_rows_carry_case_context_and_measurements():
     frame = runner.run_suite(TINY, backends=["fake-ok"], progress=False)
-    assert list(frame.columns) == list(runner.COLUMNS)
+    assert list(frame.columns) == list(schema.COLUMNS)
     first = frame.iloc[0]
     assert (first["backend"], first["cell"], first["T"], first["B"], first["I"],
             first["H"]) == ("fake-ok", "gru", 3, 2, 4, 5)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from grubench.runner import SCHEMA
+from grubench.schema import SCHEMA
 
 STEP_COMMIT_INDEX = 6
 STEP_FACTOR = 1.5
