@@ -76,3 +76,14 @@ def exclusive_dir(path: str | os.PathLike):
         lock.write(str(os.getpid()))
         lock.flush()
         yield
+
+
+@contextlib.contextmanager
+def locked(lock_path: str | os.PathLike):
+    """Wait for and hold the kernel's lock on ``lock_path`` (created if missing): one
+    read-modify-write of a shared file at a time, released however the process ends."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
