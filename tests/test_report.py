@@ -298,11 +298,11 @@ def test_plots_draw_milliseconds_where_they_say_ms(training_results, tmp_path, m
     by_size = figures[0].axes
     titles = [axis.get_title() for axis in by_size[:3]]
     gru_training = by_size[titles.index("gru training")]
-    assert gru_training.get_ylabel() == "median ms"
+    assert gru_training.get_ylabel() == "median time (ms)"
     drawn = {line.get_label(): list(line.get_ydata()) for line in gru_training.lines}
     assert drawn == {"numba-cpu": [pytest.approx(2.0)], "torch-cpu": [pytest.approx(8.0)]}
     bars = figures[1].axes[0]
-    assert bars.get_ylabel() == "median ms"
+    assert bars.get_ylabel() == "median time (ms)"
     heights = sorted(round(p.get_height(), 9) for p in bars.patches if p.get_height() > 0)
     # torch-cpu GRU/LSTM: inference 4 / 6 ms, training 8 / 20 ms (reset_before left out)
     assert heights == [4.0, 6.0, 8.0, 20.0]
