@@ -46,9 +46,7 @@ is written whatever the moment, and no worker or scratch folder is left behind
 from __future__ import annotations
 
 import contextlib
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -58,40 +56,12 @@ from grubench import interrupts, machine, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
 from grubench.case import Case, Task
 from grubench.kernels.contract import available_memory_bytes, format_bytes
+from grubench.progress import Progress
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
 from grubench.worker import Worker, WorkerFailed, load_plugins
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8
-
-
-class Progress:
-    """A progress line on stderr: a bar redrawn in place on a terminal, one line per case
-    otherwise (logs, CI)."""
-
-    def __init__(self, total: int, stream=None, enabled: bool = True):
-        stream = sys.stderr if stream is None else stream   # the stderr of now, not of import
-        self.total, self.done, self.stream, self.enabled = total, 0, stream, enabled
-        self.start = time.monotonic()
-        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-
-    def update(self, label: str, outcome: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 24
-        filled = width * self.done // max(self.total, 1)
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{time.monotonic() - self.start:5.1f}s {label} {outcome}")
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if self.done == self.total else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty and self.done != self.total:
-            self.stream.write("\n")
 
 
 def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[str], list[str]]:
