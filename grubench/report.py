@@ -26,8 +26,8 @@ from grubench.case import MODES
 from grubench.files import read_json, write_atomic
 from grubench.kernels.cells import cell
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
-from grubench.tables import (BYTE_UNITS, TIME_UNITS, Table, pick_unit, render_markdown,
-                             render_text)
+from grubench.tables import (BYTE_UNITS, TIME_UNITS, Table, case_name, pick_unit,
+                             render_markdown, render_text)
 from grubench.tolerances import FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET
 from grubench.verdicts import (COMPARED, RULES, check_training_rows, compared_rows, factor,
                                judge, meaning, speed_span)
@@ -107,11 +107,6 @@ def format_value(value: float, metric: Metric) -> str:
     if metric.scientific:
         return f"{value:.{metric.digits - 1}e}"
     return f"{value:.{metric.digits}g}" if abs(value) < 10 ** metric.digits else f"{value:.0f}"
-
-
-def case_name(cell_name: str, variant: str) -> str:
-    """A cell and its variant as tables name them: "gru reset_after", "lstm"."""
-    return cell_name if len(cell(cell_name).variants) == 1 else f"{cell_name} {variant}"
 
 
 def _size_label(row) -> str:

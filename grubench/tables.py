@@ -8,6 +8,8 @@ import io
 import math
 from dataclasses import dataclass
 
+from grubench.kernels.cells import cell
+
 TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
 BYTE_UNITS = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10), ("B", 1.0))
 
@@ -37,6 +39,13 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     footer: str = ""
+    left: int = 1               # the leading columns aligned left (names); the rest right
+
+
+def case_name(cell_name: str, variant: str | None) -> str:
+    """A cell and its variant as tables name them: "gru reset_after", "lstm" (a cell with
+    one formula has no variant to name)."""
+    return cell_name if len(cell(cell_name).variants) == 1 else f"{cell_name} {variant}"
 
 
 def pick_unit(values, units) -> tuple[str, float]:
@@ -52,13 +61,14 @@ def pick_unit(values, units) -> tuple[str, float]:
 
 def render_text(table: Table) -> str:
     """The table for a terminal: its title in brackets, the first column left-aligned and
-    the others right-aligned under a rule, the footer under the rows."""
+    the others right-aligned (:attr:`Table.left`) under a rule, the footer under the rows."""
     from rich.console import Console
     from rich.table import Table as RichTable
 
     grid = RichTable(box=_ascii_grid(), show_edge=False, pad_edge=False)
     for number, name in enumerate(table.header):
-        grid.add_column(name, justify="left" if number == 0 else "right", no_wrap=True)
+        grid.add_column(name, justify="left" if number < table.left else "right",
+                        no_wrap=True)
     for row in table.rows:
         grid.add_row(*map(str, row))
     text = io.StringIO()
@@ -73,7 +83,8 @@ def render_text(table: Table) -> str:
 
 def render_markdown(table: Table) -> str:
     out = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|"]
+           "|" + "|".join(["---"] * table.left + ["---:"] * (len(table.header) - table.left))
+           + "|"]
     out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in table.rows]
     if table.footer:
         out += ["", f"_{table.footer}_"]
