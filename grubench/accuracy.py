@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from grubench.files import write_atomic
+from grubench import backends
 from grubench.case import Case
 from grubench.kernels.cells import cell
 from grubench.tolerances import (FLOAT64, FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET,
@@ -74,8 +75,6 @@ def rel_err_target(dtype: str, training: bool) -> float:
 
 def compute_reference(case: Case, seed: int) -> dict[str, np.ndarray]:
     """The float64 reference arrays of a case's inputs (``case.make_args(seed)``)."""
-    from grubench import backends
-
     args = as_float64(case.make_args(seed))
     prepared = backends.get("numpy").prepare(args)
     result = prepared.training_step() if case.training else prepared.forward()

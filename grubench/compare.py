@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from grubench.schema import CASE_KEY
 from grubench.tables import Table, case_name, render_text
 
 DEFAULT_CONFIDENCE = 0.95
@@ -74,8 +75,6 @@ def compare_samples(a: list[float], b: list[float], median_a: float, median_b: f
 
 def compare_frames(a, b, confidence: float = DEFAULT_CONFIDENCE) -> list[Row]:
     """Rows for the cases measured ("ok") in both results frames; ValueError if none."""
-    from grubench.schema import CASE_KEY
-
     key = ("backend", *CASE_KEY)
 
     def measured(frame):

@@ -52,9 +52,10 @@ from pathlib import Path
 import pandas as pd
 
 from grubench import backends as registry
-from grubench import interrupts, machine, suites
+from grubench import interrupts, machine, report, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
 from grubench.case import Case, Task
+from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.progress import Progress
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
@@ -266,7 +267,6 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
     holding_out = contextlib.nullcontext()
     if out is not None:
-        from grubench.files import check_writable_dir, exclusive_dir
         holding_out = exclusive_dir(check_writable_dir(out))
     with holding_out:
         if cluster is not None:
@@ -282,8 +282,6 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
 
 def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress: bool
          ) -> pd.DataFrame:
-    from grubench import report
-
     context = machine.context()
     cases = suite.cases()
     bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)

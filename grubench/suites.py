@@ -37,6 +37,7 @@ from pathlib import Path
 from grubench.case import DTYPES, MODES, Case
 from grubench.kernels.cells import CELLS as CELL_SPECS
 from grubench.kernels.cells import NO_VARIANT
+from grubench.threads import cpu_count
 
 CELLS = tuple(CELL_SPECS)
 #: Every variant a group may ask for (each cell runs those it has; see Suite.cases).
@@ -259,8 +260,6 @@ def _number(table: dict, key: str, default: float, most: float) -> float:
 
 
 def _suite_from_table(table: dict, path: Path) -> Suite:
-    from grubench.threads import cpu_count
-
     group_tables = table.get("group") or [table]
     if not isinstance(group_tables, list) or not all(isinstance(g, dict) for g in group_tables):
         raise ValueError("group must be a list of tables ([[group]] sections)")
