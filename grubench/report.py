@@ -179,7 +179,8 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
     times = {mode: pick(mode, "median_s") for mode in MODES}
     keys = sorted(set.intersection(*({key for mode in MODES for key in times[mode][side].index}
                                      for side in range(len(specs)))),
-                  key=lambda k: (k[0], k[4], k[2], k[1], k[3]))   # backend, H, B, T, I
+                  # backend, H, B, T, I, then dtype, threads, machine: one order every run
+                  key=lambda k: (k[0], k[4], k[2], k[1], k[3], k[5], k[6], str(k[7])))
     memory = pick("training", "peak_bytes")
     accuracy = pick("training", "rel_err")
     rows = []
