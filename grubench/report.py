@@ -504,16 +504,24 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     ok["size"] = [_size_label(r) for _, r in ok.iterrows()]
     ok["case"] = ok["cell"] + " " + ok["mode"]
     paths = []
-
-    def save(figure, name):
+    for name, draw in (("time_by_size.png", _time_by_size), ("gru_vs_lstm.png", _cells_bars),
+                       ("speedup_heatmap.png", _speedup_heatmap)):
+        figure = draw(plt, ok)
+        if figure is None:
+            continue
         buffer = io.BytesIO()
         figure.tight_layout()
         figure.savefig(buffer, format="png", dpi=100)
         plt.close(figure)
         paths.append(write_atomic(out / name, buffer.getvalue()))
+    return paths
 
-    time = METRICS["time"]
-    milliseconds = f"{time.label} (ms)"
+
+_MILLISECONDS = f"{METRICS['time'].label} (ms)"
+
+
+def _time_by_size(plt, ok: pd.DataFrame):
+    """Median time against size, a panel per cell and mode, a line per backend."""
     cases = list(dict.fromkeys(ok["case"]))
     figure, axes = plt.subplots(1, len(cases), figsize=(4.5 * len(cases), 3.8), squeeze=False)
     for axis, case in zip(axes[0], cases):
@@ -524,43 +532,54 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
             part = part[default]
         sizes = list(dict.fromkeys(part.sort_values("H")["size"]))
         for backend, lines in part.groupby("backend"):
-            series = lines.groupby("size")[time.column].min().reindex(sizes)
+            series = lines.groupby("size")[METRICS["time"].column].min().reindex(sizes)
             axis.plot(range(len(sizes)), series.values * 1e3, marker="o", label=backend)
         axis.set_xticks(range(len(sizes)), sizes, rotation=30, fontsize=7)
         axis.set_yscale("log")
         axis.set_title(case)
         axis.set_xlabel("size T,B,I,H (by hidden size)")
-        axis.set_ylabel(milliseconds)
+        axis.set_ylabel(_MILLISECONDS)
         axis.legend(fontsize=7)
-    save(figure, "time_by_size.png")
+    return figure
 
-    if set(COMPARED) <= set(ok["cell"]):
-        table = compared_rows(ok).pivot_table(index=["backend", "size", "mode"],
-                                              columns="cell", values=time.column,
-                                              aggfunc="min").dropna()
-        if not table.empty:
-            figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(table)), 3.8))
-            (table * 1e3).plot.bar(ax=axis)
-            axis.set_yscale("log")
-            axis.set_ylabel(milliseconds)
-            axis.set_title(" vs ".join(name.upper() for name in COMPARED))
-            axis.tick_params(axis="x", labelsize=6)
-            save(figure, "gru_vs_lstm.png")
+
+def _cells_bars(plt, ok: pd.DataFrame):
+    """The compared cells' times side by side per backend, size and mode (None unless
+    both were measured somewhere)."""
+    if not set(COMPARED) <= set(ok["cell"]):
+        return None
+    table = compared_rows(ok).pivot_table(index=["backend", "size", "mode"], columns="cell",
+                                          values=METRICS["time"].column,
+                                          aggfunc="min").dropna()
+    if table.empty:
+        return None
+    figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(table)), 3.8))
+    (table * 1e3).plot.bar(ax=axis)
+    axis.set_yscale("log")
+    axis.set_ylabel(_MILLISECONDS)
+    axis.set_title(" vs ".join(name.upper() for name in COMPARED))
+    axis.tick_params(axis="x", labelsize=6)
+    return figure
+
+
+def _speedup_heatmap(plt, ok: pd.DataFrame):
+    """Speedups against the baseline, backends by cases (None without any)."""
+    from matplotlib.colors import LogNorm
 
     speed = ok.dropna(subset=["speedup"])
-    if not speed.empty:
-        speed = speed.assign(column=speed["case"] + " " + speed["size"])
-        grid = speed.pivot_table(index="backend", columns="column", values="speedup",
-                                 aggfunc="min")
-        figure, axis = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1]), 1 + 0.5 * len(grid)))
-        image = axis.imshow(grid.values.astype(float), cmap="RdYlGn", aspect="auto",
-                            norm=matplotlib.colors.LogNorm(vmin=0.1, vmax=10))
-        axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=6)
-        axis.set_yticks(range(len(grid)), grid.index)
-        for (i, j), value in np.ndenumerate(grid.values):
-            if not pd.isna(value):
-                axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
-        figure.colorbar(image, ax=axis, label="speedup")
-        axis.set_title(f"speedup vs {speed['baseline'].iloc[0]} (baseline median / median)")
-        save(figure, "speedup_heatmap.png")
-    return paths
+    if speed.empty:
+        return None
+    speed = speed.assign(column=speed["case"] + " " + speed["size"])
+    grid = speed.pivot_table(index="backend", columns="column", values="speedup",
+                             aggfunc="min")
+    figure, axis = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1]), 1 + 0.5 * len(grid)))
+    image = axis.imshow(grid.values.astype(float), cmap="RdYlGn", aspect="auto",
+                        norm=LogNorm(vmin=0.1, vmax=10))
+    axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=6)
+    axis.set_yticks(range(len(grid)), grid.index)
+    for (i, j), value in np.ndenumerate(grid.values):
+        if not pd.isna(value):
+            axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
+    figure.colorbar(image, ax=axis, label="speedup")
+    axis.set_title(f"speedup vs {speed['baseline'].iloc[0]} (baseline median / median)")
+    return figure
