@@ -58,7 +58,7 @@ from grubench.case import Case, Task
 from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.progress import Progress
-from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
+from grubench.schema import CASE_KEY, COLUMNS
 from grubench.worker import Worker, WorkerFailed, load_plugins
 
 #: Memory a case may plan to use, as a fraction of what is available now.

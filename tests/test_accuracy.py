@@ -96,7 +96,8 @@ def test_a_reference_over_the_timeout_is_killed_and_noted(tmp_path):
         cache.ensure(long, 0)
     assert not cache.path(long, 0).exists()
     cache.timeout = 120
-    assert cache.ensure(dataclasses.replace(small, mode="training"), 0).exists()     # a fresh worker
+    training = dataclasses.replace(small, mode="training")
+    assert cache.ensure(training, 0).exists()     # a fresh worker
     cache.close()
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from grubench.files import write_atomic
 from grubench.verdicts import COMPARED, compared_rows
-from grubench.history.steps import SERIES_KEY, find_steps
+from grubench.history.steps import find_steps
 
 SECONDS_METRICS = ("median_s", "seconds_per_epoch")
 

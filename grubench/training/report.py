@@ -113,7 +113,8 @@ def plot_curves(rows: list[dict]) -> bytes:
         for row in (r for r in rows if r["dataset"] == name):
             label = f"{row['cell']} {row['backend']} t{row['threads']}"
             epochs = range(1, len(row["train_loss"]) + 1)
-            style = dict(marker=".", label=label, linestyle=LINE_STYLES[list(CELLS).index(row["cell"])])
+            style = dict(marker=".", label=label,
+                         linestyle=LINE_STYLES[list(CELLS).index(row["cell"])])
             loss_axis.plot(epochs, row["train_loss"], **style)
             accuracy_axis.plot(epochs, row["test_accuracy_curve"], **style)
         loss_axis.set(title=name, ylabel="training loss", yscale="log")
