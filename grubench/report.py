@@ -28,6 +28,7 @@ from grubench.kernels.cells import cell
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
 from grubench.tables import (BYTE_UNITS, TIME_UNITS, Table, case_name, pick_unit,
                              render_markdown, render_text)
+from grubench.timing import UNSTABLE_IQR_FRACTION
 from grubench.tolerances import FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET
 from grubench.verdicts import (COMPARED, RULES, check_training_rows, compared_rows, factor,
                                judge, meaning, speed_span)
@@ -81,7 +82,8 @@ METRICS = {
     "time": Metric("median_s", "median time", unit=TIME_UNITS,
                    annotate=_speedup_and_stability,
                    footer=lambda group: f"* best; (Nx) = speedup vs {group['baseline'].iloc[0]}; "
-                                        f"! = unstable (IQR > 10% of median)"),
+                                        f"! = unstable (IQR > {UNSTABLE_IQR_FRACTION:.0%} of "
+                                        f"median)"),
     "compile": Metric("compile_s", "first call (compile)", scale=1.0, unit="s"),
     "gflops": Metric("gflops", "throughput, input projection counted", lower_is_better=False,
                      unit="GFLOP/s", annotate=_gemm_fraction,
