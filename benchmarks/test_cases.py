@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from grubench import backends, runner, suites
-from grubench.problems import Problem
+from grubench.case import Case
 
 SUITE = suites.get(os.environ.get("GRUBENCH_BENCH_SUITE", "default"))
 BACKENDS, _ = runner.select_backends(SUITE, None)
@@ -25,8 +25,8 @@ CASES = [(backend, case) for case in SUITE.cases() for backend in BACKENDS]
 
 
 def case_id(value):
-    if isinstance(value, suites.CaseSpec):
-        variant = "" if value.variant == "-" else f"-{value.variant}"
+    if isinstance(value, Case):
+        variant = "" if len(value.spec.variants) == 1 else f"-{value.variant}"
         return f"{value.cell}{variant}-{value.mode}-{','.join(map(str, value.size))}"
     return value
 
@@ -34,18 +34,15 @@ def case_id(value):
 def time_case(benchmark, backend_name, case, group, full_lengths=False):
     """Benchmark one case; ``full_lengths`` passes lengths = T for every sequence (the same
     work as none: what is timed is the masking)."""
-    problem = Problem(case.cell, *case.size, dtype=case.dtype,
-                      reset_after=case.variant != "reset_before")
-    training = case.mode == "training"
     reason = (backends.get(backend_name).entry.why_unsupported(case.mode, case.dtype)
-              or runner.skip_reason(SUITE, backend_name, problem, training))
+              or runner.skip_reason(SUITE, backend_name, case))
     if reason:
         pytest.skip(reason)
-    args = problem.make_args(SUITE.seed, with_grads=training)
+    args = case.make_args(SUITE.seed)
     if full_lengths:
-        args = dataclasses.replace(args, lengths=np.full(problem.B, problem.T, np.int64))
+        args = dataclasses.replace(args, lengths=np.full(case.B, case.T, np.int64))
     prepared = backends.get(backend_name).prepare(args)
-    step = prepared.training_step if training else prepared.forward
+    step = prepared.training_step if case.training else prepared.forward
 
     def call():
         step()
@@ -53,8 +50,8 @@ def time_case(benchmark, backend_name, case, group, full_lengths=False):
 
     call()  # compilation and caches stay out of the timing
     benchmark.group = group
-    benchmark.extra_info.update(backend=backend_name, flops=problem.flops(training),
-                                T=problem.T, B=problem.B, I=problem.I, H=problem.H,
+    benchmark.extra_info.update(backend=backend_name, flops=case.flops(),
+                                T=case.T, B=case.B, I=case.I, H=case.H,
                                 lengths="T" if full_lengths else None)
     benchmark(call)
 

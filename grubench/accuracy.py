@@ -2,10 +2,10 @@
 NumPy reference on the same inputs cast to float64.
 
 The reference is slow (one NumPy step at a time), so it is computed once per
-(problem, seed, mode) into a cache folder that every worker of a run reads, and only for
-problems of at most ``REFERENCE_MAX_FLOPS`` training FLOPs: above that the row's
+(case, seed) into a cache folder that every worker of a run reads, and only for
+cases of at most ``REFERENCE_MAX_FLOPS`` training FLOPs: above that the row's
 accuracy is left empty and its note says why. (Truncating T would compare a different
-problem from the one timed; a cap keeps every reported error exact.) Its own worker
+case from the one timed; a cap keeps every reported error exact.) Its own worker
 computes it, bounded by the case timeout like the case itself: FLOPs do not bound its
 time (a long sequence of tiny steps costs Python's per-step overhead).
 """
@@ -19,15 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from grubench.files import write_atomic
-from grubench.problems import Problem
+from grubench import backends
+from grubench.case import Case
+from grubench.kernels.cells import cell
 from grubench.tolerances import (FLOAT64, FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET,
                                   errors)
 
-#: Largest problem (Problem.flops(training=True)) whose float64 reference is computed:
-#: about 1 to 3 s of NumPy per problem on one core of this machine.
+#: Largest case (Case.flops(training=True)) whose float64 reference is computed:
+#: about 1 to 3 s of NumPy per case on one core of this machine.
 REFERENCE_MAX_FLOPS = 6e10
 
-OUTPUT_NAMES = {"gru": ("y", "h_n"), "lstm": ("y", "h_n", "c_n")}
 _ARRAY_FIELDS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n")
 
 
@@ -38,11 +39,11 @@ def as_float64(args):
     return dataclasses.replace(args, **cast)
 
 
-def named_arrays(cell: str, result, training: bool) -> dict[str, np.ndarray]:
+def named_arrays(cell_name: str, result, training: bool) -> dict[str, np.ndarray]:
     """A NumPy result of forward() (outputs) or training_step() ((outputs, grads)) as
-    {"y", "h_n"[, "c_n"], "grad_x", "grad_h0", ...}."""
+    {"y", "h_n"[, "c_n"], "grad_x", "grad_h0", ...} (the cell's outputs, CellSpec.outputs)."""
     outputs, grads = result if training else (result, {})
-    named = dict(zip(OUTPUT_NAMES[cell], outputs))
+    named = dict(zip(cell(cell_name).outputs, outputs))
     named.update({f"grad_{key}": value for key, value in grads.items()})
     return named
 
@@ -72,18 +73,21 @@ def rel_err_target(dtype: str, training: bool) -> float:
     return GRADIENT_REL_ERR_TARGET if training else FORWARD_REL_ERR_TARGET
 
 
-def compute_reference(problem: Problem, seed: int, training: bool) -> dict[str, np.ndarray]:
-    """The float64 reference arrays of a case's inputs (``problem.make_args(seed)``)."""
-    from grubench import backends
-
-    args = as_float64(problem.make_args(seed, with_grads=training))
+def compute_reference(case: Case, seed: int) -> dict[str, np.ndarray]:
+    """The float64 reference arrays of a case's inputs (``case.make_args(seed)``)."""
+    args = as_float64(case.make_args(seed))
     prepared = backends.get("numpy").prepare(args)
-    result = prepared.training_step() if training else prepared.forward()
-    return named_arrays(problem.cell, prepared.to_numpy(result), training)
+    result = prepared.training_step() if case.training else prepared.forward()
+    return named_arrays(case.cell, prepared.to_numpy(result), case.training)
+
+
+def case_request(case: Case) -> dict:
+    """A case as a worker request carries it (read back with Case.from_row)."""
+    return {**case.as_row(), "variable_lengths": case.variable_lengths}
 
 
 class ReferenceSkipped(RuntimeError):
-    """No reference for this problem; the message is the row's note."""
+    """No reference for this case; the message is the row's note."""
 
 
 class ReferenceCache:
@@ -100,24 +104,24 @@ class ReferenceCache:
         self._worker = None
         self._failed: dict[Path, str] = {}      # path -> why its reference is missing
 
-    def skip_reason(self, problem: Problem) -> str | None:
-        if problem.flops(training=True) > self.max_flops:
+    def skip_reason(self, case: Case) -> str | None:
+        if case.flops(training=True) > self.max_flops:
             return (f"accuracy not measured: the float64 reference is computed only up to "
                     f"{self.max_flops:.0e} training FLOPs")
         return None
 
-    def path(self, problem: Problem, seed: int, training: bool) -> Path:
-        key = repr((dataclasses.astuple(problem), seed, training)).encode()
+    def path(self, case: Case, seed: int) -> Path:
+        key = f"{case.key}/seed{seed}".encode()
         return self.directory / f"reference-{hashlib.sha1(key).hexdigest()[:16]}.npz"
 
-    def ensure(self, problem: Problem, seed: int, training: bool) -> Path:
+    def ensure(self, case: Case, seed: int) -> Path:
         """The path of the reference file, computing it if it is not cached yet;
-        ReferenceSkipped (with the note) when the problem is above the FLOP cap or its
+        ReferenceSkipped (with the note) when the case is above the FLOP cap or its
         reference failed or took longer than the timeout."""
         from grubench.worker import Worker, WorkerFailed
 
-        note = self.skip_reason(problem)
-        path = self.path(problem, seed, training)
+        note = self.skip_reason(case)
+        path = self.path(case, seed)
         note = note or self._failed.get(path)
         if note:
             raise ReferenceSkipped(note)
@@ -127,8 +131,8 @@ class ReferenceCache:
                     self._worker = Worker("numpy", 1, self.directory / "reference.log",
                                           self.timeout)
                 reply = self._worker.request(
-                    dict(kind="reference", problem=dataclasses.asdict(problem), seed=seed,
-                         training=training, path=str(path)), self.timeout)
+                    dict(kind="reference", case=case_request(case), seed=seed,
+                         path=str(path)), self.timeout)
                 if reply["status"] != "ok":
                     raise WorkerFailed(reply["status"], reply["reason"])
             except WorkerFailed as failure:
@@ -146,12 +150,12 @@ class ReferenceCache:
             self._worker = None
 
 
-def write_reference(path: str | Path, problem: Problem, seed: int, training: bool) -> None:
-    """Compute a problem's reference (one BLAS thread) and write it atomically."""
+def write_reference(path: str | Path, case: Case, seed: int) -> None:
+    """Compute a case's reference (one BLAS thread) and write it atomically."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        arrays = compute_reference(problem, seed, training)
+        arrays = compute_reference(case, seed)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())

@@ -26,7 +26,6 @@ Ray is imported only here, and this module only when ``--cluster`` is given.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ import pandas as pd
 import grubench
 from grubench import backends as registry
 from grubench import machine, runner, suites
+from grubench.case import Case
 from grubench.threads import cpu_count
 from grubench.worker import PLUGINS_ENV, load_plugins
 
@@ -258,7 +258,7 @@ def split_cases(cases, count: int, training_of=lambda c: c.mode == "training"):
     lightest part), each part in the suite's order."""
     parts: list[list[int]] = [[] for _ in range(count)]
     load = [0.0] * count
-    flops = [runner.problem_of(dataclasses.asdict(case)).flops(training_of(case)) for case in cases]
+    flops = [case.flops(training_of(case)) for case in cases]
     for index in sorted(range(len(cases)), key=lambda i: -flops[i]):
         lightest = load.index(min(load))
         parts[lightest].append(index)
@@ -388,8 +388,8 @@ def _collect(ray, runs: dict, calls: dict, suite, contexts: dict, bar, notes: li
     return rows, False
 
 
-def _case_of(row: dict) -> suites.CaseSpec:
-    return suites.CaseSpec(**{f.name: row[f.name] for f in dataclasses.fields(suites.CaseSpec)})
+def _case_of(row: dict) -> Case:
+    return Case.from_row(row)
 
 
 def folder_name(node_machine: str) -> str:

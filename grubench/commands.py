@@ -193,7 +193,7 @@ def handle_compare_cells(args) -> int:
     # Bad training files and an unwritable folder fail now, not after the measurements.
     training = verdicts.load_training(args.training or [])
     check_writable_dir(args.out)
-    frame, seconds = _run(args, cells=suites.CELLS, write=False)
+    frame, seconds = _run(args, cells=verdicts.COMPARED, write=False)
     frame.attrs["training"] = training
     report.write_report(frame, args.out)
     print(report.render_report(frame, metrics=("time",)))

@@ -17,6 +17,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from grubench.schema import CASE_KEY
+from grubench.tables import Table, case_name, render_text
+
 DEFAULT_CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 NO_SAMPLES = "no samples: significance unknown"
@@ -37,10 +40,8 @@ class Row:
 
 
 def case_label(row) -> str:
-    return (f"{row['backend']} {row['cell']}"
-            + ("" if row["variant"] in ("-", None) else f" {row['variant']}")
-            + f" {row['mode']} {row['T']},{row['B']},{row['I']},{row['H']} {row['dtype']} "
-              f"t{row['threads']}")
+    return (f"{row['backend']} {case_name(row['cell'], row['variant'])} {row['mode']} "
+            f"{row['T']},{row['B']},{row['I']},{row['H']} {row['dtype']} t{row['threads']}")
 
 
 def _samples(value) -> list[float]:
@@ -74,8 +75,6 @@ def compare_samples(a: list[float], b: list[float], median_a: float, median_b: f
 
 def compare_frames(a, b, confidence: float = DEFAULT_CONFIDENCE) -> list[Row]:
     """Rows for the cases measured ("ok") in both results frames; ValueError if none."""
-    from grubench.schema import CASE_KEY
-
     key = ("backend", *CASE_KEY)
 
     def measured(frame):
@@ -145,11 +144,8 @@ def render(rows: list[Row], names: tuple[str, str], machines: tuple[dict, dict],
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(row) + " |" for row in table]
         return "\n".join(lines + ["", summary]) + "\n"
-    widths = [max(len(row[i]) for row in [columns, *table]) for i in range(len(columns))]
-    lines = header + [""] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
-                             for row in [columns, *table]]
-    lines.insert(len(header) + 2, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + ["", summary]) + "\n"
+    text = render_text(Table("B against A, case by case", list(columns), table))
+    return "\n".join(header + ["", text, "", summary]) + "\n"
 
 
 def _seconds(value: float) -> str:

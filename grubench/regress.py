@@ -153,13 +153,15 @@ def measure_case(backend, case: RegressCase, pairs: int) -> dict:
     """Time one case on ``backend`` (a grubench.backends.Backend) against its calibration
     in this process (already thread-pinned).
     Returns {"key", "ratio", "ratios", "case_s", "status", "reason"}."""
-    from grubench.problems import Problem
+    from grubench.case import Case
+    from grubench.kernels.cells import cell
 
     if not backend.available:
         return {"key": case.key, "status": "unavailable", "reason": backend.why_unavailable}
-    problem = Problem(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
-                      reset_after=case.reset_after, variable_lengths=case.variable_lengths)
-    prepared = backend.prepare(problem.make_args(seed=0))
+    measured = Case(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
+                    variant=cell(case.cell).variant_of(case.reset_after),
+                    variable_lengths=case.variable_lengths)
+    prepared = backend.prepare(measured.make_args(seed=0, with_grads=True))
     step = prepared.forward if case.mode == "inference" else prepared.training_step
 
     def run():

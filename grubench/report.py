@@ -16,30 +16,55 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
-from grubench.files import write_atomic
+from grubench.case import MODES
+from grubench.files import read_json, write_atomic
+from grubench.kernels.cells import cell
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
+from grubench.tables import (BYTE_UNITS, TIME_UNITS, Table, case_name, pick_unit,
+                             render_markdown, render_text)
+from grubench.timing import UNSTABLE_IQR_FRACTION
+from grubench.tolerances import FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET
+from grubench.verdicts import (COMPARED, RULES, check_training_rows, compared_rows, factor,
+                               judge, meaning, speed_span)
 
 GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
-TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
-BYTE_UNITS = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10), ("B", 1.0))
 
 
-@dataclass
-class Table:
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    footer: str = ""
+def _speedup_and_stability(row, value, scale) -> str:
+    text = "" if pd.isna(row["speedup"]) else f" ({row['speedup']:.2f}x)"
+    return text + (" !" if row["unstable"] in (True, 1) else "")
+
+
+def _gemm_fraction(row, value, scale) -> str:
+    return "" if pd.isna(row["gemm_fraction"]) else f" ({row['gemm_fraction']:.0%})"
+
+
+def _over_target(row, value, scale) -> str:
+    return " !" if value > rel_err_target(row["dtype"], row["mode"] == "training") else ""
+
+
+def _analytic_bytes(row, value, scale) -> str:
+    expected = row["expected_alloc_bytes"]
+    return "" if pd.isna(expected) else f" / {format_value(expected / scale, METRICS['memory'])}"
+
+
+def _target(value: float) -> str:
+    """1e-06 as 1e-6."""
+    mantissa, exponent = f"{value:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 @dataclass(frozen=True)
 class Metric:
-    """How one column becomes a table: its unit, whether lower is better, its format."""
+    """One measured column as the tables and plots show it: its unit, whether lower is
+    better, its format, what each value's cell adds (``annotate(row, value, scale)``) and
+    the footer under its tables (``footer(group)``)."""
 
     column: str
     label: str
@@ -48,28 +73,36 @@ class Metric:
     unit: str | tuple = ""      # a unit name, or units to pick from (pick_unit)
     digits: int = 3
     scientific: bool = False
+    annotate: Callable | None = None
+    footer: Callable = lambda group: "* best"
 
 
+#: The metrics a table can show, by the name ``--metrics`` takes.
 METRICS = {
-    "time": Metric("median_s", "median time", unit=TIME_UNITS),
+    "time": Metric("median_s", "median time", unit=TIME_UNITS,
+                   annotate=_speedup_and_stability,
+                   footer=lambda group: f"* best; (Nx) = speedup vs {group['baseline'].iloc[0]}; "
+                                        f"! = unstable (IQR > {UNSTABLE_IQR_FRACTION:.0%} of "
+                                        f"median)"),
     "compile": Metric("compile_s", "first call (compile)", scale=1.0, unit="s"),
     "gflops": Metric("gflops", "throughput, input projection counted", lower_is_better=False,
-                     unit="GFLOP/s"),
-    "memory": Metric("peak_bytes", "peak memory allocated by one call", unit=BYTE_UNITS),
+                     unit="GFLOP/s", annotate=_gemm_fraction,
+                     footer=lambda group: "* highest; (N%) = fraction of the GEMM ceiling "
+                                          "(NumPy's BLAS) measured in the same worker; "
+                                          "torch's MKL can exceed it"),
+    # The memory footer keeps the wording of the reports already written (their snapshot
+    # test compares it), though the expected bytes are Case.expected_bytes now.
+    "memory": Metric("peak_bytes", "peak memory allocated by one call", unit=BYTE_UNITS,
+                     annotate=_analytic_bytes,
+                     footer=lambda group: "* lowest; measured / analytic (outputs, saved state "
+                                          "and gradients: Problem.expected_bytes less the inputs)"),
     "accuracy": Metric("rel_err", "relative error vs float64 reference",
-                       scientific=True, digits=2),
+                       scientific=True, digits=2, annotate=_over_target,
+                       footer=lambda group: f"* lowest; ! = above the target (float32: "
+                                            f"{_target(FORWARD_REL_ERR_TARGET)} forward, "
+                                            f"{_target(GRADIENT_REL_ERR_TARGET)} with "
+                                            f"gradients; grubench.tolerances)"),
 }
-
-
-def pick_unit(values, units) -> tuple[str, float]:
-    """The largest of ``units`` (name, scale; largest first) in which the smallest
-    positive value reads at least 0.1, so one table keeps one unit and short numbers."""
-    positive = [v for v in values if v and v > 0 and not math.isnan(v)]
-    smallest = min(positive) if positive else units[0][1]
-    for name, scale in units:
-        if smallest >= 0.1 * scale:
-            return name, scale
-    return units[-1]
 
 
 def format_value(value: float, metric: Metric) -> str:
@@ -118,69 +151,50 @@ def metric_tables(frame: pd.DataFrame, metric_name: str = "time") -> list[Table]
                 text = format_value(value / scale, metric)
                 if best.get(size) == value:
                     text = "*" + text
-                if metric_name == "time" and not pd.isna(row["speedup"]):
-                    text += f" ({row['speedup']:.2f}x)"
-                if metric_name == "time" and row["unstable"] in (True, 1):
-                    text += " !"
-                if metric_name == "gflops" and not pd.isna(row["gemm_fraction"]):
-                    text += f" ({row['gemm_fraction']:.0%})"
-                if metric_name == "accuracy" and value > rel_err_target(
-                        row["dtype"], row["mode"] == "training"):
-                    text += " !"
-                if metric_name == "memory" and not pd.isna(row["expected_alloc_bytes"]):
-                    text += f" / {format_value(row['expected_alloc_bytes'] / scale, metric)}"
+                if metric.annotate is not None:
+                    text += metric.annotate(row, value, scale)
                 cells.append(text)
             rows.append(cells)
-        cell, variant, mode, dtype, threads = key
-        name = cell if variant == "-" else f"{cell} {variant}"
+        cell_name, variant, mode, dtype, threads = key
         unit_text = f" ({unit})" if unit else ""
-        title = (f"{name} · {mode} · {dtype} · {threads} thread{'s' * (threads != 1)} · "
-                 f"{metric.label}{unit_text}")
-        footer = {"time": f"* best; (Nx) = speedup vs {group['baseline'].iloc[0]}; "
-                          f"! = unstable (IQR > 10% of median)",
-                  "memory": "* lowest; measured / analytic (outputs, saved state and "
-                            "gradients: Problem.expected_bytes less the inputs)",
-                  "gflops": "* highest; (N%) = fraction of the GEMM ceiling (NumPy's BLAS) "
-                            "measured in the same worker; torch's MKL can exceed it",
-                  "accuracy": "* lowest; ! = above the target (float32: 1e-6 forward, "
-                              "1e-4 with gradients; grubench.tolerances)",
-                  }.get(metric_name, "* best")
+        title = (f"{case_name(cell_name, variant)} · {mode} · {dtype} · {threads} "
+                 f"thread{'s' * (threads != 1)} · {metric.label}{unit_text}")
+        footer = metric.footer(group)
         tables.append(Table(title, ["backend", *sizes], rows, footer))
     return tables
 
 
 def cell_comparison(frame: pd.DataFrame) -> Table:
-    """GRU against LSTM on the same backends, sizes, dtype and threads: parameters,
-    inference and training time, training peak memory and accuracy, with LSTM/GRU ratios."""
-    ok = frame[_ok(frame)]
+    """GRU against LSTM (the cells the verdicts compare, each in its default variant) on
+    the same backends, sizes, dtype and threads: parameters, inference and training time,
+    training peak memory and accuracy, with LSTM/GRU ratios."""
+    ok = compared_rows(frame[_ok(frame)])
     index = ["backend", "T", "B", "I", "H", "dtype", "threads", "machine"]
     several_machines = frame["machine"].nunique() > 1     # a cluster run (placement each)
+    specs = [cell(name) for name in COMPARED]
 
-    def pick(cell, mode, column):
-        part = ok[(ok["cell"] == cell) & (ok["mode"] == mode)]
-        if cell == "gru":
-            part = part[part["variant"] == "reset_after"]
-        return part.set_index(index)[column]
+    def pick(mode, column):
+        """(GRU's, LSTM's) ``column`` in ``mode``, indexed by backend, size, ..."""
+        return tuple(ok[(ok["cell"] == spec.name) & (ok["mode"] == mode)]
+                     .set_index(index)[column] for spec in specs)
 
-    keys = sorted(set(pick("gru", "inference", "median_s").index.tolist()
-                      + pick("gru", "training", "median_s").index.tolist())
-                  & set(pick("lstm", "inference", "median_s").index.tolist()
-                        + pick("lstm", "training", "median_s").index.tolist()),
-                  key=lambda k: (k[0], k[4], k[2], k[1], k[3]))   # backend, H, B, T, I
-    columns = {m: (pick("gru", m, "median_s"), pick("lstm", m, "median_s"))
-               for m in ("inference", "training")}
-    memory = (pick("gru", "training", "peak_bytes"), pick("lstm", "training", "peak_bytes"))
-    accuracy = (pick("gru", "training", "rel_err"), pick("lstm", "training", "rel_err"))
+    times = {mode: pick(mode, "median_s") for mode in MODES}
+    keys = sorted(set.intersection(*({key for mode in MODES for key in times[mode][side].index}
+                                     for side in range(len(specs)))),
+                  # backend, H, B, T, I, then dtype, threads, machine: one order every run
+                  key=lambda k: (k[0], k[4], k[2], k[1], k[3], k[5], k[6], str(k[7])))
+    memory = pick("training", "peak_bytes")
+    accuracy = pick("training", "rel_err")
     rows = []
     for key in keys:
         backend, T, B, I, H = key[:5]
         if several_machines:
             backend = f"{backend} on {_machine_label(key[-1])}"
         row = [backend, f"{T},{B},{I},{H}",
-               f"{3 * H * (I + H + 2):,} / {4 * H * (I + H + 2):,}"]
-        for gru, lstm in (*columns.values(), memory):
+               " / ".join(f"{spec.parameter_count(I, H):,}" for spec in specs)]
+        for (gru, lstm), scale in ((times["inference"], 1e-3), (times["training"], 1e-3),
+                                   (memory, 2 ** 20)):
             g, l_ = gru.get(key), lstm.get(key)
-            scale = 2 ** 20 if gru is memory[0] else 1e-3
             if g is None or l_ is None or pd.isna(g) or pd.isna(l_):
                 row.append("-")
             else:
@@ -189,18 +203,18 @@ def cell_comparison(frame: pd.DataFrame) -> Table:
         row.append("-" if g is None or l_ is None or pd.isna(g) or pd.isna(l_)
                    else f"{g:.1e} / {l_:.1e}")
         rows.append(row)
-    return Table("GRU vs LSTM (GRU reset_after) · values GRU / LSTM (LSTM/GRU ratio)",
+    gru, lstm = specs
+    return Table(f"GRU vs LSTM (GRU {gru.variants[0]}) · values GRU / LSTM (LSTM/GRU ratio)",
                  ["backend", "T,B,I,H", "parameters", "inference ms", "training ms",
                   "training peak MiB", "training rel. error"], rows,
-                 "parameters: G*H*(I+H+2) with G = 3 (GRU) and 4 (LSTM)")
+                 f"parameters: G*H*(I+H+2) with G = {gru.n_gates} (GRU) and {lstm.n_gates} "
+                 f"(LSTM)")
 
 
 def verdict_cell(verdict) -> str:
     """A verdicts-table cell: the verdict and the figure behind it: a speed or check's own
     figure at one point, else the range of its ratios (LSTM/GRU; for numerics the worst
     error as a fraction of its target)."""
-    from grubench.verdicts import factor, speed_span
-
     points = verdict.points
     ratios = [p.ratio for p in points if p.ratio is not None]
     kind = verdict.claim.kind
@@ -239,8 +253,6 @@ def verdict_tables(verdicts) -> list[Table]:
 def render_verdicts(verdicts, markdown: bool = False) -> str:
     """The verdicts table, the rules under it, what the verdicts mean (a line per claim),
     then the speed and task-accuracy verdicts point by point."""
-    from grubench.verdicts import RULES, meaning
-
     render = render_markdown if markdown else render_text
     lines = {"how a verdict is decided": list(RULES),
              "what this means": [f"{claim.label}: {meaning(verdicts, claim)}"
@@ -258,12 +270,10 @@ def render_verdicts(verdicts, markdown: bool = False) -> str:
 def cell_sections(frame: pd.DataFrame, markdown: bool = False) -> str:
     """GRU vs LSTM side by side, then the verdicts (with the frame's ``grubench train``
     rows, ``attrs["training"]``); empty without both cells."""
-    from grubench import verdicts
-
-    if not {"gru", "lstm"} <= set(frame["cell"]):
+    if not set(COMPARED) <= set(frame["cell"]):
         return ""
     render = render_markdown if markdown else render_text
-    judged = verdicts.judge(frame, frame.attrs.get("training", []))
+    judged = judge(frame, frame.attrs.get("training", []))
     return render(cell_comparison(frame)) + "\n\n" + render_verdicts(judged, markdown)
 
 
@@ -282,30 +292,6 @@ def problems_table(frame: pd.DataFrame) -> Table | None:
                      & (bad["reason"] == row["reason"])).sum())
         rows.append([row["backend"], row["status"], str(count), str(row["reason"])])
     return Table("cases not measured", ["backend", "status", "cases", "reason"], rows)
-
-
-def render_text(table: Table) -> str:
-    widths = [max(len(str(r[i])) for r in [table.header, *table.rows])
-              for i in range(len(table.header))]
-    def line(cells):
-        first = str(cells[0]).ljust(widths[0])
-        rest = [str(c).rjust(w) for c, w in zip(cells[1:], widths[1:])]
-        return "  " + " | ".join([first, *rest])
-    out = [f"[ {table.title} ]", line(table.header),
-           "  " + "-+-".join("-" * w for w in widths)]
-    out += [line(r) for r in table.rows]
-    if table.footer:
-        out.append(f"  {table.footer}")
-    return "\n".join(out)
-
-
-def render_markdown(table: Table) -> str:
-    out = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |",
-           "|" + "|".join(["---"] + ["---:"] * (len(table.header) - 1)) + "|"]
-    out += ["| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in table.rows]
-    if table.footer:
-        out += ["", f"_{table.footer}_"]
-    return "\n".join(out)
 
 
 def summary_tables(frame: pd.DataFrame, metrics=("time", "memory", "accuracy")) -> list[Table]:
@@ -344,9 +330,9 @@ def machine_table(frame: pd.DataFrame) -> Table | None:
             continue
         times = dict(zip(group["machine"], group["median_s"]))
         first = times.get(machines[0])
-        backend, cell, variant, mode, T, B, I, H, dtype, threads = key
-        name = cell if variant == "-" else f"{cell} {variant}"
-        cells = [backend, f"{name} {mode} {T},{B},{I},{H} {dtype} t{threads}"]
+        backend, cell_name, variant, mode, T, B, I, H, dtype, threads = key
+        cells = [backend, f"{case_name(cell_name, variant)} {mode} {T},{B},{I},{H} {dtype} "
+                          f"t{threads}"]
         for machine in machines:
             value = times.get(machine)
             if value is None:
@@ -458,16 +444,6 @@ def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-def read_json(path: Path):
-    """A JSON file's document; ValueError saying why a file cannot be read or parsed."""
-    try:
-        return json.loads(path.read_text())
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
-
-
 def load_results(path: str | Path) -> pd.DataFrame:
     """A results.json back as a DataFrame; ValueError saying what is wrong with a file
     that is missing, not JSON, or not grubench results."""
@@ -488,7 +464,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
             raise ValueError(f"{path}: result {number}: {problem}")
     training = document.get("training", [])
     if training:
-        from grubench.verdicts import check_training_rows
         check_training_rows(training, f"{path}: training")
     frame = pd.DataFrame(results, columns=list(COLUMNS))
     frame.attrs.update(machine=document.get("machine", {}), suite=document.get("suite", {}),
@@ -531,60 +506,82 @@ def write_plots(frame: pd.DataFrame, out: Path) -> list[Path]:
     ok["size"] = [_size_label(r) for _, r in ok.iterrows()]
     ok["case"] = ok["cell"] + " " + ok["mode"]
     paths = []
-
-    def save(figure, name):
+    for name, draw in (("time_by_size.png", _time_by_size), ("gru_vs_lstm.png", _cells_bars),
+                       ("speedup_heatmap.png", _speedup_heatmap)):
+        figure = draw(plt, ok)
+        if figure is None:
+            continue
         buffer = io.BytesIO()
         figure.tight_layout()
         figure.savefig(buffer, format="png", dpi=100)
         plt.close(figure)
         paths.append(write_atomic(out / name, buffer.getvalue()))
+    return paths
 
+
+_MILLISECONDS = f"{METRICS['time'].label} (ms)"
+
+
+def _time_by_size(plt, ok: pd.DataFrame):
+    """Median time against size, a panel per cell and mode, a line per backend."""
     cases = list(dict.fromkeys(ok["case"]))
     figure, axes = plt.subplots(1, len(cases), figsize=(4.5 * len(cases), 3.8), squeeze=False)
     for axis, case in zip(axes[0], cases):
         part = ok[ok["case"] == case]
-        # one line per backend: reset_after where it was measured, else reset_before
-        if (part["variant"] != "reset_before").any():
-            part = part[part["variant"] != "reset_before"]
+        # one line per backend: the cell's default variant where it was measured
+        default = part["cell"].map(lambda name: cell(name).variants[0]) == part["variant"]
+        if default.any():
+            part = part[default]
         sizes = list(dict.fromkeys(part.sort_values("H")["size"]))
         for backend, lines in part.groupby("backend"):
-            series = lines.groupby("size")["median_s"].min().reindex(sizes)
+            series = lines.groupby("size")[METRICS["time"].column].min().reindex(sizes)
             axis.plot(range(len(sizes)), series.values * 1e3, marker="o", label=backend)
         axis.set_xticks(range(len(sizes)), sizes, rotation=30, fontsize=7)
         axis.set_yscale("log")
         axis.set_title(case)
         axis.set_xlabel("size T,B,I,H (by hidden size)")
-        axis.set_ylabel("median ms")
+        axis.set_ylabel(_MILLISECONDS)
         axis.legend(fontsize=7)
-    save(figure, "time_by_size.png")
+    return figure
 
-    if {"gru", "lstm"} <= set(ok["cell"]):
-        part = ok[ok["variant"].isin(["reset_after", "-"])]
-        table = part.pivot_table(index=["backend", "size", "mode"], columns="cell",
-                                 values="median_s", aggfunc="min").dropna()
-        if not table.empty:
-            figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(table)), 3.8))
-            (table * 1e3).plot.bar(ax=axis)
-            axis.set_yscale("log")
-            axis.set_ylabel("median ms")
-            axis.set_title("GRU vs LSTM")
-            axis.tick_params(axis="x", labelsize=6)
-            save(figure, "gru_vs_lstm.png")
+
+def _cells_bars(plt, ok: pd.DataFrame):
+    """The compared cells' times side by side per backend, size and mode (None unless
+    both were measured somewhere)."""
+    if not set(COMPARED) <= set(ok["cell"]):
+        return None
+    table = compared_rows(ok).pivot_table(index=["backend", "size", "mode"], columns="cell",
+                                          values=METRICS["time"].column,
+                                          aggfunc="min").dropna()
+    if table.empty:
+        return None
+    figure, axis = plt.subplots(figsize=(max(5, 0.6 * len(table)), 3.8))
+    (table * 1e3).plot.bar(ax=axis)
+    axis.set_yscale("log")
+    axis.set_ylabel(_MILLISECONDS)
+    axis.set_title(" vs ".join(name.upper() for name in COMPARED))
+    axis.tick_params(axis="x", labelsize=6)
+    return figure
+
+
+def _speedup_heatmap(plt, ok: pd.DataFrame):
+    """Speedups against the baseline, backends by cases (None without any)."""
+    from matplotlib.colors import LogNorm
 
     speed = ok.dropna(subset=["speedup"])
-    if not speed.empty:
-        speed = speed.assign(column=speed["case"] + " " + speed["size"])
-        grid = speed.pivot_table(index="backend", columns="column", values="speedup",
-                                 aggfunc="min")
-        figure, axis = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1]), 1 + 0.5 * len(grid)))
-        image = axis.imshow(grid.values.astype(float), cmap="RdYlGn", aspect="auto",
-                            norm=matplotlib.colors.LogNorm(vmin=0.1, vmax=10))
-        axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=6)
-        axis.set_yticks(range(len(grid)), grid.index)
-        for (i, j), value in np.ndenumerate(grid.values):
-            if not pd.isna(value):
-                axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
-        figure.colorbar(image, ax=axis, label="speedup")
-        axis.set_title(f"speedup vs {speed['baseline'].iloc[0]} (baseline median / median)")
-        save(figure, "speedup_heatmap.png")
-    return paths
+    if speed.empty:
+        return None
+    speed = speed.assign(column=speed["case"] + " " + speed["size"])
+    grid = speed.pivot_table(index="backend", columns="column", values="speedup",
+                             aggfunc="min")
+    figure, axis = plt.subplots(figsize=(max(5, 0.7 * grid.shape[1]), 1 + 0.5 * len(grid)))
+    image = axis.imshow(grid.values.astype(float), cmap="RdYlGn", aspect="auto",
+                        norm=LogNorm(vmin=0.1, vmax=10))
+    axis.set_xticks(range(grid.shape[1]), grid.columns, rotation=60, ha="right", fontsize=6)
+    axis.set_yticks(range(len(grid)), grid.index)
+    for (i, j), value in np.ndenumerate(grid.values):
+        if not pd.isna(value):
+            axis.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=6)
+    figure.colorbar(image, ax=axis, label="speedup")
+    axis.set_title(f"speedup vs {speed['baseline'].iloc[0]} (baseline median / median)")
+    return figure

@@ -27,11 +27,11 @@ What the numbers mean (choices made here):
 * ``median_s`` etc.: grubench.timing (warm-up, then at least ``min_runs`` runs and
   ``min_time`` seconds); ``unstable`` when IQR/median > 10%.
 * ``peak_bytes``: grubench.memory, one extra call after timing; ``expected_alloc_bytes``
-  is what that call should allocate (Problem.expected_bytes less the inputs).
+  is what that call should allocate (Case.expected_bytes less Case.input_bytes).
 * accuracy: against the float64 reference (grubench.accuracy), computed once per
-  (problem, seed, mode) by a reference worker while the case's worker waits, up to a FLOP
+  (case, seed) by a reference worker while the case's worker waits, up to a FLOP
   cap and within the case timeout (else ``note`` says why).
-* ``gflops`` counts the input projection (Problem.flops); ``gflops_recurrent`` is
+* ``gflops`` counts the input projection (Case.flops); ``gflops_recurrent`` is
   DeepBench's recurrent-only figure; ``gemm_fraction`` divides by the GEMM ceiling the
   same worker measured; ``speedup`` = baseline median / median on the same case.
 * The ``numpy`` backend is the exact oracle, a step-at-a-time loop: suites time it only
@@ -46,66 +46,23 @@ is written whatever the moment, and no worker or scratch folder is left behind
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from grubench import backends as registry
-from grubench import interrupts, machine, suites
+from grubench import interrupts, machine, report, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
+from grubench.case import Case, Task
+from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
-from grubench.problems import Problem
-from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
-from grubench.worker import Worker, WorkerFailed, load_plugins, problem_of
+from grubench.progress import Progress
+from grubench.schema import CASE_KEY, COLUMNS
+from grubench.worker import Worker, WorkerFailed, load_plugins
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8
-
-
-def input_bytes(problem: Problem, training: bool) -> int:
-    """Bytes of a case's inputs, which exist before the timed call: parameters, x, the
-    initial states and, in training, the upstream gradient dy (the terms of
-    Problem.expected_bytes that are inputs)."""
-    states = 2 if problem.cell == "lstm" else 1
-    T, B, I, H = problem.T, problem.B, problem.I, problem.H
-    elements = problem.parameter_count + T * B * I + states * B * H
-    if training:
-        elements += T * B * H
-    return elements * np.dtype(problem.dtype).itemsize
-
-
-class Progress:
-    """A progress line on stderr: a bar redrawn in place on a terminal, one line per case
-    otherwise (logs, CI)."""
-
-    def __init__(self, total: int, stream=None, enabled: bool = True):
-        stream = sys.stderr if stream is None else stream   # the stderr of now, not of import
-        self.total, self.done, self.stream, self.enabled = total, 0, stream, enabled
-        self.start = time.monotonic()
-        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-
-    def update(self, label: str, outcome: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        width = 24
-        filled = width * self.done // max(self.total, 1)
-        text = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{time.monotonic() - self.start:5.1f}s {label} {outcome}")
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if self.done == self.total else ""))
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty and self.done != self.total:
-            self.stream.write("\n")
 
 
 def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[str], list[str]]:
@@ -128,27 +85,25 @@ def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[
     return chosen, notes
 
 
-def skip_reason(suite: suites.Suite, backend: str, problem: Problem,
-                training: bool) -> str | None:
+def skip_reason(suite: suites.Suite, backend: str, case: Case) -> str | None:
     """Why a case is not attempted (too large for memory, over a slow backend's cap), or
     None."""
-    need = problem.expected_bytes(training)
+    need = case.expected_bytes()
     have = available_memory_bytes()
     if need > MEMORY_HEADROOM * have:
         return (f"too large for memory: needs about {format_bytes(need)}, "
                 f"{format_bytes(have)} available")
     cap = suite.slow_backends.get(backend)
-    if cap is not None and problem.flops(training) > cap:
+    if cap is not None and case.flops() > cap:
         return (f"{backend} is timed only up to {cap:.0e} FLOPs in suite {suite.name} "
                 f"(it is the slow reference)")
     return None
 
 
-def case_row(backend: str, case: suites.CaseSpec, threads: int, suite: suites.Suite,
+def case_row(backend: str, case: Case, threads: int, suite: suites.Suite,
              context: dict) -> dict:
     """A results row before measuring: what is measured, where, and at which commit."""
-    return dict(backend=backend, **dataclasses.asdict(case), threads=threads,
-                seed=suite.seed, baseline=suite.baseline,
+    return dict(Task(case, backend, threads).as_row(), seed=suite.seed, baseline=suite.baseline,
                 machine=machine.short_name(context), commit=context.get("commit"))
 
 
@@ -158,7 +113,7 @@ def show_progress(progress: Progress, row: dict, where: str = "") -> None:
     if outcome == "ok":
         outcome = f"{row['median_s'] * 1e3:.3g} ms"
     progress.update(f"{where}{row['backend']} t{row['threads']} {row['cell']} {row['mode']} "
-                    f"{problem_of(row).label()}", outcome)
+                    f"{Case.from_row(row).label()}", outcome)
 
 
 def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
@@ -171,10 +126,8 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
     try:
         for case in cases:
             row = case_row(backend, case, threads, suite, context)
-            problem = problem_of(row)
-            training = case.mode == "training"
             unsupported = registry.get(backend).entry.why_unsupported(case.mode, case.dtype)
-            reason = skip_reason(suite, backend, problem, training)
+            reason = skip_reason(suite, backend, case)
             if unsupported:
                 row.update(status="unsupported", reason=unsupported)
             elif reason:
@@ -189,7 +142,7 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                         row.update(status="unavailable", reason=worker.hello["reason"])
                     else:
                         try:
-                            reference = str(references.ensure(problem, suite.seed, training))
+                            reference = str(references.ensure(case, suite.seed))
                         except ReferenceSkipped as skipped:
                             reference, row["note"] = None, str(skipped)
                         row.update(worker.request(
@@ -245,22 +198,20 @@ def measure_here(suite: suites.Suite, chosen: list[str], cases, context: dict,
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     """Analytic and derived columns: parameters, expected bytes, FLOPs, GFLOP/s (input
-    projection counted, Problem.flops; DeepBench's recurrent-only figure as
+    projection counted, Case.flops; DeepBench's recurrent-only figure as
     gflops_recurrent), fraction of the worker's GEMM ceiling, timesteps/s and speedup
     against the row's baseline backend on the same case (baseline median / median)."""
     frame = frame.copy()
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    problems = [problem_of(row) for _, row in frame.iterrows()]
-    training = frame["mode"] == "training"
-    frame["parameters"] = [p.parameter_count for p in problems]
-    frame["expected_bytes"] = [p.expected_bytes(t) for p, t in zip(problems, training)]
-    frame["expected_alloc_bytes"] = [p.expected_bytes(t) - input_bytes(p, t)
-                                     for p, t in zip(problems, training)]
-    frame["flops"] = [p.flops(t) for p, t in zip(problems, training)]
-    recurrent = pd.Series([p.recurrent_flops() * (3 if t else 1)
-                           for p, t in zip(problems, training)], index=frame.index)
+    cases = [Case.from_row(row) for _, row in frame.iterrows()]
+    frame["parameters"] = [c.parameter_count for c in cases]
+    frame["expected_bytes"] = [c.expected_bytes() for c in cases]
+    frame["expected_alloc_bytes"] = [c.expected_bytes() - c.input_bytes() for c in cases]
+    frame["flops"] = [c.flops() for c in cases]
+    recurrent = pd.Series([c.recurrent_flops() * (3 if c.training else 1) for c in cases],
+                          index=frame.index)
     median = pd.to_numeric(frame["median_s"], errors="coerce")
     frame["gflops"] = frame["flops"] / median / 1e9
     frame["gflops_recurrent"] = recurrent / median / 1e9
@@ -316,7 +267,6 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
     holding_out = contextlib.nullcontext()
     if out is not None:
-        from grubench.files import check_writable_dir, exclusive_dir
         holding_out = exclusive_dir(check_writable_dir(out))
     with holding_out:
         if cluster is not None:
@@ -332,8 +282,6 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
 
 def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress: bool
          ) -> pd.DataFrame:
-    from grubench import report
-
     context = machine.context()
     cases = suite.cases()
     bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)

@@ -1,8 +1,8 @@
 """Benchmark suites: which cases a run measures, and how long it spends on each.
 
-A case is (backend, cell, variant, mode, T, B, I, H, dtype, threads). A suite lists groups
-of cells x variants x modes x sizes (DeepBench has different sizes per cell and mode),
-plus the timing settings. Built-in suites:
+A suite lists groups of cells x variants x modes x sizes (DeepBench has different sizes per
+cell and mode), each a :class:`grubench.case.Case` measured on every backend at every thread
+count, plus the timing settings. Built-in suites:
 
 * ``quick``: CI smoke test, tiny sizes, < 30 s.
 * ``default``: what ``python -m grubench`` runs; < 2 minutes on a 2-core machine with
@@ -34,11 +34,15 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grubench.kernels.contract import CELLS
+from grubench.case import DTYPES, MODES, Case
+from grubench.kernels.cells import CELLS as CELL_SPECS
+from grubench.kernels.cells import NO_VARIANT
+from grubench.threads import cpu_count
 
-VARIANTS = ("reset_after", "reset_before")
-MODES = ("inference", "training")
-DTYPES = ("float32", "float64")
+CELLS = tuple(CELL_SPECS)
+#: Every variant a group may ask for (each cell runs those it has; see Suite.cases).
+VARIANTS = tuple(dict.fromkeys(variant for spec in CELL_SPECS.values()
+                               for variant in spec.variants if variant != NO_VARIANT))
 
 Size = tuple[int, int, int, int]  # T, B, I, H
 
@@ -49,24 +53,6 @@ class Group:
     cells: tuple[str, ...] = CELLS
     variants: tuple[str, ...] = ("reset_after",)
     modes: tuple[str, ...] = MODES
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """One case without its backend and threads (a worker adds those)."""
-
-    cell: str
-    variant: str
-    mode: str
-    T: int
-    B: int
-    I: int  # noqa: E741 - the conventional name of the input size
-    H: int
-    dtype: str
-
-    @property
-    def size(self) -> Size:
-        return (self.T, self.B, self.I, self.H)
 
 
 @dataclass(frozen=True)
@@ -85,17 +71,17 @@ class Suite:
     seed: int = 0
     slow_backends: dict = field(default_factory=lambda: {"numpy": 2e8})
 
-    def cases(self) -> list[CaseSpec]:
-        """Every case of the suite, in group order, without duplicates. LSTM has no
-        variants: its cases use variant "-"."""
-        seen: dict[CaseSpec, None] = {}
+    def cases(self) -> list[Case]:
+        """Every case of the suite, in group order, without duplicates. A cell runs the
+        group's variants it has, or its only one (LSTM: "-")."""
+        seen: dict[Case, None] = {}
         for group in self.groups:
             for size in group.sizes:
                 for cell in group.cells:
-                    variants = group.variants if cell == "gru" else ("-",)
-                    for variant in variants:
+                    for variant in cell_variants(cell, group.variants):
                         for mode in group.modes:
-                            seen.setdefault(CaseSpec(cell, variant, mode, *size, self.dtype))
+                            seen.setdefault(Case(cell, *size, variant=variant, mode=mode,
+                                                 dtype=self.dtype))
         return list(seen)
 
     def sizes(self) -> list[Size]:
@@ -111,6 +97,12 @@ class Suite:
                        for g in self.groups)
         settings = {k: v for k, v in settings.items() if v is not None}
         return replace(self, groups=groups, **settings)
+
+
+def cell_variants(cell: str, variants) -> tuple[str, ...]:
+    """The ``variants`` that ``cell`` has, or its default when it has none of them."""
+    spec = CELL_SPECS[cell]
+    return tuple(v for v in variants if v in spec.variants) or spec.variants[:1]
 
 
 def _deepbench(scale: float) -> Suite:
@@ -268,8 +260,6 @@ def _number(table: dict, key: str, default: float, most: float) -> float:
 
 
 def _suite_from_table(table: dict, path: Path) -> Suite:
-    from grubench.threads import cpu_count
-
     group_tables = table.get("group") or [table]
     if not isinstance(group_tables, list) or not all(isinstance(g, dict) for g in group_tables):
         raise ValueError("group must be a list of tables ([[group]] sections)")

@@ -23,8 +23,8 @@ The rules (RULES below is the text printed under the table, built from these con
   speed drifts by a few percent, which no within-case interval sees.
 * memory: byte counts of one call, which repeat from call to call; GRU needs less when its
   count is below LSTM's by more than MEMORY_TIE, more when above by more than that.
-* parameters: the exact count G*H*(I+H+2) (grubench.problems), G = 3 gate blocks for a
-  GRU, 4 for an LSTM: fewer is fewer.
+* parameters: the exact count G*H*(I+H+2) (CellSpec.parameter_count), G = 3 gate blocks
+  for a GRU, 4 for an LSTM: fewer is fewer.
 * numerics: both cells' relative error against the float64 oracle within the target of
   grubench.tolerances (grubench.accuracy.rel_err_target).
 * task accuracy: "similar" holds when the seeds' ranges [min, max] of test accuracy of the
@@ -43,7 +43,13 @@ import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
-from grubench.report import BYTE_UNITS, TIME_UNITS, pick_unit, read_json
+from grubench.files import read_json
+from grubench.kernels.cells import CELLS, GRU, LSTM
+from grubench.tables import BYTE_UNITS, TIME_UNITS, pick_unit
+
+#: The two cells every claim compares (the tutorials' GRU against LSTM); each is compared
+#: in its default variant (the GRU's: reset_after, torch's).
+COMPARED = (GRU.name, LSTM.name)
 
 HOLDS, FAILS, NOISE, UNJUDGED = "holds", "does not hold", "within noise", "not judged"
 
@@ -66,8 +72,9 @@ RULES = (
     f"than {MIN_SAMPLES} samples a side: not judged.",
     f"memory: byte counts of one call (they repeat call to call); within "
     f"{MEMORY_TIE:.0%} of each other counts as within noise.",
-    "parameters: the exact count G*H*(I+H+2), G = 3 (GRU), 4 (LSTM); the GRU is the "
-    "reset-after variant (torch's) throughout.",
+    f"parameters: the exact count G*H*(I+H+2), G = {GRU.n_gates} (GRU), {LSTM.n_gates} "
+    f"(LSTM); the GRU is the {GRU.variants[0].replace('_', '-')} variant (torch's) "
+    f"throughout.",
     "numerics: holds when both cells' relative error against the float64 oracle is within "
     "the target (grubench.tolerances).",
     f"task accuracy: similar (holds) when the two cells' test accuracies over the seeds, "
@@ -299,7 +306,7 @@ def memory_point(where: str, gru_bytes, lstm_bytes) -> Point:
 
 
 def parameters_point(where: str, gru: int, lstm: int) -> Point:
-    """The cells' exact parameter counts (Problem.parameter_count: G*H*(I+H+2))."""
+    """The cells' exact parameter counts (CellSpec.parameter_count: G*H*(I+H+2))."""
     outcome = HOLDS if gru < lstm else FAILS if gru > lstm else NOISE
     return Point(where, outcome, f"GRU {gru:,} vs LSTM {lstm:,}: GRU {gru / lstm:.2f}x as "
                                  f"many", lstm / gru)
@@ -349,12 +356,17 @@ def _missing(value) -> bool:
 
 # ---------------------------------------------------------------------- judging results
 
+def compared_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the :data:`COMPARED` cells, each in its default variant."""
+    defaults = {name: CELLS[name].variants[0] for name in COMPARED}
+    return frame[frame["cell"].map(defaults) == frame["variant"]]
+
+
 def judge(frame: pd.DataFrame, training_rows: list[dict] | None = None) -> VerdictSet:
     """Every claim against a results frame (GRU reset-after rows against LSTM rows of the
     same backend, size, dtype and threads) and ``grubench train`` rows."""
     verdicts = VerdictSet()
-    ok = frame[(frame["status"] == "ok")
-               & ((frame["cell"] == "lstm") | (frame["variant"] == "reset_after"))]
+    ok = compared_rows(frame[frame["status"] == "ok"])
     multiple = {key: ok[key].nunique() > 1 for key in ("dtype", "threads")}
     pairs = {}   # (backend, T, B, I, H, dtype, threads) -> {(cell, mode): row}
     for row in ok.to_dict("records"):
@@ -365,7 +377,7 @@ def judge(frame: pd.DataFrame, training_rows: list[dict] | None = None) -> Verdi
         rows = pairs[key]
         where = (f"{T},{B},{I},{H}" + (f" {dtype}" if multiple["dtype"] else "")
                  + (f" t{threads}" if multiple["threads"] else ""))
-        both = {mode: (rows.get(("gru", mode)), rows.get(("lstm", mode)))
+        both = {mode: tuple(rows.get((name, mode)) for name in COMPARED)
                 for mode in ("inference", "training")}
         both = {mode: (gru, lstm) for mode, (gru, lstm) in both.items()
                 if gru is not None and lstm is not None}
@@ -409,21 +421,20 @@ def training_points(rows: list[dict]):
         budget = tuple(row.get(k) for k in BUDGET)
         groups.setdefault(budget, {}).setdefault(row["cell"], {})[row["seed"]] = row
     for budget, cells in groups.items():
-        if not {"gru", "lstm"} <= set(cells):
+        if not set(COMPARED) <= set(cells):
             continue
         dataset, backend, threads, hidden, epochs, batch, _lr = budget
         where = f"hidden {hidden}, {epochs} epochs, batch {batch}, t{threads}"
-        runs = {cell: list(cells[cell].values()) for cell in ("gru", "lstm")}
-        if "parameters" in runs["gru"][0] and "parameters" in runs["lstm"][0]:
+        runs = [list(cells[name].values()) for name in COMPARED]
+        if all("parameters" in run[0] for run in runs):
             yield (PARAMETERS, backend, parameters_point(
-                f"{dataset} model, hidden {hidden}", runs["gru"][0]["parameters"],
-                runs["lstm"][0]["parameters"]))
+                f"{dataset} model, hidden {hidden}", *(run[0]["parameters"] for run in runs)))
         yield (epoch_time_claim(dataset), backend,
-               speed_point(where, *([s for r in runs[cell] for s in r["epoch_seconds"][1:]]
-                                    for cell in ("gru", "lstm"))))
+               speed_point(where, *([s for r in run for s in r["epoch_seconds"][1:]]
+                                    for run in runs)))
         yield (task_accuracy_claim(dataset), backend,
-               task_accuracy_point(where, *([r["test_accuracy"] for r in runs[cell]]
-                                            for cell in ("gru", "lstm"))))
+               task_accuracy_point(where, *([r["test_accuracy"] for r in run]
+                                            for run in runs)))
 
 
 def check_training_rows(results, source: str) -> None:
@@ -436,7 +447,7 @@ def check_training_rows(results, source: str) -> None:
         missing = [k for k in TRAINING_FIELDS if k not in row]
         if missing:
             raise ValueError(f"{source}: result {number} lacks {', '.join(missing)}")
-        if row["cell"] not in ("gru", "lstm"):
+        if row["cell"] not in CELLS:
             raise ValueError(f"{source}: result {number}: unknown cell {row['cell']!r}")
         if not (isinstance(row["epoch_seconds"], list)
                 and all(isinstance(s, (int, float)) for s in row["epoch_seconds"])):

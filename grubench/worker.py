@@ -84,22 +84,19 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
 
 
 def problem_of(case: dict):
-    """The Problem of a results row or request case (cell, variant, T, B, I, H, dtype)."""
-    from grubench.problems import Problem
+    """The Case of a results row or request case (cell, variant, mode, T, B, I, H, dtype)."""
+    from grubench.case import Case
 
-    return Problem(case["cell"], int(case["T"]), int(case["B"]), int(case["I"]),
-                   int(case["H"]), dtype=case["dtype"],
-                   reset_after=case["variant"] != "reset_before")
+    return Case.from_row(case)
 
 
 def run_reference(_backend, request: dict, _gemm_cache: dict) -> dict:
     """The float64 reference of a problem into request["path"] (grubench.accuracy): a
     worker computes it, so the runner can bound it by the case timeout and kill it."""
     from grubench.accuracy import write_reference
-    from grubench.problems import Problem
+    from grubench.case import Case
 
-    write_reference(request["path"], Problem(**request["problem"]), request["seed"],
-                    request["training"])
+    write_reference(request["path"], Case.from_row(request["case"]), request["seed"])
     return dict(status="ok")
 
 

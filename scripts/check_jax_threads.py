@@ -13,7 +13,7 @@ import resource
 import time
 
 from grubench.kernels import jax as jax_backend
-from grubench.problems import Problem
+from grubench.case import Case
 
 
 def thread_ticks() -> dict[str, int]:
@@ -30,7 +30,7 @@ def thread_ticks() -> dict[str, int]:
 
 
 def main() -> None:
-    prepared = jax_backend.prepare(Problem("gru", 50, 64, 512, 512).make_args())
+    prepared = jax_backend.prepare(Case("gru", 50, 64, 512, 512, mode="training").make_args())
     prepared.training_step()
     prepared.synchronize()                  # compiled
     before, usage = thread_ticks(), resource.getrusage(resource.RUSAGE_SELF)

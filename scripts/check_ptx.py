@@ -25,6 +25,7 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "0"      # compile for real, before numba.c
 from numba import cuda, types  # noqa: E402
 
 from grubench.kernels import cuda_matmul, numba_cuda  # noqa: E402
+from grubench.kernels.cells import CELLS  # noqa: E402
 from grubench.kernels.cuda_matmul import Tile  # noqa: E402
 
 NO_NVVM = 77
@@ -57,7 +58,7 @@ def kernels_with_signatures(np_dtype: np.dtype):
             yield f"gru_step {tag}", gru, (step, m2, m2, lengths, m2, m2, m2, m2)
             yield f"gru_reset_step {tag}", gru_reset, (m2,) * 4
             yield f"lstm_step {tag}", lstm, (step, m2, m2, lengths) + (m2,) * 6
-            for cell in ("gru", "lstm"):
+            for cell in CELLS:
                 yield (f"persistent {cell} {tag}",
                        numba_cuda.persistent_kernel(np_dtype, cell, reset_after, save, 3, 2,
                                                     8, 64, 4),

@@ -35,7 +35,7 @@ def main() -> int:
     import numpy as np
 
     from grubench.kernels import numba_cpu
-    from grubench.problems import Problem
+    from grubench.case import Case
     from grubench.regress import interleaved_ratios
     from grubench.threads import pin_threads
 
@@ -46,7 +46,7 @@ def main() -> int:
     print("|---|---|---:|---:|---:|")
     for size in options.size or DEFAULT_SIZES:
         T, B, I, H = map(int, size.split(","))
-        plain = Problem("gru", T, B, I, H).make_args(seed=0)
+        plain = Case("gru", T, B, I, H, mode="training").make_args(seed=0)
         masked = dataclasses.replace(plain, lengths=np.full(B, T, np.int64))
         for mode in ("inference", "training"):
             runs = []

@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 
 from grubench import report
+from grubench.tables import case_name
 
 OURS = "numba-cpu"
 PEERS = ("onnxruntime", "jax", "torch-cpu")
@@ -28,9 +29,10 @@ def ratios(frame: pd.DataFrame) -> pd.DataFrame:
 def main(paths: list[str]) -> None:
     table = pd.concat([ratios(report.load_results(p)) for p in paths]).drop_duplicates(KEY)
     size = table[["T", "B", "I", "H"]].astype(str).agg(",".join, axis=1)
-    variant = table["variant"].replace("-", "").where(table["cell"] == "gru", "")
-    table.insert(0, "case", (table["cell"] + " " + variant).str.strip() + " "
-                 + table["mode"] + " " + size + " t" + table["threads"].astype(str))
+    table.insert(0, "case", [f"{case_name(cell, variant)} {mode} {size} t{threads}"
+                             for cell, variant, mode, size, threads in zip(
+                                 table["cell"], table["variant"], table["mode"], size,
+                                 table["threads"])])
     columns = ["case", *(p for p in PEERS if p in table)]
     print(f"speedup of {OURS} over each peer (peer median / {OURS} median; < 1 = peer faster)\n")
     print("| " + " | ".join(columns) + " |")

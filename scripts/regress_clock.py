@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grubench import machine, regress  # noqa: E402
 from grubench.backends import get  # noqa: E402
-from grubench.problems import Problem  # noqa: E402
+from grubench.case import Case  # noqa: E402
 from grubench.threads import pin_threads  # noqa: E402
 
 
@@ -23,9 +23,9 @@ def main() -> None:
         sys.exit(f"numba-cpu unavailable: {backend.why_unavailable}")
     pin_threads(1)
     case = next(c for c in regress.CI_SUITE if c.variable_lengths)
-    problem = Problem(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
-                      variable_lengths=True)
-    forward = backend.prepare(problem.make_args(seed=0)).forward
+    inputs = Case(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
+                  variable_lengths=True).make_args(seed=0, with_grads=True)
+    forward = backend.prepare(inputs).forward
     forward()
     calibration = regress.calibration_workload(case)
     print(f"{machine.short_name(machine.context())}, ISA {machine.isa_level()}, load average "

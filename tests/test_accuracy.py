@@ -1,10 +1,12 @@
 """Accuracy: the worst array is named, errors match hand-computed values, the reference
 cache computes once and honours its size cap."""
+import dataclasses
+
 import numpy as np
 import pytest
 
 from grubench import accuracy, worker
-from grubench.problems import Problem
+from grubench.case import Case
 from grubench.tolerances import (FLOAT32_GRADIENT, FLOAT64, FORWARD_REL_ERR_TARGET,
                                   GRADIENT_REL_ERR_TARGET)
 
@@ -30,68 +32,72 @@ def test_named_arrays_for_training_results():
 
 
 def test_as_float64_casts_every_array_and_keeps_the_values():
-    args = Problem("lstm", 3, 2, 4, 5).make_args(1)
+    args = Case("lstm", 3, 2, 4, 5, mode="training", variable_lengths=True).make_args(1)
     wide = accuracy.as_float64(args)
     for name in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n"):
         assert getattr(wide, name).dtype == np.float64
         np.testing.assert_array_equal(getattr(wide, name), getattr(args, name))
+    np.testing.assert_array_equal(wide.lengths, args.lengths)   # kept, not dropped
+    assert wide.reset_after == args.reset_after
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_reference_is_close_to_a_float32_run_of_the_same_inputs(cell):
     from grubench import backends
 
-    problem = Problem(cell, 5, 3, 4, 6)
-    reference = accuracy.compute_reference(problem, seed=2, training=True)
-    prepared = backends.get("numpy").prepare(problem.make_args(2))
+    case = Case(cell, 5, 3, 4, 6, mode="training")
+    reference = accuracy.compute_reference(case, seed=2)
+    prepared = backends.get("numpy").prepare(case.make_args(2))
     arrays = accuracy.named_arrays(cell, prepared.to_numpy(prepared.training_step()), True)
     _, rel, _ = accuracy.compare(arrays, reference)
     assert rel < FLOAT32_GRADIENT.rtol
     # a different seed gives different inputs: the comparison must see it
-    other = accuracy.compute_reference(problem, seed=3, training=True)
+    other = accuracy.compute_reference(case, seed=3)
     assert accuracy.compare(arrays, other)[1] > 0.1
 
 
 def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     cache = accuracy.ReferenceCache(tmp_path, max_flops=1e6)
-    small = Problem("gru", 4, 2, 3, 5)
-    first = cache.ensure(small, 0, training=False)
+    small = Case("gru", 4, 2, 3, 5)
+    first = cache.ensure(small, 0)
     np.testing.assert_array_equal(accuracy.load(first)["y"],
-                                  accuracy.compute_reference(small, 0, False)["y"])
+                                  accuracy.compute_reference(small, 0)["y"])
     cache.close()
 
     def no_worker(*_args, **_kwargs):
         raise AssertionError("computed again")
 
     monkeypatch.setattr(worker, "Worker", no_worker)
-    assert cache.ensure(small, 0, training=False) == first      # cached: no worker
+    assert cache.ensure(small, 0) == first      # cached: no worker
     monkeypatch.undo()
-    assert cache.ensure(small, 0, training=True) != first     # other inputs: other file
-    assert cache.ensure(small, 1, training=False) != first    # another seed: other inputs
+    training = dataclasses.replace(small, mode="training")
+    assert cache.ensure(training, 0) != first     # other inputs: other file
+    assert cache.ensure(small, 1) != first    # another seed: other inputs
     cache.close()
     assert set(accuracy.load(first)) == {"y", "h_n"}
     assert cache.skip_reason(small) is None
-    big = Problem("gru", 100, 64, 512, 512)
+    big = Case("gru", 100, 64, 512, 512, mode="training")
     assert "only up to 1e+06 training FLOPs" in cache.skip_reason(big)
     with pytest.raises(accuracy.ReferenceSkipped, match="only up to 1e"):
-        cache.ensure(big, 0, training=True)
+        cache.ensure(big, 0)
 
 
 def test_a_reference_over_the_timeout_is_killed_and_noted(tmp_path):
     """FLOPs do not bound the reference's time: 20,000 steps of size 1 are few FLOPs and
     seconds of Python. The timeout does, and the note says so (once per problem)."""
     cache = accuracy.ReferenceCache(tmp_path, timeout=120)
-    small = Problem("gru", 3, 1, 1, 1)
-    assert cache.ensure(small, 0, training=False).exists()    # its worker has started
+    small = Case("gru", 3, 1, 1, 1)
+    assert cache.ensure(small, 0).exists()    # its worker has started
     cache.timeout = 0.5
-    long = Problem("gru", 20000, 1, 1, 1)
+    long = Case("gru", 20000, 1, 1, 1, mode="training")
     with pytest.raises(accuracy.ReferenceSkipped, match="took longer than the case timeout"):
-        cache.ensure(long, 0, training=True)
+        cache.ensure(long, 0)
     with pytest.raises(accuracy.ReferenceSkipped):      # remembered: not tried again
-        cache.ensure(long, 0, training=True)
-    assert not cache.path(long, 0, True).exists()
+        cache.ensure(long, 0)
+    assert not cache.path(long, 0).exists()
     cache.timeout = 120
-    assert cache.ensure(small, 0, training=True).exists()     # a fresh worker
+    training = dataclasses.replace(small, mode="training")
+    assert cache.ensure(training, 0).exists()     # a fresh worker
     cache.close()
 
 
@@ -123,7 +129,7 @@ def test_rel_err_target_of_float32_training_is_the_gradient_target():
 
 
 def test_reference_cap_is_inclusive_and_says_why(tmp_path):
-    problem = Problem("gru", 4, 2, 3, 5)        # 3 * 2*3*5*8*2*4 = 5760 training FLOPs
+    problem = Case("gru", 4, 2, 3, 5)        # 3 * 2*3*5*8*2*4 = 5760 training FLOPs
     assert accuracy.ReferenceCache(tmp_path, max_flops=5760).skip_reason(problem) is None
     assert accuracy.ReferenceCache(tmp_path, max_flops=5759).skip_reason(problem) == (
         "accuracy not measured: the float64 reference is computed only up to 6e+03 "

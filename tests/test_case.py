@@ -57,3 +57,35 @@ def test_bad_case(bad, match):
     fields = {"cell": "gru", "T": 2, "B": 2, "I": 2, "H": 2, **bad}
     with pytest.raises(ValueError, match=match):
         Case(**fields)
+
+
+def test_flops_by_hand():
+    gru = Case("gru", T=10, B=2, I=3, H=4)
+    # 2 * G * H * (I + H) * B * T = 2 * 3 * 4 * 7 * 2 * 10
+    assert gru.flops() == 3360
+    assert gru.flops(training=True) == 3 * 3360
+    assert Case("gru", 10, 2, 3, 4, mode="training").flops() == 3 * 3360
+    assert gru.recurrent_flops() == 2 * 3 * 16 * 2 * 10
+    assert Case("lstm", 10, 2, 3, 4).flops() == 2 * 4 * 4 * 7 * 2 * 10
+
+
+def test_parameter_count_matches_torch():
+    torch = pytest.importorskip("torch")
+    for cell, module in (("gru", torch.nn.GRU), ("lstm", torch.nn.LSTM)):
+        expected = sum(p.numel() for p in module(7, 5).parameters())
+        assert Case(cell, 1, 1, 7, 5).parameter_count == expected
+
+
+def test_inputs_have_the_case_dtype_and_differ_by_seed():
+    case = Case("lstm", 4, 3, 2, 5, dtype="float64", mode="training", variable_lengths=True)
+    args = case.make_args(seed=5)
+    assert all(array.dtype == np.float64 for array in args.inputs().values())
+    assert args.lengths.min() >= 0 and args.lengths.max() <= 4
+    assert not np.array_equal(case.make_args(seed=6).x, args.x)
+    assert case.make_args(with_grads=False).dy is None
+
+
+@pytest.mark.parametrize("name, value", [("H", 2.5), ("B", True), ("I", "3")])
+def test_sizes_must_be_integers(name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+        Case(**{"cell": "gru", "T": 2, "B": 2, "I": 2, "H": 2, name: value})

@@ -135,3 +135,15 @@ def test_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
         assert cli.main(["compare", *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_text_is_a_table_with_a_column_per_figure(two_runs, capsys):
+    a, b = two_runs
+    assert cli.main(["compare", str(a), str(b)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    title = lines.index("[ B against A, case by case ]")
+    assert [c.strip() for c in lines[title + 1].split("|")] == [
+        "case", "A median", "B median", "B/A [95% CI]", "p (U test)", "verdict"]
+    row = [c.strip() for c in lines[title + 3].split("|")]
+    assert row[:3] == ["numpy gru reset_after inference 10,1,8,8 float32 t1", "2.5 ms",
+                       "6.5 ms"] and row[5] == "B slower"

@@ -6,6 +6,8 @@ import re
 import sys
 import time
 
+from grubench.tables import Table, render_text
+
 DEFAULT_PLOT = "reports/latest/history.html"
 DEFAULT_SITE = "site"
 
@@ -169,7 +171,6 @@ def handle_publish(args) -> int:
 def render_trend(frame) -> str:
     """One table per (case, machine): runs as rows, backends as columns."""
     from grubench.history.site import format_value
-    from grubench.report import Table, render_text
 
     blocks = []
     for (case, machine, metric), part in frame.groupby(["case", "machine", "metric"],
@@ -189,7 +190,6 @@ def render_trend(frame) -> str:
 
 def render_steps(steps, min_effect: float) -> str:
     from grubench.history.site import format_value
-    from grubench.report import Table, render_text
 
     if not steps:
         return f"no steps of {min_effect:.0%} or more"

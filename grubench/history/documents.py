@@ -14,6 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grubench.kernels.cells import cell
+from grubench.tables import case_name
+
 RESULTS_SCHEMA = "grubench.results/1"
 #: Baseline schemas: /2 added the machine fingerprint the baseline is valid for.
 REGRESS_SCHEMAS = ("grubench.regress/1", "grubench.regress/2")
@@ -66,9 +69,8 @@ def size_label(row: dict) -> str:
 def case_label(row: dict) -> str:
     """The case a benchmark row measures, backend aside: cell, variant, mode, size, dtype
     and threads, e.g. 'gru reset_after training 100,16,256,256 float32 t1'."""
-    variant = "" if row.get("cell") == "lstm" else f" {row.get('variant')}"
-    return (f"{row['cell']}{variant} {row['mode']} {size_label(row)} {row['dtype']} "
-            f"t{row['threads']}")
+    return (f"{case_name(row['cell'], row.get('variant'))} {row['mode']} {size_label(row)} "
+            f"{row['dtype']} t{row['threads']}")
 
 
 def _results_rows(document: dict) -> list[dict]:
@@ -91,8 +93,7 @@ def _regress_rows(document: dict) -> list[dict]:
     rows = []
     for case in document.get("suite") or []:
         entry = document["cases"].get(RegressCase(**case).key)
-        variant = "-" if case["cell"] == "lstm" else (
-            "reset_after" if case["reset_after"] else "reset_before")
+        variant = cell(case["cell"]).variant_of(case["reset_after"])
         label = "regress " + case_label({**case, "variant": variant})
         if case.get("variable_lengths"):
             label += " lengths"

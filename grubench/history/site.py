@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from grubench.files import write_atomic
-from grubench.history.steps import SERIES_KEY, find_steps
+from grubench.verdicts import COMPARED, compared_rows
+from grubench.history.steps import find_steps
 
 SECONDS_METRICS = ("median_s", "seconds_per_epoch")
 
@@ -214,24 +215,24 @@ class Site:
 
         latest = self._latest()
         data = [json.loads(t) for t in latest["data_json"]]
-        latest = latest.assign(
+        latest = compared_rows(latest.assign(
             size=[f"{r['T']},{r['B']},{r['I']},{r['H']}" for r in data],
-            gru_variant_ok=[r["cell"] == "lstm" or r["variant"] == "reset_after" for r in data])
-        latest = latest[latest["gru_variant_ok"]]
+            variant=[r["variant"] for r in data]))
         table = latest.pivot_table(index=["machine", "backend", "mode", "size", "dtype",
                                           "threads"], columns="cell", values="value",
                                    aggfunc="min")
         pairs = []
         figure = go.Figure()
-        if {"gru", "lstm"} <= set(table.columns):
-            table = table.dropna(subset=["gru", "lstm"])
+        gru, lstm = COMPARED
+        if set(COMPARED) <= set(table.columns):
+            table = table.dropna(subset=list(COMPARED))
             labels = [" ".join(map(str, key[1:4])) for key in table.index]
-            for cell in ("gru", "lstm"):
-                figure.add_trace(go.Bar(x=labels, y=table[cell] * 1e3, name=cell.upper()))
+            for name in COMPARED:
+                figure.add_trace(go.Bar(x=labels, y=table[name] * 1e3, name=name.upper()))
             figure.update_layout(barmode="group", yaxis_type="log",
                                  yaxis_title="median ms (newest run)", height=460)
-            pairs = [dict(zip(table.index.names, key), gru=row["gru"], lstm=row["lstm"],
-                          ratio=row["lstm"] / row["gru"]) for key, row in table.iterrows()]
+            pairs = [dict(zip(table.index.names, key), gru=row[gru], lstm=row[lstm],
+                          ratio=row[lstm] / row[gru]) for key, row in table.iterrows()]
         self.write("gru-vs-lstm.html", "table_page.html", title="GRU vs LSTM",
                    plot=_figure_html(figure, "cells") if pairs else "",
                    empty="no case was measured with both GRU (reset_after) and LSTM",

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grubench.kernels.contract import GATES, validate
+from grubench.kernels.cells import CellSpec, cell
+from grubench.kernels.contract import validate
 from grubench.weights import init_weights
 
 RECURRENT = ("w_ih", "w_hh", "b_ih", "b_hh")
@@ -37,6 +38,10 @@ class ModelSpec:
     embed: int = 0
 
     @property
+    def cell_spec(self) -> CellSpec:
+        return cell(self.cell)
+
+    @property
     def is_tokens(self) -> bool:
         return self.vocab_size > 0
 
@@ -50,11 +55,9 @@ class ModelSpec:
         return self.embed if self.is_tokens else self.features
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        rows = GATES[self.cell] * self.hidden
         shapes = {"embedding": (self.vocab_size, self.embed)} if self.is_tokens else {}
-        shapes.update(w_ih=(rows, self.recurrent_input), w_hh=(rows, self.hidden),
-                      b_ih=(rows,), b_hh=(rows,), w_out=(self.outputs, self.hidden),
-                      b_out=(self.outputs,))
+        shapes.update(self.cell_spec.parameter_shapes(self.recurrent_input, self.hidden))
+        shapes.update(w_out=(self.outputs, self.hidden), b_out=(self.outputs,))
         return shapes
 
     def parameter_count(self) -> int:
@@ -163,9 +166,9 @@ class KernelModel:
         p = self.params.views
         inputs = p["embedding"][x.T] if self.spec.is_tokens else x.transpose(1, 0, 2)
         B, H = x.shape[0], self.spec.hidden
-        zeros = np.zeros((B, H), dtype=np.float32)
-        args = validate(self.spec.cell, inputs, zeros,
-                        zeros if self.spec.cell == "lstm" else None,
+        states = {name: np.zeros((B, H), dtype=np.float32)
+                  for name in self.spec.cell_spec.initial_states}
+        args = validate(self.spec.cell, inputs, states["h0"], states.get("c0"),
                         p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], lengths=lengths)
         return self.backend.prepare(args)
 
@@ -177,10 +180,10 @@ class KernelModel:
         y, h_n = prepared.to_numpy(outputs)[:2]
         p, g = self.params.views, self.params.grads
         loss, _logits, head_grads = head_loss(h_n, p["w_out"], p["b_out"], labels)
-        # Only h_n feeds the head: no gradient reaches y, nor the LSTM's final cell state.
+        # Only h_n feeds the head: no gradient reaches y, nor another final state (the
+        # LSTM's cell state).
         upstream = [np.zeros_like(y), head_grads["h"]]
-        if self.spec.cell == "lstm":
-            upstream.append(np.zeros_like(h_n))
+        upstream += [np.zeros_like(h_n) for _state in self.spec.cell_spec.states[1:]]
         grads = prepared.to_numpy(prepared.backward(saved, tuple(
             prepared.from_numpy(u) for u in upstream)))
         for name in RECURRENT:

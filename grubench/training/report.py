@@ -13,9 +13,13 @@ import json
 from pathlib import Path
 
 from grubench.files import write_atomic
+from grubench.kernels.cells import CELLS
+from grubench.tables import Table, render_text
 from grubench.training.runner import TORCH_MODEL
 
 STEM = "training"
+#: A learning curve's line style, by its cell's place in CELLS (GRU solid, LSTM dashed).
+LINE_STYLES = ("-", "--", ":", "-.")
 
 # (heading, row key, format)
 COLUMNS = [
@@ -57,12 +61,10 @@ def cells(row: dict) -> list[str]:
 
 
 def format_text(rows: list[dict]) -> str:
-    """The table for a terminal, columns padded to their widest cell."""
-    table = [[heading for heading, _k, _f in COLUMNS]] + [cells(r) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(text.rjust(w) if i > 2 else text.ljust(w)
-                               for i, (text, w) in enumerate(zip(line, widths))).rstrip()
-                     for line in table)
+    """The table for a terminal."""
+    return render_text(Table("grubench train: each run against torch's model",
+                             [heading for heading, _k, _f in COLUMNS],
+                             [cells(r) for r in rows], left=3))
 
 
 def format_markdown(rows: list[dict], context: dict) -> str:
@@ -111,7 +113,8 @@ def plot_curves(rows: list[dict]) -> bytes:
         for row in (r for r in rows if r["dataset"] == name):
             label = f"{row['cell']} {row['backend']} t{row['threads']}"
             epochs = range(1, len(row["train_loss"]) + 1)
-            style = dict(marker=".", label=label, linestyle="-" if row["cell"] == "gru" else "--")
+            style = dict(marker=".", label=label,
+                         linestyle=LINE_STYLES[list(CELLS).index(row["cell"])])
             loss_axis.plot(epochs, row["train_loss"], **style)
             accuracy_axis.plot(epochs, row["test_accuracy_curve"], **style)
         loss_axis.set(title=name, ylabel="training loss", yscale="log")

@@ -31,8 +31,8 @@ class TorchModel:
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], lr: float,
                  clip: float):
         self.spec, self.clip = spec, clip
-        recurrent = torch.nn.GRU if spec.cell == "gru" else torch.nn.LSTM
-        self.rnn = recurrent(spec.recurrent_input, spec.hidden)
+        self.rnn = getattr(torch.nn, spec.cell_spec.torch_class)(spec.recurrent_input,
+                                                                 spec.hidden)
         self.head = torch.nn.Linear(spec.hidden, spec.outputs)
         self.embedding = (torch.nn.Embedding(spec.vocab_size, spec.embed)
                           if spec.is_tokens else None)
@@ -62,7 +62,8 @@ class TorchModel:
             inputs = self.embedding(inputs)
         packed = pack_padded_sequence(inputs, torch.from_numpy(lengths), enforce_sorted=False)
         _outputs, state = self.rnn(packed)
-        h_n = state[0] if self.spec.cell == "gru" else state[0][0]
+        # torch returns h_n, or (h_n, c_n) for a cell with more states; [0]: the one layer
+        h_n = (state if len(self.spec.cell_spec.states) == 1 else state[0])[0]
         return self.head(h_n)
 
     def _loss(self, logits, labels: np.ndarray):

@@ -16,7 +16,7 @@ TINY = ["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "
 def test_tiny_run_writes_the_reports(tmp_path, capsys):
     assert main(TINY + ["--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "japanese-vowels  gru   numpy" in out and "torch-autograd" in out
+    assert "japanese-vowels | gru  | numpy" in out and "torch-autograd" in out
     results = json.loads((tmp_path / "training.json").read_text())["results"]
     assert [r["backend"] for r in results] == ["numpy", "torch-autograd"]
     assert results[0]["parameters"] == results[1]["parameters"] == 3 * 4 * (12 + 4 + 2) + 9 * 5

@@ -32,8 +32,9 @@ def test_comparisons_against_the_torch_row():
 
 def test_text_table():
     text = report.format_text(report.add_comparisons(ROWS))
-    header, first, _torch, no_torch = text.splitlines()
-    assert header.split()[:3] == ["dataset", "cell", "backend"]
+    _title, header, _rule, first, _torch, no_torch = text.splitlines()
+    assert header.split()[:5] == ["dataset", "|", "cell", "|", "backend"]
+    assert first.index("gru") == header.index("cell")      # names aligned left
     assert "4.00x" in first and "95.00" in first and "+1.50" in first and "1,234" in first
     assert no_torch.split()[-1] == "-"
 
