@@ -245,17 +245,17 @@ def test_reset_before_float32_on_numba_matches_the_float64_reference_network():
 # ------------------------------------------------------------------ dropout
 
 def test_dropout_masks_every_layer_but_the_last_with_torch_statistics():
-    spec = NetworkSpec("gru", I, 64, num_layers=3, bidirectional=True)
+    spec = NetworkSpec("gru", I, 16, num_layers=3, bidirectional=True)
     rng = np.random.default_rng(0)
     params = {n: 0.1 * rng.standard_normal(s) for n, s in spec.parameter_shapes().items()}
-    x = rng.standard_normal((50, 40, I))
+    x = rng.standard_normal((20, 25, I))
     network = Network(reference, spec, dropout=0.3)
     (_, saved), (_, again) = (network.forward_train(x, params, dropout_seed=seed)
                               for seed in (11, 11))
     assert saved.masks[-1] is None
     for mask, same in zip(saved.masks[:-1], again.masks[:-1]):
         assert set(np.unique(mask)) == {0.0, 1 / 0.7}
-        assert abs((mask == 0).mean() - 0.3) < 0.01      # 256,000 draws: sd 0.0009
+        assert abs((mask == 0).mean() - 0.3) < 0.02      # 16,000 draws: sd 0.0036
         np.testing.assert_array_equal(mask, same)        # one seed, one mask
     _, other = network.forward_train(x, params, dropout_seed=12)
     assert not np.array_equal(saved.masks[0], other.masks[0])
