@@ -46,10 +46,15 @@ class _NetworkFunction(torch.autograd.Function):
             _array(x), dict(zip(names, map(_array, params))), _array(h0), _array(c0),
             lengths=lengths, dropout_seed=dropout_seed)
         ctx.network, ctx.saved = network, saved
-        return tuple(torch.from_numpy(output) for output in outputs)
+        results = tuple(torch.from_numpy(output) for output in outputs)
+        # The backend's saved state shares memory with these tensors: saving them lets
+        # torch's version counters refuse a backward after an in-place change to any.
+        ctx.save_for_backward(*(t for t in (x, h0, c0, *params) if t is not None), *results)
+        return results
 
     @staticmethod
     def backward(ctx, *upstream):
+        ctx.saved_tensors                    # raises if a saved tensor changed in place
         grads = ctx.network.backward(ctx.saved, *map(_array, upstream))
         ctx.saved = None                     # the backend's state is freed with the node
         needed = ctx.needs_input_grad

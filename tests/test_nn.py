@@ -228,3 +228,18 @@ def test_a_backend_that_cannot_train_is_an_error_when_gradients_are_needed(monke
     with pytest.raises(ValueError, match="'inference-only' cannot run training in float32: "
                                          "no backward kernels"):
         ours(x)
+
+
+@pytest.mark.parametrize("change", ["input", "output"])
+def test_an_in_place_change_before_backward_is_refused(change):
+    ours = gnn.GRU(I, H, dtype=torch.float64)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    source = x * 1                       # a non-leaf: in-place changes are allowed on it
+    y, _ = ours(source)
+    loss = y.sum()
+    if change == "input":
+        source.mul_(2)
+    else:
+        y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
