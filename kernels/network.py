@@ -137,12 +137,14 @@ class Network:
     backend of grubench.backends).
 
     ``threads``: threads of one run; None takes the backend's own setting (numba's thread
-    count for numba-cpu, 1 for other backends). With two directions, threads >= 2 and a
-    GIL-free backend, the directions run concurrently with threads // 2 each.
+    count for numba-cpu, 1 for other backends). With two directions, threads >= 2, a
+    GIL-free backend and ``concurrent_directions``, the directions run at once with
+    threads // 2 each; else one after the other with all the threads each.
     """
 
     def __init__(self, backend, spec: NetworkSpec, *, reset_after: bool = True,
-                 dropout: float = 0.0, threads: int | None = None):
+                 dropout: float = 0.0, threads: int | None = None,
+                 concurrent_directions: bool = True):
         if not callable(getattr(backend, "prepare", None)):
             raise TypeError(f"backend must have a prepare(args) method (a kernel module or "
                             f"a grubench.backends backend), got {type(backend).__name__}")
@@ -164,6 +166,7 @@ class Network:
         self.reset_after = bool(reset_after)
         self.dropout = float(dropout)
         self.threads = threads
+        self.concurrent_directions = bool(concurrent_directions)
         self._thread_control = GIL_FREE_KERNELS.get(_kernel_module_name(backend))
 
     # ------------------------------------------------------------------ validation
@@ -252,7 +255,7 @@ class Network:
         if self._thread_control is None:
             return [run(direction) for direction in range(directions)]
         get_threads, set_threads = self._thread_control()
-        concurrent_run = directions == 2 and threads >= 2
+        concurrent_run = self.concurrent_directions and directions == 2 and threads >= 2
 
         def with_threads(direction):
             before = get_threads()

@@ -307,13 +307,16 @@ def test_concurrent_directions_are_bit_identical_to_sequential(cell):
 
     spy = types.ModuleType(numba_cpu.__name__)     # numba-cpu as the network sees it
     spy.prepare = prepare
-    results = {}
-    for threads in (1, 2):
-        network = Network(spy, spec, threads=threads)
+    results, threads_used = {}, {}
+    for threads, at_once in ((1, True), (2, True), (2, False)):
+        ran_in.clear()
+        network = Network(spy, spec, threads=threads, concurrent_directions=at_once)
         outputs, saved = network.forward_train(x, params, lengths=lengths)
-        results[threads] = (outputs, network.backward(saved, dy))
-    assert any(name.startswith("network-reverse") for name in ran_in)
-    sequential, concurrent = results[1], results[2]
+        results[threads, at_once] = (outputs, network.backward(saved, dy))
+        threads_used[threads, at_once] = {name.split("_")[0] for name in ran_in}
+    assert threads_used == {(1, True): {"MainThread"}, (2, False): {"MainThread"},
+                            (2, True): {"MainThread", "network-reverse"}}
+    sequential, concurrent = results[1, True], results[2, True]
     for got, want in zip(concurrent[0], sequential[0]):
         np.testing.assert_array_equal(got, want)
     for name, want in sequential[1].items():
