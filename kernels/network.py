@@ -226,8 +226,8 @@ class Network:
                 checked[f"bias_ih{suffix}"] = checked[f"bias_hh{suffix}"] = zeros
         return checked
 
-    def _layer_args(self, args: NetworkArgs, layer: int, direction: int, layer_input,
-                    lengths) -> RNNArgs:
+    def _layer_args(self, args: NetworkArgs, layer: int, direction: int,
+                    layer_input) -> RNNArgs:
         """The contract call of (layer, direction) on ``layer_input`` (time-major, already
         reversed for the reverse direction)."""
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
@@ -237,7 +237,7 @@ class Network:
                         None if args.c0 is None else args.c0[state],
                         p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
                         p[f"bias_ih{suffix}"], p[f"bias_hh{suffix}"],
-                        reset_after=self.reset_after, lengths=lengths)
+                        reset_after=self.reset_after, lengths=args.lengths)
 
     # ------------------------------------------------------------------ running
 
@@ -284,7 +284,7 @@ class Network:
             def run(direction, layer=layer, layer_input=layer_input):
                 source = args.reverse_time(layer_input) if direction else layer_input
                 prepared = self.backend.prepare(
-                    self._layer_args(args, layer, direction, source, args.lengths))
+                    self._layer_args(args, layer, direction, source))
                 if train:
                     outputs, saved = prepared.forward_train()
                 else:
