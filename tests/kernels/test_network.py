@@ -380,3 +380,14 @@ def test_bad_upstream_gradients_and_options_are_named():
         Network(reference, spec, dropout=1.5)
     with pytest.raises(TypeError, match="backend must have a prepare"):
         Network("numpy", spec)
+
+
+def test_networks_import_without_torch_or_numba():
+    """torch is optional for all of grubench but grubench.nn; numba loads with numba-cpu."""
+    import subprocess
+    import sys
+    code = ("import sys, grubench.kernels.network; "
+            "print(sorted(m for m in ('torch', 'numba') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
