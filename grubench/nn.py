@@ -54,6 +54,9 @@ class _NetworkFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *upstream):
+        if torch.is_grad_enabled():          # backward(create_graph=True)
+            raise RuntimeError("grubench.nn has no second derivatives: its backward kernels' "
+                               "gradients are not differentiable (create_graph=True)")
         ctx.saved_tensors                    # raises if a saved tensor changed in place
         grads = ctx.network.backward(ctx.saved, *map(_array, upstream))
         ctx.saved = None                     # the backend's state is freed with the node

@@ -8,6 +8,9 @@
    B = 32, T = 100, 256 wide, at one thread.
 3. grubench.nn.GRU's own cost (tensor conversion, autograd bookkeeping): the module's
    forward+backward against the network's on NumPy arrays, at 100,16,256,256.
+4. Variable lengths (uniform in [T/2, T]) at 100,64,256,256, one layer, one thread:
+   grubench.nn.GRU against torch.nn.GRU, both given the same PackedSequence, inference
+   and training (forward+backward).
 
     nice -n 10 .venv/bin/python scripts/network_speed.py [--quick]
 
@@ -20,6 +23,7 @@ import argparse
 import numba
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from grubench import machine, timing
 from grubench.kernels import numba_cpu
@@ -134,6 +138,34 @@ def overhead(min_time):
           f"{(module_ms / network_ms - 1) * 100:+.1f}% of the module's time")
 
 
+def lengths(min_time):
+    numba.set_num_threads(1)
+    torch.set_num_threads(1)
+    T, B, I, H = 100, 64, 256, 256  # noqa: E741
+    torch.manual_seed(0)
+    theirs = torch.nn.GRU(I, H)
+    ours = GRU.from_torch(theirs)
+    sequence_lengths = torch.randint(T // 2, T + 1, (B,))
+    x = torch.randn(T, B, I, requires_grad=True)
+    print(f"\n4. lengths uniform in [{T // 2}, {T}] at {T},{B},{I},{H}, float32, 1 thread, "
+          f"PackedSequence (enforce_sorted=False) into both")
+    print("| mode | grubench.nn.GRU (ms) | torch.nn.GRU (ms) | speedup |")
+    print("|---|---|---|---|")
+
+    def inference(module):
+        with torch.no_grad():
+            module(pack_padded_sequence(x, sequence_lengths, enforce_sorted=False))
+
+    def train(module):
+        y, h_n = module(pack_padded_sequence(x, sequence_lengths, enforce_sorted=False))
+        (y.data.sum() + h_n.sum()).backward()
+
+    for mode, run in (("inference", inference), ("training", train)):
+        grubench_ms, torch_ms = paired_ms(lambda: run(ours), lambda: run(theirs), min_time)
+        print(f"| {mode} | {grubench_ms:.2f} | {torch_ms:.2f} | "
+              f"{torch_ms / grubench_ms:.2f}x |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="0.3 s of samples per figure")
@@ -144,6 +176,7 @@ def main():
     bidirectional(min_time)
     model(min_time)
     overhead(min_time)
+    lengths(min_time)
 
 
 if __name__ == "__main__":

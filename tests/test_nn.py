@@ -243,3 +243,10 @@ def test_an_in_place_change_before_backward_is_refused(change):
         y.add_(1)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+def test_a_second_derivative_is_refused_not_wrong():
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    y, _ = gnn.GRU(I, H, dtype=torch.float64)(x)
+    with pytest.raises(RuntimeError, match="grubench.nn has no second derivatives"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
