@@ -330,7 +330,8 @@ class Network:
         return self._forward(args, dropout_seed, train=False)[0]
 
     def forward_train(self, x, params, h0=None, c0=None, *, lengths=None, dropout_seed=None):
-        """(outputs, saved): forward keeping what :meth:`backward` needs."""
+        """(outputs, saved): forward keeping what :meth:`backward` needs. The inputs and
+        the outputs may be part of ``saved`` (no copies): change none before backward."""
         args = self.validate(x, params, h0, c0, lengths)
         return self._forward(args, dropout_seed, train=True)
 
