@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 #: The checkout grubench runs from (its kernels are the current side).
@@ -189,9 +188,9 @@ def sigterm_as_interrupt():
 
 # ----------------------------------------------------------------------------- measuring
 
-def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
+def measure(tasks, site: Path, rounds: int, pairs: int, log_dir: Path
             ) -> tuple[dict[str, float], dict[str, dict]]:
-    """Each case measured ``rounds`` times on each side, the sides taking turns (base,
+    """Each task measured ``rounds`` times on each side, the sides taking turns (base,
     current, current, base, ...) so a slow stretch of the machine falls on both; each
     turn is one regress request (``pairs`` case/calibration pairs, grubench.regress).
 
@@ -204,13 +203,13 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
     base_ratios: dict[str, float] = {}
     current_rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
-    for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
+    by_worker = lambda task: (task.backend, task.threads)  # noqa: E731
+    for (backend, threads), group in itertools.groupby(sorted(tasks, key=by_worker),
                                                        key=by_worker):
         workers: dict[str, Worker | None] = {"base": None, "current": None}
 
-        def turn(side: str, case, first: bool) -> dict:
-            from grubench.regress import CASE_TIMEOUT_S
+        def turn(side: str, task, first: bool) -> dict:
+            from grubench.regress import CASE_TIMEOUT_S, task_entry
 
             # A side's first turn compiles its kernels (cold numba cache): time for that.
             timeout = CASE_TIMEOUT_S * (COMPILE_TIMEOUT_FACTOR if first else 1)
@@ -221,44 +220,44 @@ def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
                                            timeout, **starts[side])
                 if not workers[side].hello["available"]:
                     return {"status": "unavailable", "reason": workers[side].hello["reason"]}
-                return workers[side].request({"kind": "regress", "case": asdict(case),
+                return workers[side].request({"kind": "regress", "task": task_entry(task),
                                               "pairs": pairs}, timeout)
             except WorkerFailed as failure:
                 workers[side] = None
                 return {"status": failure.status, "reason": failure.reason}
 
         try:
-            for case in group:
+            for task in group:
                 ratios = {"base": [], "current": []}
                 failed: dict[str, dict] = {}
                 for number in range(rounds):
                     for side in ("base", "current") if number % 2 == 0 else ("current", "base"):
                         if side not in failed:
-                            row = turn(side, case, first=not ratios[side])
+                            row = turn(side, task, first=not ratios[side])
                             if row.get("status") == "ok":
                                 ratios[side].append(row["ratio"])
                             else:
                                 failed[side] = row
                 if "current" in failed:
-                    current_rows[case.key] = {**failed["current"], "key": case.key}
+                    current_rows[task.key] = {**failed["current"], "key": task.key}
                 else:
-                    current_rows[case.key] = {"status": "ok", "reason": None, "key": case.key,
+                    current_rows[task.key] = {"status": "ok", "reason": None, "key": task.key,
                                               "ratio": statistics.median(ratios["current"]),
                                               "ratios": ratios["current"]}
                 if "base" in failed:
-                    failures[case.key] = (f"base {failed['base']['status']}: "
+                    failures[task.key] = (f"base {failed['base']['status']}: "
                                           f"{failed['base'].get('reason')}")
-                    current_rows[case.key]["base_failure"] = failures[case.key]
+                    current_rows[task.key]["base_failure"] = failures[task.key]
                 else:
-                    base_ratios[case.key] = statistics.median(ratios["base"])
-                print(f"  {case.key}: " + _progress(base_ratios.get(case.key),
-                                                    current_rows[case.key], failed.get("base")),
+                    base_ratios[task.key] = statistics.median(ratios["base"])
+                print(f"  {task.key}: " + _progress(base_ratios.get(task.key),
+                                                    current_rows[task.key], failed.get("base")),
                       file=sys.stderr, flush=True)
         finally:
             for worker in workers.values():
                 if worker is not None:
                     worker.close(kill=True)
-    if cases and not base_ratios:
+    if tasks and not base_ratios:
         raise RevisionError(f"the base revision measured none of the cases (first: "
                             f"{next(iter(failures.values()))})")
     return base_ratios, current_rows

@@ -39,6 +39,7 @@ import pandas as pd
 import grubench
 from grubench import backends as registry
 from grubench import machine, runner, suites
+from grubench.case import Case
 from grubench.threads import cpu_count
 from grubench.worker import PLUGINS_ENV, load_plugins
 
@@ -253,12 +254,12 @@ def refuse_mismatched(contexts: dict[str, dict], driver: dict) -> None:
                            f"leave those nodes out with --nodes")
 
 
-def split_cases(cases, count: int, training_of=lambda c: c.mode == "training"):
+def split_cases(cases, count: int):
     """Cases into ``count`` parts of about equal FLOPs (largest first, each to the
     lightest part), each part in the suite's order."""
     parts: list[list[int]] = [[] for _ in range(count)]
     load = [0.0] * count
-    flops = [runner.problem_of(dataclasses.asdict(case)).flops(training_of(case)) for case in cases]
+    flops = [Case.from_row(dataclasses.asdict(case)).flops() for case in cases]
     for index in sorted(range(len(cases)), key=lambda i: -flops[i]):
         lightest = load.index(min(load))
         parts[lightest].append(index)

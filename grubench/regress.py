@@ -36,6 +36,8 @@ from typing import Callable
 import numpy as np
 
 from grubench import history, machine
+from grubench.case import Case, Task
+from grubench.kernels.cells import cell
 
 SCHEMA = "grubench.regress/2"
 BASELINE_DIR = Path("reports/baseline")
@@ -53,53 +55,46 @@ CLOCK = time.process_time
 SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
 
 
-@dataclass(frozen=True)
-class RegressCase:
-    """One gated case; ``key`` names it in baselines and tables."""
-
-    backend: str
-    cell: str
-    mode: str               # "inference" | "training"
-    T: int
-    B: int
-    I: int  # noqa: E741 - the conventional name of the input size
-    H: int
-    reset_after: bool = True
-    variable_lengths: bool = False
-    dtype: str = "float32"
-    threads: int = 1
-
-    @property
-    def key(self) -> str:
-        variant = "" if self.cell == "lstm" else ("/reset_after" if self.reset_after
-                                                 else "/reset_before")
-        lengths = "/lengths" if self.variable_lengths else ""
-        return (f"{self.backend}/{self.cell}{variant}{lengths}/{self.mode}/"
-                f"{self.T},{self.B},{self.I},{self.H}/{self.dtype}/t{self.threads}")
-
-
 # The pinned CI suite: our own kernels at sizes where a regression in any part shows (GEMV-
 # bound batch 1, GEMM-bound batch 32, training, both GRU variants, lengths, LSTM).
-CI_SUITE = (
-    RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, reset_after=False),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, variable_lengths=True),
-    RegressCase("numba-cpu", "gru", "training", 64, 32, 32, 64),
-    RegressCase("numba-cpu", "lstm", "inference", 100, 1, 64, 64),
-    RegressCase("numba-cpu", "lstm", "training", 64, 32, 32, 64),
-)
+CI_SUITE = tuple(Task(case, "numba-cpu") for case in (
+    Case("gru", 100, 1, 64, 64),
+    Case("gru", 50, 16, 128, 128),
+    Case("gru", 50, 16, 128, 128, variant="reset_before"),
+    Case("gru", 50, 16, 128, 128, variable_lengths=True),
+    Case("gru", 64, 32, 32, 64, mode="training"),
+    Case("lstm", 100, 1, 64, 64),
+    Case("lstm", 64, 32, 32, 64, mode="training"),
+))
+
+
+def task_entry(task: Task) -> dict:
+    """A gated task as baseline files list it under "suite" and as a worker request
+    carries it (the format of the files already recorded, with ``reset_after``)."""
+    case = task.case
+    return {"backend": task.backend, "cell": case.cell, "mode": case.mode, "T": case.T,
+            "B": case.B, "I": case.I, "H": case.H, "reset_after": case.reset_after,
+            "variable_lengths": case.variable_lengths, "dtype": case.dtype,
+            "threads": task.threads}
+
+
+def task_of(entry: dict) -> Task:
+    """The task of a :func:`task_entry`."""
+    case = Case(entry["cell"], entry["T"], entry["B"], entry["I"], entry["H"],
+                variant=cell(entry["cell"]).variant_of(entry["reset_after"]),
+                mode=entry["mode"], dtype=entry["dtype"],
+                variable_lengths=entry["variable_lengths"])
+    return Task(case, entry["backend"], entry["threads"])
 
 
 # ----------------------------------------------------------------------------- measuring
 
-def calibration_workload(case: RegressCase) -> Callable[[], object]:
+def calibration_workload(case: Case) -> Callable[[], object]:
     """A NumPy float32 product with the forward FLOPs of the case's matrix products:
     (T*B, I+H) x (I+H, G*H). It runs on the same cores, caches and BLAS as the case."""
-    gates = 3 if case.cell == "gru" else 4
     rng = np.random.default_rng(0)
     left = rng.standard_normal((case.T * case.B, case.I + case.H)).astype(np.float32)
-    right = rng.standard_normal((case.I + case.H, gates * case.H)).astype(np.float32)
+    right = rng.standard_normal((case.I + case.H, case.gates * case.H)).astype(np.float32)
     return lambda: left @ right
 
 
@@ -149,18 +144,16 @@ def interleaved_ratios(case_run: Callable[[], object], reference_run: Callable[[
     return ratios
 
 
-def measure_case(backend, case: RegressCase, pairs: int) -> dict:
-    """Time one case on ``backend`` (a grubench.backends.Backend) against its calibration
+def measure_case(backend, task: Task, pairs: int) -> dict:
+    """Time one task on ``backend`` (a grubench.backends.Backend) against its calibration
     in this process (already thread-pinned).
     Returns {"key", "ratio", "ratios", "case_s", "status", "reason"}."""
-    from grubench.problems import Problem
-
     if not backend.available:
-        return {"key": case.key, "status": "unavailable", "reason": backend.why_unavailable}
-    problem = Problem(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
-                      reset_after=case.reset_after, variable_lengths=case.variable_lengths)
-    prepared = backend.prepare(problem.make_args(seed=0))
-    step = prepared.forward if case.mode == "inference" else prepared.training_step
+        return {"key": task.key, "status": "unavailable", "reason": backend.why_unavailable}
+    case = task.case
+    # with upstream gradients in inference too: the inputs every baseline was measured on
+    prepared = backend.prepare(case.make_args(seed=0, with_grads=True))
+    step = prepared.training_step if case.training else prepared.forward
 
     def run():
         step()
@@ -170,22 +163,22 @@ def measure_case(backend, case: RegressCase, pairs: int) -> dict:
     factor = float(os.environ.get(SLOWDOWN_ENV, "1") or 1)
     case_run = slowed(run, factor) if factor != 1 else run
     ratios = interleaved_ratios(case_run, calibration_workload(case), pairs)
-    return {"key": case.key, "status": "ok", "reason": None,
+    return {"key": task.key, "status": "ok", "reason": None,
             "ratio": statistics.median(ratios), "ratios": ratios,
             "case_s": _time_block(run, 3)}
 
 
-def measure(cases, pairs: int, log_dir: Path) -> dict[str, dict]:
+def measure(tasks, pairs: int, log_dir: Path) -> dict[str, dict]:
     """Rows by case key, each backend and thread count in its own pinned worker process
     (grubench.worker); a worker that crashes or hangs yields a failed row and is replaced."""
     from grubench.worker import Worker, WorkerFailed
 
     rows = {}
-    by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
-    for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
+    by_worker = lambda task: (task.backend, task.threads)  # noqa: E731
+    for (backend, threads), group in itertools.groupby(sorted(tasks, key=by_worker),
                                                        key=by_worker):
         worker = None
-        for case in group:
+        for task in group:
             try:
                 if worker is None:
                     worker = Worker(backend, threads, log_dir / f"regress-{backend}-{threads}.log",
@@ -193,13 +186,13 @@ def measure(cases, pairs: int, log_dir: Path) -> dict[str, dict]:
                 if not worker.hello["available"]:
                     row = {"status": "unavailable", "reason": worker.hello["reason"]}
                 else:
-                    row = worker.request({"kind": "regress", "case": asdict(case),
+                    row = worker.request({"kind": "regress", "task": task_entry(task),
                                           "pairs": pairs}, CASE_TIMEOUT_S)
             except WorkerFailed as failure:
                 worker = None
                 row = {"status": failure.status, "reason": failure.reason}
-            rows[case.key] = {**row, "key": case.key}
-            print(f"  {case.key}: " + (f"ratio {row['ratio']:.4g}" if row["status"] == "ok"
+            rows[task.key] = {**row, "key": task.key}
+            print(f"  {task.key}: " + (f"ratio {row['ratio']:.4g}" if row["status"] == "ok"
                                        else f"{row['status']}: {row.get('reason')}"),
                   file=sys.stderr, flush=True)
         if worker is not None:
@@ -350,7 +343,7 @@ def baseline_document(rows: dict[str, dict], machine: dict, fingerprint: dict,
     cases = {key: {"ratio": row["ratio"], "case_s": row.get("case_s")}
              for key, row in rows.items() if row.get("status") == "ok"}
     return {"schema": SCHEMA, "fingerprint": fingerprint, "machine": machine,
-            "tolerance": tolerance, "cases": cases, "suite": [asdict(c) for c in CI_SUITE]}
+            "tolerance": tolerance, "cases": cases, "suite": [task_entry(t) for t in CI_SUITE]}
 
 
 # ----------------------------------------------------------------------------- command

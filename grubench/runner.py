@@ -61,7 +61,8 @@ from grubench.accuracy import ReferenceCache, ReferenceSkipped
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.problems import Problem
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
-from grubench.worker import Worker, WorkerFailed, load_plugins, problem_of
+from grubench.case import Case
+from grubench.worker import Worker, WorkerFailed, load_plugins
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8
@@ -158,7 +159,7 @@ def show_progress(progress: Progress, row: dict, where: str = "") -> None:
     if outcome == "ok":
         outcome = f"{row['median_s'] * 1e3:.3g} ms"
     progress.update(f"{where}{row['backend']} t{row['threads']} {row['cell']} {row['mode']} "
-                    f"{problem_of(row).label()}", outcome)
+                    f"{Case.from_row(row).label()}", outcome)
 
 
 def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
@@ -171,7 +172,7 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
     try:
         for case in cases:
             row = case_row(backend, case, threads, suite, context)
-            problem = problem_of(row)
+            problem = Case.from_row(row)
             training = case.mode == "training"
             unsupported = registry.get(backend).entry.why_unsupported(case.mode, case.dtype)
             reason = skip_reason(suite, backend, problem, training)
@@ -252,7 +253,7 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    problems = [problem_of(row) for _, row in frame.iterrows()]
+    problems = [Case.from_row(row) for _, row in frame.iterrows()]
     training = frame["mode"] == "training"
     frame["parameters"] = [p.parameter_count for p in problems]
     frame["expected_bytes"] = [p.expected_bytes(t) for p, t in zip(problems, training)]

@@ -51,10 +51,11 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     """Measure one case in this process: compile call, accuracy, timing, memory."""
     from grubench import accuracy, memory, timing
 
-    case = request["case"]
-    training = case["mode"] == "training"
-    problem = problem_of(case)
-    args = problem.make_args(request["seed"], with_grads=training)
+    from grubench.case import Case
+
+    case = Case.from_row(request["case"])
+    training = case.training
+    args = case.make_args(request["seed"])
     prepared = backend.prepare(args)
     call = prepared.training_step if training else prepared.forward
 
@@ -62,7 +63,7 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     row["compile_s"], result = timing.time_call(call, prepared.synchronize)
     counter = backend.entry.memory or memory.counter_for(result)
     if request.get("reference"):
-        arrays = accuracy.named_arrays(problem.cell, prepared.to_numpy(result), training)
+        arrays = accuracy.named_arrays(case.cell, prepared.to_numpy(result), training)
         row["max_abs_err"], row["rel_err"], row["worst_output"] = accuracy.compare(
             arrays, accuracy.load(request["reference"]))
     del result
@@ -76,38 +77,29 @@ def run_case(backend, request: dict, gemm_cache: dict) -> dict:
     row["peak_counter"] = counter
     row["rss_bytes"] = memory.rss_bytes()
     row["saved_bytes"] = prepared.saved_bytes if training else None
-    if case["dtype"] not in gemm_cache:
-        gemm_cache[case["dtype"]] = timing.gemm_ceiling_gflops(case["dtype"])
-    row["gemm_gflops"] = gemm_cache[case["dtype"]]
+    if case.dtype not in gemm_cache:
+        gemm_cache[case.dtype] = timing.gemm_ceiling_gflops(case.dtype)
+    row["gemm_gflops"] = gemm_cache[case.dtype]
     row["status"] = "ok"
     return row
-
-
-def problem_of(case: dict):
-    """The Problem of a results row or request case (cell, variant, T, B, I, H, dtype)."""
-    from grubench.problems import Problem
-
-    return Problem(case["cell"], int(case["T"]), int(case["B"]), int(case["I"]),
-                   int(case["H"]), dtype=case["dtype"],
-                   reset_after=case["variant"] != "reset_before")
 
 
 def run_reference(_backend, request: dict, _gemm_cache: dict) -> dict:
     """The float64 reference of a problem into request["path"] (grubench.accuracy): a
     worker computes it, so the runner can bound it by the case timeout and kill it."""
     from grubench.accuracy import write_reference
-    from grubench.problems import Problem
+    from grubench.case import Case
 
-    write_reference(request["path"], Problem(**request["problem"]), request["seed"],
+    write_reference(request["path"], Case.from_row(request["problem"]), request["seed"],
                     request["training"])
     return dict(status="ok")
 
 
 def run_regress_case(backend, request: dict, _gemm_cache: dict) -> dict:
     """Interleaved case/calibration ratios for ``grubench regress``."""
-    from grubench.regress import RegressCase, measure_case
+    from grubench.regress import measure_case, task_of
 
-    return measure_case(backend, RegressCase(**request["case"]), request["pairs"])
+    return measure_case(backend, task_of(request["task"]), request["pairs"])
 
 
 #: What a worker answers, by the request's "kind": harness cases, float64 references and

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grubench import runner, schema, suites
+from grubench import schema, suites
+from grubench.case import Case
 from grubench.cluster import split_cases
 
 
@@ -48,8 +49,8 @@ def main() -> None:
     print(f"fit: {a:.2f} s + {b * 1e9:.2f} s per GFLOP per case (all its backends)")
 
     suite = suites.get(args.suite, scale=args.scale)
-    estimate = {case: a + b * runner.problem_of(dataclasses.asdict(case)).flops(
-        case.mode == "training") for case in suite.cases()}
+    estimate = {case: a + b * Case.from_row(dataclasses.asdict(case)).flops()
+                for case in suite.cases()}
     total = sum(estimate.values())
     loads = [sum(estimate[c] for c in part) for part in split_cases(suite.cases(), args.nodes)]
     print(f"{args.suite} x{args.scale:g}: {len(estimate)} cases; one node {total / 60:.1f} min; "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from grubench import ab, cli, regress
+from grubench.case import Case, Task
 
 PYPROJECT = """[build-system]
 requires = ["setuptools"]
@@ -156,7 +157,7 @@ def test_ab_gate_end_to_end_slowdown_reaches_the_current_side_only(monkeypatch, 
     the base slowed too, the two would cancel and this would pass."""
     monkeypatch.setenv("GRUBENCH_PLUGINS", "")
     monkeypatch.setattr(regress, "SUITES", {"ci": (
-        regress.RegressCase("numpy", "gru", "inference", 4, 1, 4, 4),)})
+        Task(Case("gru", 4, 1, 4, 4), "numpy"),)})
     quick = ["regress", "--against", "HEAD", "--rounds", "2", "--pairs", "3"]
     assert cli.main([*quick, "--tolerance", "5"]) == 0
     assert "A/B against HEAD" in capsys.readouterr().err

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from grubench import accuracy, worker
-from grubench.problems import Problem
+from grubench.case import Case
 from grubench.tolerances import (FLOAT32_GRADIENT, FLOAT64, FORWARD_REL_ERR_TARGET,
                                   GRADIENT_REL_ERR_TARGET)
 
@@ -30,7 +30,7 @@ def test_named_arrays_for_training_results():
 
 
 def test_as_float64_casts_every_array_and_keeps_the_values():
-    args = Problem("lstm", 3, 2, 4, 5).make_args(1)
+    args = Case("lstm", 3, 2, 4, 5).make_args(1, with_grads=True)
     wide = accuracy.as_float64(args)
     for name in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n", "dc_n"):
         assert getattr(wide, name).dtype == np.float64
@@ -41,7 +41,7 @@ def test_as_float64_casts_every_array_and_keeps_the_values():
 def test_reference_is_close_to_a_float32_run_of_the_same_inputs(cell):
     from grubench import backends
 
-    problem = Problem(cell, 5, 3, 4, 6)
+    problem = Case(cell, 5, 3, 4, 6, mode="training")
     reference = accuracy.compute_reference(problem, seed=2, training=True)
     prepared = backends.get("numpy").prepare(problem.make_args(2))
     arrays = accuracy.named_arrays(cell, prepared.to_numpy(prepared.training_step()), True)
@@ -54,7 +54,7 @@ def test_reference_is_close_to_a_float32_run_of_the_same_inputs(cell):
 
 def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     cache = accuracy.ReferenceCache(tmp_path, max_flops=1e6)
-    small = Problem("gru", 4, 2, 3, 5)
+    small = Case("gru", 4, 2, 3, 5)
     first = cache.ensure(small, 0, training=False)
     np.testing.assert_array_equal(accuracy.load(first)["y"],
                                   accuracy.compute_reference(small, 0, False)["y"])
@@ -71,7 +71,7 @@ def test_reference_cache_computes_once_and_caps_sizes(tmp_path, monkeypatch):
     cache.close()
     assert set(accuracy.load(first)) == {"y", "h_n"}
     assert cache.skip_reason(small) is None
-    big = Problem("gru", 100, 64, 512, 512)
+    big = Case("gru", 100, 64, 512, 512)
     assert "only up to 1e+06 training FLOPs" in cache.skip_reason(big)
     with pytest.raises(accuracy.ReferenceSkipped, match="only up to 1e"):
         cache.ensure(big, 0, training=True)
@@ -81,10 +81,10 @@ def test_a_reference_over_the_timeout_is_killed_and_noted(tmp_path):
     """FLOPs do not bound the reference's time: 20,000 steps of size 1 are few FLOPs and
     seconds of Python. The timeout does, and the note says so (once per problem)."""
     cache = accuracy.ReferenceCache(tmp_path, timeout=120)
-    small = Problem("gru", 3, 1, 1, 1)
+    small = Case("gru", 3, 1, 1, 1)
     assert cache.ensure(small, 0, training=False).exists()    # its worker has started
     cache.timeout = 0.5
-    long = Problem("gru", 20000, 1, 1, 1)
+    long = Case("gru", 20000, 1, 1, 1)
     with pytest.raises(accuracy.ReferenceSkipped, match="took longer than the case timeout"):
         cache.ensure(long, 0, training=True)
     with pytest.raises(accuracy.ReferenceSkipped):      # remembered: not tried again
@@ -123,7 +123,7 @@ def test_rel_err_target_of_float32_training_is_the_gradient_target():
 
 
 def test_reference_cap_is_inclusive_and_says_why(tmp_path):
-    problem = Problem("gru", 4, 2, 3, 5)        # 3 * 2*3*5*8*2*4 = 5760 training FLOPs
+    problem = Case("gru", 4, 2, 3, 5)        # 3 * 2*3*5*8*2*4 = 5760 training FLOPs
     assert accuracy.ReferenceCache(tmp_path, max_flops=5760).skip_reason(problem) is None
     assert accuracy.ReferenceCache(tmp_path, max_flops=5759).skip_reason(problem) == (
         "accuracy not measured: the float64 reference is computed only up to 6e+03 "

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from grubench import cli, machine, runner, schema, suites
+from grubench.case import Case
 from tests import fake_backends
 
 ray = pytest.importorskip("ray", reason="the cluster extra is not installed "
@@ -77,9 +78,9 @@ def test_split_cases_balances_flops_and_keeps_the_suite_order():
     assert sorted(map(cases.index, sum(parts, []))) == list(range(len(cases)))
     for part in parts:
         assert [cases.index(c) for c in part] == sorted(cases.index(c) for c in part)
-    load = [sum(runner.problem_of(c.__dict__).flops(c.mode == "training") for c in part)
+    load = [sum(Case.from_row(c.__dict__).flops() for c in part)
             for part in parts]
-    biggest = max(runner.problem_of(c.__dict__).flops(c.mode == "training") for c in cases)
+    biggest = max(Case.from_row(c.__dict__).flops() for c in cases)
     assert abs(load[0] - load[1]) <= biggest
     assert len(cluster.split_cases(cases[:1], 2)) == 1          # no empty part
 

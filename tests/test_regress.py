@@ -1,13 +1,15 @@
 """The regression gate's logic on fixed numbers (no timing), its files and exit codes."""
 import json
-import time
+from pathlib import Path
 
 import pytest
 
 from grubench import regress
+from grubench.case import Case, Task
 from grubench.regress import BaselineError, Verdict, classify, compare, exit_code
 
 TOL = 0.25
+BASELINES = Path(__file__).resolve().parent.parent / "reports" / "baseline"
 
 
 def ok(ratio):
@@ -129,17 +131,30 @@ def test_baseline_document_round_trips(tmp_path):
 
 
 def test_case_keys_name_every_field_that_changes_the_time():
-    base = regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64)
+    base = Task(Case("gru", 100, 1, 64, 64), "numba-cpu")
     assert base.key == "numba-cpu/gru/reset_after/inference/100,1,64,64/float32/t1"
-    variants = [regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    reset_after=False),
-                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    variable_lengths=True),
-                regress.RegressCase("numba-cpu", "gru", "training", 100, 1, 64, 64),
-                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    threads=2)]
+    variants = [Task(Case("gru", 100, 1, 64, 64, variant="reset_before"), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64, variable_lengths=True), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64, mode="training"), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64), "numba-cpu", threads=2)]
     assert len({base.key, *(v.key for v in variants)}) == 5
     assert len({c.key for c in regress.CI_SUITE}) == len(regress.CI_SUITE)
+
+
+def test_task_entries_round_trip():
+    for task in regress.CI_SUITE:
+        assert regress.task_of(json.loads(json.dumps(regress.task_entry(task)))) == task
+
+
+@pytest.mark.parametrize("path", sorted(BASELINES.glob("*.json")), ids=lambda p: p.name)
+def test_committed_baselines_load_and_name_the_ci_suite(path):
+    """Every committed baseline still reads, lists the CI suite under the keys the gate
+    measures now, and its suite entries name the same tasks."""
+    document = regress.load_baseline(path)
+    keys = {task.key for task in regress.CI_SUITE}
+    assert set(document["cases"]) == keys
+    assert {regress.task_of(entry).key for entry in document["suite"]} == keys
+    assert [regress.task_entry(t) for t in regress.CI_SUITE] == document["suite"]
 
 
 @pytest.mark.slow
@@ -165,8 +180,8 @@ def test_interleaved_ratios_gives_one_positive_ratio_per_pair():
     assert all(r > 0 for r in ratios)
 
 
-TINY_SUITE = {"ci": (regress.RegressCase("numpy", "gru", "inference", 4, 1, 4, 4),
-                     regress.RegressCase("no-such-backend-here", "gru", "inference", 4, 1, 4, 4))}
+TINY_SUITE = {"ci": (Task(Case("gru", 4, 1, 4, 4), "numpy"),
+                     Task(Case("gru", 4, 1, 4, 4), "no-such-backend-here"))}
 
 
 @pytest.fixture

@@ -52,14 +52,13 @@ def test_accuracy_is_measured_against_the_reference_not_the_result(mode):
     reference value, while fake-ok (the reference itself) is exact."""
     from fake_backends import OFF_BY
     from grubench.kernels import reference
-    from grubench.problems import Problem
+    from grubench.case import Case
 
     frame = run(["fake-off", "fake-ok"], modes=(mode,), dtype="float64")
     off = frame[frame["backend"] == "fake-off"].iloc[0]
     ok = frame[frame["backend"] == "fake-ok"].iloc[0]
     assert off["rel_err"] == pytest.approx(OFF_BY, rel=1e-9)
-    args = Problem("gru", 3, 2, 4, 5, dtype="float64").make_args(
-        TINY.seed, with_grads=mode == "training")
+    args = Case("gru", 3, 2, 4, 5, mode=mode, dtype="float64").make_args(TINY.seed)
     prepared = reference.prepare(args)
     if mode == "training":
         outputs, grads = prepared.training_step()

@@ -86,11 +86,11 @@ def _results_rows(document: dict) -> list[dict]:
 def _regress_rows(document: dict) -> list[dict]:
     """One row per case of the baseline: its ratio to the calibration product (what the
     gate compares) as the metric; the case's own seconds stay in data."""
-    from grubench.regress import RegressCase
+    from grubench.regress import task_of
 
     rows = []
     for case in document.get("suite") or []:
-        entry = document["cases"].get(RegressCase(**case).key)
+        entry = document["cases"].get(task_of(case).key)
         variant = "-" if case["cell"] == "lstm" else (
             "reset_after" if case["reset_after"] else "reset_before")
         label = "regress " + case_label({**case, "variant": variant})
