@@ -1,12 +1,24 @@
 """Atomic file writes: a report is either the old file or the complete new one, never half
-written (a crash or Ctrl-C mid-write leaves only a temporary file, removed on error)."""
+written (a crash or Ctrl-C mid-write leaves only a temporary file, removed on error); and
+reading a JSON document back with a one-line error."""
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def read_json(path: Path):
+    """A JSON file's document; ValueError saying why a file cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:

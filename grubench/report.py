@@ -21,12 +21,11 @@ import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
-from grubench.files import write_atomic
+from grubench.files import read_json, write_atomic
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
+from grubench.units import BYTE_UNITS, TIME_UNITS, pick_unit
 
 GROUP_KEY = ("cell", "variant", "mode", "dtype", "threads")
-TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6))
-BYTE_UNITS = (("GiB", 2.0 ** 30), ("MiB", 2.0 ** 20), ("KiB", 2.0 ** 10), ("B", 1.0))
 
 
 @dataclass
@@ -59,17 +58,6 @@ METRICS = {
     "accuracy": Metric("rel_err", "relative error vs float64 reference",
                        scientific=True, digits=2),
 }
-
-
-def pick_unit(values, units) -> tuple[str, float]:
-    """The largest of ``units`` (name, scale; largest first) in which the smallest
-    positive value reads at least 0.1, so one table keeps one unit and short numbers."""
-    positive = [v for v in values if v and v > 0 and not math.isnan(v)]
-    smallest = min(positive) if positive else units[0][1]
-    for name, scale in units:
-        if smallest >= 0.1 * scale:
-            return name, scale
-    return units[-1]
 
 
 def format_value(value: float, metric: Metric) -> str:
@@ -456,16 +444,6 @@ def _row_problem(row: dict) -> str | None:
 
 def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def read_json(path: Path):
-    """A JSON file's document; ValueError saying why a file cannot be read or parsed."""
-    try:
-        return json.loads(path.read_text())
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

@@ -43,7 +43,8 @@ import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
-from grubench.report import BYTE_UNITS, TIME_UNITS, pick_unit, read_json
+from grubench.files import read_json
+from grubench.units import BYTE_UNITS, TIME_UNITS, pick_unit
 
 HOLDS, FAILS, NOISE, UNJUDGED = "holds", "does not hold", "within noise", "not judged"
 
