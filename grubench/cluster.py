@@ -35,13 +35,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 import grubench
 from grubench import backends as registry
-from grubench import machine, runner, suites
+from grubench.backends import PLUGINS_ENV
+from grubench import machine, report, runner, suites
 from grubench.case import Case
 from grubench.threads import cpu_count
-from grubench.worker import PLUGINS_ENV, load_plugins
 
 #: The per-node custom resource a measurement holds (capacity 1 on each node).
 RESOURCE = "grubench"
@@ -69,8 +70,6 @@ class ClusterError(ValueError):
 def ray_processes() -> dict[str, int]:
     """Ray's own processes on this host, by name (a measurement shares the host with
     them): raylet, GCS, agents, idle and busy Ray workers."""
-    import psutil
-
     found: dict[str, int] = {}
     for process in psutil.process_iter(["name", "cmdline"]):
         name = process.info["name"] or ""
@@ -123,7 +122,7 @@ class NodeRun:
 
     def __init__(self, name: str, plugins: str | None):
         _use_plugins(plugins)
-        load_plugins()          # this process looks backends up too (what each can run)
+        registry.load_plugins()     # this process looks backends up too (what each can run)
         self.name = name
         self.rows = None
 
@@ -273,6 +272,23 @@ def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[-1][:300] if lines else ''}"
 
 
+def run_suite(suite: str | suites.Suite = "default", *, address: str,
+              placement: str = "spread", nodes: str | None = None,
+              out: str | Path | None = None, progress: bool = True,
+              **settings) -> pd.DataFrame:
+    """grubench.runner.run_suite on the nodes of the Ray cluster at ``address`` (a Ray
+    address or ``local[:N]``): ``placement`` "spread" or "each", ``nodes`` a resource or
+    label that selects nodes; ``suite`` and ``settings`` as grubench.runner.plan takes
+    them. With ``out``, the report (:func:`write_report`)."""
+    suite, chosen, notes = runner.plan(suite, **settings)
+    with runner.holding(out):
+        frame = run(suite, chosen, notes, address=address, placement=placement, nodes=nodes,
+                    progress=progress)
+        if out is not None:
+            write_report(frame, out)
+    return frame
+
+
 def run(suite: suites.Suite, chosen: list[str], notes: list[str], *, address: str,
         placement: str = "spread", nodes: str | None = None,
         progress: bool | runner.Progress = True) -> pd.DataFrame:
@@ -402,8 +418,6 @@ def write_report(frame: pd.DataFrame, out) -> None:
     """The combined report into ``out``; with the whole suite on several machines
     (placement each) also each node's own report in ``out/nodes/NAME`` (its context as
     the machine), the folders grubench compare reads."""
-    from grubench import report
-
     report.write_report(frame, out)
     if frame.attrs.get("cluster", {}).get("placement") != "each":
         return

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grubench import ab, cli, regress
+from grubench import ab, calibrated, cli, regress
 from grubench.case import Case, Task
 
 PYPROJECT = """[build-system]
@@ -161,7 +161,7 @@ def test_ab_gate_end_to_end_slowdown_reaches_the_current_side_only(monkeypatch, 
     quick = ["regress", "--against", "HEAD", "--rounds", "2", "--pairs", "3"]
     assert cli.main([*quick, "--tolerance", "5"]) == 0
     assert "A/B against HEAD" in capsys.readouterr().err
-    monkeypatch.setenv(regress.SLOWDOWN_ENV, "4")
+    monkeypatch.setenv(calibrated.SLOWDOWN_ENV, "4")
     verdicts = tmp_path / "verdicts.json"
     assert cli.main([*quick, "--json", str(verdicts)]) == 1
     out = capsys.readouterr().out

@@ -86,7 +86,7 @@ def _results_rows(document: dict) -> list[dict]:
 def _regress_rows(document: dict) -> list[dict]:
     """One row per case of the baseline: its ratio to the calibration product (what the
     gate compares) as the metric; the case's own seconds stay in data."""
-    from grubench.regress import task_of
+    from grubench.baseline import task_of
 
     rows = []
     for case in document.get("suite") or []:
