@@ -92,3 +92,14 @@ def test_dead_worker_raises_worker_failed(tmp_path):
         worker.request(dict(case=case, seed=0, reference=None, min_runs=1, min_time=0.0), 30)
     assert failure.value.status == "crashed"
     assert worker.process.poll() is not None
+
+
+def test_every_request_kind_names_a_function_that_exists():
+    """grubench.handlers names its functions by module path: a typo would surface only
+    when a worker first gets that kind of request."""
+    from grubench import worker
+    from grubench.handlers import HANDLERS
+
+    assert set(HANDLERS) == {"case", "reference", "regress", "train"}
+    for kind in HANDLERS:
+        assert callable(worker.handler(kind)), kind
