@@ -6,10 +6,10 @@ So the base revision is checked out in a temporary ``git worktree``, installed a
 apart from ours), and base and current kernels are measured case by case, in turns, each
 side in its own pinned worker on the same cores. Only the current side's verdicts count.
 
-Both sides' workers run this revision's harness (grubench.worker and grubench.regress);
+Both sides' workers run this revision's harness (grubench.worker and grubench.calibrated);
 the base worker imports ``grubench.kernels`` from the base's install
-(:func:`import_kernels_from`). So both sides are timed by the same code, and a change to
-the timing itself cannot pose as a change of the kernels.
+(:func:`grubench.worker.import_kernels_from`). So both sides are timed by the same code,
+and a change to the timing itself cannot pose as a change of the kernels.
 
 Everything temporary (worktree, install, workers) is removed on the way out, also on
 Ctrl-C and on SIGTERM (see :func:`sigterm_as_interrupt`).
@@ -17,8 +17,6 @@ Ctrl-C and on SIGTERM (see :func:`sigterm_as_interrupt`).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import itertools
 import os
 import shutil
 import signal
@@ -26,16 +24,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
+
+from grubench.calibrated import CASE_TIMEOUT_S, SLOWDOWN_ENV, RatioWorker, by_worker
+from grubench.worker import KERNELS_ENV
 
 #: The checkout grubench runs from (its kernels are the current side).
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 #: A case's first turn on a side compiles its kernels: it may take this many case timeouts
 #: (a cold compile on a 2-core machine shared with other jobs has taken minutes).
 COMPILE_TIMEOUT_FACTOR = 4
-#: A worker started with this variable imports grubench.kernels from that folder.
-KERNELS_ENV = "GRUBENCH_KERNELS_DIR"
 
 
 class RevisionError(Exception):
@@ -105,19 +103,6 @@ def install(source: Path, site: Path, label: str) -> None:
                             f"{errors[-1].strip() if errors else f'pip exit {done.returncode}'}")
 
 
-def import_kernels_from(directory: str | os.PathLike):
-    """Make ``grubench.kernels`` the package in ``directory`` (another revision's
-    install) for this process; call before anything imports grubench.kernels."""
-    directory = Path(directory)
-    spec = importlib.util.spec_from_file_location(
-        "grubench.kernels", directory / "__init__.py",
-        submodule_search_locations=[str(directory)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["grubench.kernels"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def kernels_dir(site: Path) -> Path:
     return site / "grubench" / "kernels"
 
@@ -125,8 +110,6 @@ def kernels_dir(site: Path) -> Path:
 def worker_env(site: Path) -> dict[str, str]:
     """The base side's environment: the base's kernels, and no injected slowdown (that is
     the current side's alone)."""
-    from grubench.regress import SLOWDOWN_ENV
-
     env = {k: v for k, v in os.environ.items() if k != SLOWDOWN_ENV}
     env[KERNELS_ENV] = str(kernels_dir(site))
     return env
@@ -134,7 +117,7 @@ def worker_env(site: Path) -> dict[str, str]:
 
 CHECK_IMPORT = """
 import sys
-from grubench.ab import import_kernels_from
+from grubench.worker import import_kernels_from
 import_kernels_from(sys.argv[1])
 import grubench.backends, grubench.kernels.contract as contract
 print(contract.__file__)
@@ -189,79 +172,68 @@ def sigterm_as_interrupt():
 
 # ----------------------------------------------------------------------------- measuring
 
-def measure(cases, site: Path, rounds: int, pairs: int, log_dir: Path
+def measure(tasks, site: Path, rounds: int, pairs: int, log_dir: Path
             ) -> tuple[dict[str, float], dict[str, dict]]:
-    """Each case measured ``rounds`` times on each side, the sides taking turns (base,
+    """Each task measured ``rounds`` times on each side, the sides taking turns (base,
     current, current, base, ...) so a slow stretch of the machine falls on both; each
-    turn is one regress request (``pairs`` case/calibration pairs, grubench.regress).
+    turn is one regress request (``pairs`` case/calibration pairs, grubench.calibrated).
 
     Returns (base ratios by key, current rows by key): the median of each side's turns,
-    in the shapes grubench.regress.compare takes. A case the base cannot measure (new, or
+    in the shapes grubench.gate.compare takes. A case the base cannot measure (new, or
     failing there) has no base ratio."""
-    from grubench.worker import Worker, WorkerFailed
-
     starts = {"base": {"env": worker_env(site)}, "current": {}}
     base_ratios: dict[str, float] = {}
     current_rows: dict[str, dict] = {}
     failures: dict[str, str] = {}
-    by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
-    for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
-                                                       key=by_worker):
-        workers: dict[str, Worker | None] = {"base": None, "current": None}
-
-        def turn(side: str, case, first: bool) -> dict:
-            from grubench.regress import CASE_TIMEOUT_S
-
-            # A side's first turn compiles its kernels (cold numba cache): time for that.
-            timeout = CASE_TIMEOUT_S * (COMPILE_TIMEOUT_FACTOR if first else 1)
-            try:
-                if workers[side] is None:
-                    workers[side] = Worker(backend, threads,
-                                           log_dir / f"ab-{side}-{backend}-{threads}.log",
-                                           timeout, **starts[side])
-                if not workers[side].hello["available"]:
-                    return {"status": "unavailable", "reason": workers[side].hello["reason"]}
-                return workers[side].request({"kind": "regress", "case": asdict(case),
-                                              "pairs": pairs}, timeout)
-            except WorkerFailed as failure:
-                workers[side] = None
-                return {"status": failure.status, "reason": failure.reason}
-
+    for (backend, threads), group in by_worker(tasks):
+        workers = {side: RatioWorker(backend, threads,
+                                     log_dir / f"ab-{side}-{backend}-{threads}.log", **start)
+                   for side, start in starts.items()}
         try:
-            for case in group:
-                ratios = {"base": [], "current": []}
-                failed: dict[str, dict] = {}
-                for number in range(rounds):
-                    for side in ("base", "current") if number % 2 == 0 else ("current", "base"):
-                        if side not in failed:
-                            row = turn(side, case, first=not ratios[side])
-                            if row.get("status") == "ok":
-                                ratios[side].append(row["ratio"])
-                            else:
-                                failed[side] = row
+            for task in group:
+                ratios, failed = _turns(workers, task, rounds, pairs)
                 if "current" in failed:
-                    current_rows[case.key] = {**failed["current"], "key": case.key}
+                    current_rows[task.key] = {**failed["current"], "key": task.key}
                 else:
-                    current_rows[case.key] = {"status": "ok", "reason": None, "key": case.key,
+                    current_rows[task.key] = {"status": "ok", "reason": None, "key": task.key,
                                               "ratio": statistics.median(ratios["current"]),
                                               "ratios": ratios["current"]}
                 if "base" in failed:
-                    failures[case.key] = (f"base {failed['base']['status']}: "
+                    failures[task.key] = (f"base {failed['base']['status']}: "
                                           f"{failed['base'].get('reason')}")
-                    current_rows[case.key]["base_failure"] = failures[case.key]
+                    current_rows[task.key]["base_failure"] = failures[task.key]
                 else:
-                    base_ratios[case.key] = statistics.median(ratios["base"])
-                print(f"  {case.key}: " + _progress(base_ratios.get(case.key),
-                                                    current_rows[case.key], failed.get("base")),
+                    base_ratios[task.key] = statistics.median(ratios["base"])
+                print(f"  {task.key}: " + _progress(base_ratios.get(task.key),
+                                                    current_rows[task.key], failed.get("base")),
                       file=sys.stderr, flush=True)
         finally:
             for worker in workers.values():
-                if worker is not None:
-                    worker.close(kill=True)
-    if cases and not base_ratios:
+                worker.close()
+    if tasks and not base_ratios:
         raise RevisionError(f"the base revision measured none of the cases (first: "
                             f"{next(iter(failures.values()))})")
     return base_ratios, current_rows
+
+
+def _turns(workers: dict[str, RatioWorker], task, rounds: int, pairs: int
+           ) -> tuple[dict[str, list[float]], dict[str, dict]]:
+    """``rounds`` turns of ``task`` on each side, in ABBA order: each side's ratios, and
+    the row of a side that failed (it takes no more turns)."""
+    ratios: dict[str, list[float]] = {side: [] for side in workers}
+    failed: dict[str, dict] = {}
+    for number in range(rounds):
+        for side in ("base", "current") if number % 2 == 0 else ("current", "base"):
+            if side in failed:
+                continue
+            # A side's first turn compiles its kernels (cold numba cache): time for that.
+            timeout = CASE_TIMEOUT_S * (1 if ratios[side] else COMPILE_TIMEOUT_FACTOR)
+            row = workers[side].measure(task, pairs, timeout)
+            if row.get("status") == "ok":
+                ratios[side].append(row["ratio"])
+            else:
+                failed[side] = row
+    return ratios, failed
 
 
 def _progress(base: float | None, current: dict, base_failure: dict | None) -> str:

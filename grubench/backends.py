@@ -7,22 +7,34 @@
 
 Each entry names a module of :mod:`grubench.kernels` that defines ``availability()``,
 ``version()`` and ``prepare(args)`` (with optional keyword options such as a device), and
-:class:`Backend` builds the convenience API over it. An entry also declares what its
-backend cannot run (an inference-only backend: ``unsupported={"training": why}``) and,
-where the result's type does not tell, the memory counter that sees its allocations. Kernel modules are imported on first
-use, so listing backends costs nothing and a missing optional package only makes its
-backend unavailable, with the reason.
+:class:`Backend` builds the convenience API over it. An entry also declares the backend's
+capabilities: its device, the memory counter that sees its allocations, and the modes and
+dtypes it cannot run (an inference-only backend: ``unsupported={"training": why}``); an
+entry that declares nothing runs on the CPU, is measured by tracemalloc and runs every
+mode and dtype. Kernel modules are imported on first use, so listing backends costs
+nothing and a missing optional package only makes its backend unavailable, with the
+reason.
+
+Plugins: ``GRUBENCH_PLUGINS`` (comma-separated module names) are imported by
+:func:`load_plugins`, which the runner, every worker, a cluster node and ``grubench
+train`` call before they read the registry; each module's ``register()`` (if any) may add
+entries to :data:`REGISTRY` (the tests inject their crashing backends this way).
 """
 from __future__ import annotations
 
 import functools
 import importlib
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from grubench.case import DTYPES, MODES
 from grubench.kernels import onnxruntime
 from grubench.kernels.contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
+from grubench.memory import COUNTERS
+
+PLUGINS_ENV = "GRUBENCH_PLUGINS"
 
 
 @dataclass(frozen=True)
@@ -30,13 +42,33 @@ class Entry:
     module: str
     description: str
     options: dict = field(default_factory=dict)
+    #: "cpu" or "cuda": which suites select it, and whether a cluster node needs a GPU.
     device: str = "cpu"
     #: What the backend cannot run, keyed by mode ("training") or dtype ("float64"), with
     #: the reason: the runner reports those cases as "unsupported" without asking a worker.
     unsupported: dict = field(default_factory=dict)
-    #: The grubench.memory counter that sees its allocations (None: chosen from the type
-    #: of its result arrays).
-    memory: str | None = None
+    #: The grubench.memory counter that sees its allocations ("none": no counter does).
+    memory: str = "tracemalloc"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.unsupported) - {*MODES, *DTYPES})
+        if unknown:
+            raise ValueError(f"backend entry {self.module!r}: unsupported names "
+                             f"{', '.join(unknown)}; expected modes ({', '.join(MODES)}) "
+                             f"or dtypes ({', '.join(DTYPES)})")
+        if self.memory not in COUNTERS:
+            raise ValueError(f"backend entry {self.module!r}: unknown memory counter "
+                             f"{self.memory!r}; expected one of {', '.join(COUNTERS)}")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The modes it runs."""
+        return tuple(mode for mode in MODES if mode not in self.unsupported)
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        """The dtypes it runs."""
+        return tuple(dtype for dtype in DTYPES if dtype not in self.unsupported)
 
     def why_unsupported(self, mode: str, dtype) -> str | None:
         """Why this backend cannot run a case of ``mode`` and ``dtype`` (a name or a NumPy
@@ -44,18 +76,22 @@ class Entry:
         return self.unsupported.get(mode) or self.unsupported.get(np.dtype(dtype).name)
 
 
+# Memory counters: NumPy and Numba allocate through Python's tracked allocator
+# (tracemalloc); torch's CPU allocator is seen by its profiler, its CUDA one by its own
+# statistics; ONNX Runtime and XLA allocate outside tracemalloc's view (the resident set);
+# other devices have no per-call counter.
 REGISTRY: dict[str, Entry] = {
     "numpy": Entry("reference", "exact NumPy reference (the oracle of every test)"),
     "torch-cpu": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on the CPU",
-                       {"device": "cpu"}),
+                       {"device": "cpu"}, memory="torch-profiler"),
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
-                        {"device": "cuda"}, device="cuda"),
+                        {"device": "cuda"}, device="cuda", memory="torch-cuda-allocator"),
     "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float32 gate math for float32, "
                        "weight products on packed panels, weight gradients on tiles (narrow) or "
                        "OpenBLAS (wide), steps shared among numba's threads)"),
     "numba-cuda": Entry("numba_cuda", "numba.cuda kernels: tiled matmul, fused gates, "
-                        "persistent small-batch forward", device="cuda"),
-    # Peers (the peers extra). ONNX Runtime and XLA allocate outside tracemalloc's view.
+                        "persistent small-batch forward", device="cuda", memory="none"),
+    # Peers (the peers extra).
     "onnxruntime": Entry("onnxruntime", "ONNX Runtime's GRU/LSTM operators (MLAS) on a "
                          "one-node ONNX graph", unsupported=onnxruntime.UNSUPPORTED,
                          memory="rss"),
@@ -154,3 +190,14 @@ def get(name: str) -> Backend:
 
 def available() -> list[Backend]:
     return [get(n) for n in names() if get(n).available]
+
+
+def load_plugins() -> list[str]:
+    """Import the modules named in ``GRUBENCH_PLUGINS`` and call their ``register()``
+    (idempotent: it runs on every call); returns the module names."""
+    modules = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for name in modules:
+        register = getattr(importlib.import_module(name), "register", None)
+        if register is not None:
+            register()
+    return modules

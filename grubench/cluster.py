@@ -34,13 +34,14 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 import grubench
 from grubench import backends as registry
-from grubench import machine, runner, suites
+from grubench.backends import PLUGINS_ENV
+from grubench import machine, report, runner, suites
 from grubench.case import Case
 from grubench.threads import cpu_count
-from grubench.worker import PLUGINS_ENV, load_plugins
 
 #: The per-node custom resource a measurement holds (capacity 1 on each node).
 RESOURCE = "grubench"
@@ -68,8 +69,6 @@ class ClusterError(ValueError):
 def ray_processes() -> dict[str, int]:
     """Ray's own processes on this host, by name (a measurement shares the host with
     them): raylet, GCS, agents, idle and busy Ray workers."""
-    import psutil
-
     found: dict[str, int] = {}
     for process in psutil.process_iter(["name", "cmdline"]):
         name = process.info["name"] or ""
@@ -122,7 +121,7 @@ class NodeRun:
 
     def __init__(self, name: str, plugins: str | None):
         _use_plugins(plugins)
-        load_plugins()          # this process looks backends up too (what each can run)
+        registry.load_plugins()     # this process looks backends up too (what each can run)
         self.name = name
         self.rows = None
 
@@ -253,12 +252,12 @@ def refuse_mismatched(contexts: dict[str, dict], driver: dict) -> None:
                            f"leave those nodes out with --nodes")
 
 
-def split_cases(cases, count: int, training_of=lambda c: c.mode == "training"):
+def split_cases(cases, count: int):
     """Cases into ``count`` parts of about equal FLOPs (largest first, each to the
     lightest part), each part in the suite's order."""
     parts: list[list[int]] = [[] for _ in range(count)]
     load = [0.0] * count
-    flops = [case.flops(training_of(case)) for case in cases]
+    flops = [case.flops() for case in cases]
     for index in sorted(range(len(cases)), key=lambda i: -flops[i]):
         lightest = load.index(min(load))
         parts[lightest].append(index)
@@ -270,6 +269,23 @@ def _short(error: BaseException) -> str:
     """An exception from Ray in one line: its type and its last meaningful line."""
     lines = [l.strip() for l in str(error).splitlines() if l.strip()]
     return f"{type(error).__name__}: {lines[-1][:300] if lines else ''}"
+
+
+def run_suite(suite: str | suites.Suite = "default", *, address: str,
+              placement: str = "spread", nodes: str | None = None,
+              out: str | Path | None = None, progress: bool = True,
+              **settings) -> pd.DataFrame:
+    """grubench.runner.run_suite on the nodes of the Ray cluster at ``address`` (a Ray
+    address or ``local[:N]``): ``placement`` "spread" or "each", ``nodes`` a resource or
+    label that selects nodes; ``suite`` and ``settings`` as grubench.runner.plan takes
+    them. With ``out``, the report (:func:`write_report`)."""
+    suite, chosen, notes = runner.plan(suite, **settings)
+    with runner.holding(out):
+        frame = run(suite, chosen, notes, address=address, placement=placement, nodes=nodes,
+                    progress=progress)
+        if out is not None:
+            write_report(frame, out)
+    return frame
 
 
 def run(suite: suites.Suite, chosen: list[str], notes: list[str], *, address: str,
@@ -401,8 +417,6 @@ def write_report(frame: pd.DataFrame, out) -> None:
     """The combined report into ``out``; with the whole suite on several machines
     (placement each) also each node's own report in ``out/nodes/NAME`` (its context as
     the machine), the folders grubench compare reads."""
-    from grubench import report
-
     report.write_report(frame, out)
     if frame.attrs.get("cluster", {}).get("placement") != "each":
         return

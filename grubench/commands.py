@@ -104,8 +104,12 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
 
 def _run(args, cells=None, write: bool = True):
     from grubench import backends
-    from grubench.runner import run_suite
 
+    on_cluster = _cluster_options(args)
+    if on_cluster:
+        from grubench.cluster import run_suite      # imports Ray: only when asked for
+    else:
+        from grubench.runner import run_suite
     if args.baseline is not None:
         suites.check_names("baseline backend", [args.baseline], backends.names())
     started = time.monotonic()
@@ -116,8 +120,7 @@ def _run(args, cells=None, write: bool = True):
         sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
         min_time=args.min_time, baseline=args.baseline, scale=args.scale,
         out=args.out if write else None,
-        progress=not args.no_progress, case_timeout=args.timeout,
-        **_cluster_options(args))
+        progress=not args.no_progress, case_timeout=args.timeout, **on_cluster)
     return frame, time.monotonic() - started
 
 
@@ -141,13 +144,14 @@ def add_cluster_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cluster_options(args) -> dict:
-    """run_suite's cluster arguments from the command line (none for compare-cells)."""
+    """grubench.cluster.run_suite's arguments from the command line (none without
+    --cluster, and for compare-cells)."""
     address = getattr(args, "cluster", None)
     if address is None:
         if getattr(args, "placement", None) or getattr(args, "nodes", None):
             raise ValueError("--spread, --each and --nodes need --cluster ADDRESS")
         return {}
-    return dict(cluster=address, placement=args.placement or "spread", nodes=args.nodes)
+    return dict(address=address, placement=args.placement or "spread", nodes=args.nodes)
 
 
 def _finish(frame, seconds: float, out: str) -> int:
@@ -205,9 +209,8 @@ def handle_compare_cells(args) -> int:
 
 def handle_list(args) -> int:
     from grubench import backends
-    from grubench.worker import load_plugins
 
-    load_plugins()
+    backends.load_plugins()
     print("backends:")
     width = max(len(n) for n in backends.names())
     for name in backends.names():

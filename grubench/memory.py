@@ -1,4 +1,5 @@
-"""Peak memory of one call, by the counter that sees the backend's allocations.
+"""Peak memory of one call, by the counter that sees the backend's allocations (each
+registry entry names its counter: grubench.backends.Entry.memory).
 
 * NumPy and Numba on the CPU: ``tracemalloc`` (NumPy and Numba's NRT allocate through
   Python's tracked allocator).
@@ -15,42 +16,21 @@
   counted whichever allocator asked for them; a pool a library keeps warm would hide its
   reuse, which is why the ONNX Runtime backend turns its CPU arena off. Page-granular,
   Linux only (None elsewhere).
-* Other devices (e.g. numba-cuda): no per-call counter; the peak is reported as None.
+* Other devices (e.g. numba-cuda): no per-call counter (``none``); the peak is reported
+  as None.
 
 Each peak is the memory the call allocates beyond what already exists (the prepared
-inputs), so it compares with the analytic working set of Problem.expected_bytes minus
+inputs), so it compares with the analytic working set of Case.expected_bytes minus
 the inputs. ``rss_bytes`` is the worker process's peak resident set (ru_maxrss), which
 grows over a worker's life: it bounds every case the worker ran so far.
 """
 from __future__ import annotations
 
+import ctypes
 import resource
 import sys
 import tracemalloc
 from typing import Callable
-
-
-def leaves(result) -> list:
-    """The arrays in a result: tuples/lists/dicts flattened."""
-    if isinstance(result, dict):
-        return [leaf for value in result.values() for leaf in leaves(value)]
-    if isinstance(result, (tuple, list)):
-        return [leaf for value in result for leaf in leaves(value)]
-    return [result]
-
-
-def _is_torch(array) -> bool:
-    return type(array).__module__.split(".")[0] == "torch"
-
-
-def counter_for(result) -> str:
-    """The name of the counter that sees the allocations of a call returning ``result``."""
-    first = leaves(result)[0]
-    if _is_torch(first):
-        return "torch-cuda-allocator" if first.is_cuda else "torch-profiler"
-    if hasattr(first, "__cuda_array_interface__"):
-        return "none"
-    return "tracemalloc"
 
 
 def _peak_tracemalloc(call: Callable[[], object]) -> int:
@@ -95,8 +75,6 @@ def _proc_status_bytes(field: str) -> int:
 
 
 def _peak_rss(call: Callable[[], object]) -> int | None:
-    import ctypes
-
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as clear_refs:
@@ -114,6 +92,8 @@ PEAK_COUNTERS: dict[str, Callable[[Callable[[], object]], int | None]] = {
     "torch-cuda-allocator": _peak_torch_cuda,
     "rss": _peak_rss,
 }
+#: Every counter a backend can declare: "none" for a device no counter sees.
+COUNTERS = (*PEAK_COUNTERS, "none")
 
 
 def peak_bytes(call: Callable[[], object], counter: str) -> int | None:

@@ -1,44 +1,44 @@
 """`grubench regress`: a performance gate for CI that survives noisy machines.
 
 Absolute times on a shared 2-core VM move 5-20% between runs, and more between machines, so
-the gate never compares seconds. Times are the process's CPU time (:data:`CLOCK`): on a
+the gate never compares seconds. Times are the process's CPU time: on a
 machine shared by other jobs, wall time counts every stretch the process waits for a core
 (the per-pair ratios then spread 30x; CPU time keeps them within 20%, docs/regress-clock.md).
 Each case is timed interleaved with a calibration workload in the same worker process (a
 NumPy float32 matrix product with the case's forward FLOPs, see
-:func:`calibration_workload`), pair by pair: the machine's momentary speed cancels in
+:mod:`grubench.calibrated`), pair by pair: the machine's momentary speed cancels in
 the ratio case/calibration, and the median of the per-pair ratios is what is compared.
 
 The ratio cancels the machine's speed, not its shape (vector width, caches, BLAS kernel), so
 it is compared either with a baseline recorded on a machine of the same fingerprint
-(grubench.machine.fingerprint; one file per fingerprint in reports/baseline/), or, which is
+(grubench.machine.fingerprint; one file per fingerprint in reports/baseline/,
+grubench.baseline), or, which is
 right on any machine, with the base revision measured in the same run (``--against``,
 grubench.ab). Without a baseline for this machine the gate falls back to the A/B test.
 A case slower than the tolerance is measured again, longer, before it is declared a
-regression.
+regression (grubench.gate).
 
 Exit codes: 0 no confirmed regression, 1 a confirmed regression, 2 a missing or corrupt
 baseline, a base revision that does not exist or build (or another usage error).
 """
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from grubench import ab, history, machine
+from grubench.baseline import (BASELINE_DIR, BaselineError, baseline_document,
+                               baseline_path, load_baseline)
+from grubench.calibrated import measure
+from grubench.case import Case, Task
+from grubench.files import check_writable_dir, write_atomic
+from grubench.gate import Verdict, compare, exit_code, render_table
 
-from grubench import history, machine
-
-SCHEMA = "grubench.regress/2"
-BASELINE_DIR = Path("reports/baseline")
 DEFAULT_TOLERANCE = 0.25
 DEFAULT_PAIRS = 31
 #: A/B defaults: turns per side and case, pairs per turn, and the tolerance (A/B noise on
@@ -46,313 +46,19 @@ DEFAULT_PAIRS = 31
 AB_ROUNDS = 8
 AB_PAIRS = 5
 AB_TOLERANCE = 0.15
-CASE_TIMEOUT_S = 120.0
-#: Process CPU time: blind to the time spent waiting for a core on a shared machine.
-CLOCK = time.process_time
-#: test-only: a factor > 1 in this variable makes every measured case spin that much longer
-SLOWDOWN_ENV = "GRUBENCH_INJECT_SLOWDOWN"
-
-
-@dataclass(frozen=True)
-class RegressCase:
-    """One gated case; ``key`` names it in baselines and tables."""
-
-    backend: str
-    cell: str
-    mode: str               # "inference" | "training"
-    T: int
-    B: int
-    I: int  # noqa: E741 - the conventional name of the input size
-    H: int
-    reset_after: bool = True
-    variable_lengths: bool = False
-    dtype: str = "float32"
-    threads: int = 1
-
-    @property
-    def key(self) -> str:
-        variant = "" if self.cell == "lstm" else ("/reset_after" if self.reset_after
-                                                 else "/reset_before")
-        lengths = "/lengths" if self.variable_lengths else ""
-        return (f"{self.backend}/{self.cell}{variant}{lengths}/{self.mode}/"
-                f"{self.T},{self.B},{self.I},{self.H}/{self.dtype}/t{self.threads}")
 
 
 # The pinned CI suite: our own kernels at sizes where a regression in any part shows (GEMV-
 # bound batch 1, GEMM-bound batch 32, training, both GRU variants, lengths, LSTM).
-CI_SUITE = (
-    RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, reset_after=False),
-    RegressCase("numba-cpu", "gru", "inference", 50, 16, 128, 128, variable_lengths=True),
-    RegressCase("numba-cpu", "gru", "training", 64, 32, 32, 64),
-    RegressCase("numba-cpu", "lstm", "inference", 100, 1, 64, 64),
-    RegressCase("numba-cpu", "lstm", "training", 64, 32, 32, 64),
-)
-
-
-# ----------------------------------------------------------------------------- measuring
-
-def calibration_workload(case: RegressCase) -> Callable[[], object]:
-    """A NumPy float32 product with the forward FLOPs of the case's matrix products:
-    (T*B, I+H) x (I+H, G*H). It runs on the same cores, caches and BLAS as the case."""
-    gates = 3 if case.cell == "gru" else 4
-    rng = np.random.default_rng(0)
-    left = rng.standard_normal((case.T * case.B, case.I + case.H)).astype(np.float32)
-    right = rng.standard_normal((case.I + case.H, gates * case.H)).astype(np.float32)
-    return lambda: left @ right
-
-
-def slowed(run: Callable[[], object], factor: float) -> Callable[[], object]:
-    """``run`` made ``factor`` times slower (in :data:`CLOCK` time) by spinning after it
-    (test-only injection)."""
-    def run_slowed():
-        start = CLOCK()
-        result = run()
-        deadline = start + factor * (CLOCK() - start)
-        while CLOCK() < deadline:
-            pass
-        return result
-    return run_slowed
-
-
-def _repetitions(run: Callable[[], object], min_block_s: float) -> int:
-    """How many calls make one timed block last at least ``min_block_s``."""
-    start = CLOCK()
-    run()
-    once = max(CLOCK() - start, 1e-7)
-    return max(1, int(np.ceil(min_block_s / once)))
-
-
-def _time_block(run: Callable[[], object], repetitions: int) -> float:
-    start = CLOCK()
-    for _ in range(repetitions):
-        run()
-    return (CLOCK() - start) / repetitions
-
-
-def interleaved_ratios(case_run: Callable[[], object], reference_run: Callable[[], object],
-                       pairs: int, min_block_s: float = 0.004) -> list[float]:
-    """Per-pair ratios case/reference, timed in ABBA order so a drift in machine speed
-    during the pair weighs on both sides alike."""
-    case_reps = _repetitions(case_run, min_block_s)
-    reference_reps = _repetitions(reference_run, min_block_s)
-    ratios = []
-    for pair in range(pairs):
-        if pair % 2 == 0:
-            case_s = _time_block(case_run, case_reps)
-            reference_s = _time_block(reference_run, reference_reps)
-        else:
-            reference_s = _time_block(reference_run, reference_reps)
-            case_s = _time_block(case_run, case_reps)
-        ratios.append(case_s / reference_s)
-    return ratios
-
-
-def measure_case(backend, case: RegressCase, pairs: int) -> dict:
-    """Time one case on ``backend`` (a grubench.backends.Backend) against its calibration
-    in this process (already thread-pinned).
-    Returns {"key", "ratio", "ratios", "case_s", "status", "reason"}."""
-    from grubench.case import Case
-    from grubench.kernels.cells import cell
-
-    if not backend.available:
-        return {"key": case.key, "status": "unavailable", "reason": backend.why_unavailable}
-    measured = Case(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
-                    variant=cell(case.cell).variant_of(case.reset_after),
-                    variable_lengths=case.variable_lengths)
-    prepared = backend.prepare(measured.make_args(seed=0, with_grads=True))
-    step = prepared.forward if case.mode == "inference" else prepared.training_step
-
-    def run():
-        step()
-        prepared.synchronize()
-
-    run()  # compile and warm caches outside the timed pairs
-    factor = float(os.environ.get(SLOWDOWN_ENV, "1") or 1)
-    case_run = slowed(run, factor) if factor != 1 else run
-    ratios = interleaved_ratios(case_run, calibration_workload(case), pairs)
-    return {"key": case.key, "status": "ok", "reason": None,
-            "ratio": statistics.median(ratios), "ratios": ratios,
-            "case_s": _time_block(run, 3)}
-
-
-def measure(cases, pairs: int, log_dir: Path) -> dict[str, dict]:
-    """Rows by case key, each backend and thread count in its own pinned worker process
-    (grubench.worker); a worker that crashes or hangs yields a failed row and is replaced."""
-    from grubench.worker import Worker, WorkerFailed
-
-    rows = {}
-    by_worker = lambda case: (case.backend, case.threads)  # noqa: E731
-    for (backend, threads), group in itertools.groupby(sorted(cases, key=by_worker),
-                                                       key=by_worker):
-        worker = None
-        for case in group:
-            try:
-                if worker is None:
-                    worker = Worker(backend, threads, log_dir / f"regress-{backend}-{threads}.log",
-                                    CASE_TIMEOUT_S)
-                if not worker.hello["available"]:
-                    row = {"status": "unavailable", "reason": worker.hello["reason"]}
-                else:
-                    row = worker.request({"kind": "regress", "case": asdict(case),
-                                          "pairs": pairs}, CASE_TIMEOUT_S)
-            except WorkerFailed as failure:
-                worker = None
-                row = {"status": failure.status, "reason": failure.reason}
-            rows[case.key] = {**row, "key": case.key}
-            print(f"  {case.key}: " + (f"ratio {row['ratio']:.4g}" if row["status"] == "ok"
-                                       else f"{row['status']}: {row.get('reason')}"),
-                  file=sys.stderr, flush=True)
-        if worker is not None:
-            worker.close()
-    return rows
-
-
-# ----------------------------------------------------------------------------- comparing
-
-class BaselineError(Exception):
-    """A baseline file that is missing or cannot be read as a regress baseline."""
-
-
-def baseline_path(fingerprint: dict) -> Path:
-    """Where the baseline of a machine of this fingerprint lives (one file per machine)."""
-    from grubench.machine import fingerprint_id
-
-    return BASELINE_DIR / f"regress-{fingerprint_id(fingerprint)}.json"
-
-
-def load_baseline(path: str | os.PathLike) -> dict:
-    """The baseline document; BaselineError naming the path and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise BaselineError(f"baseline {path} does not exist; record one with "
-                            f"`python -m grubench regress --update --baseline {path}`")
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BaselineError(f"baseline {path} is not valid JSON: {error}") from error
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        raise BaselineError(f"baseline {path} is not a grubench regress baseline "
-                            f"(expected schema {SCHEMA!r})")
-    if not isinstance(document.get("fingerprint"), dict):
-        raise BaselineError(f"baseline {path} has no machine 'fingerprint' mapping")
-    cases = document.get("cases")
-    if not isinstance(cases, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("ratio"), (int, float))
-            and not isinstance(v["ratio"], bool) and v["ratio"] > 0
-            for v in cases.values()):
-        raise BaselineError(f"baseline {path} has no valid 'cases' mapping of key -> "
-                            f"{{'ratio': positive number}}")
-    return document
-
-
-@dataclass(frozen=True)
-class Verdict:
-    key: str
-    baseline_ratio: float | None
-    current_ratio: float | None
-    verdict: str            # ok | faster | regression | slower-unconfirmed | new | missing | failed
-    note: str = ""
-    first_change: float | None = None   # a re-measured case's first change
-
-
-    @property
-    def change(self) -> float | None:
-        """Relative change of the normalized time: +0.30 = 30% slower than the baseline."""
-        if self.baseline_ratio is None or self.current_ratio is None:
-            return None
-        return self.current_ratio / self.baseline_ratio - 1
-
-
-def classify(baseline_ratio: float, current_ratio: float, tolerance: float) -> str:
-    """ok, faster, or slower (beyond the tolerance, to be confirmed by re-measuring)."""
-    change = current_ratio / baseline_ratio - 1
-    if change > tolerance:
-        return "slower"
-    if change < -tolerance:
-        return "faster"
-    return "ok"
-
-
-def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: float,
-            remeasure: Callable[[list[str]], dict[str, tuple[float, float]]]) -> list[Verdict]:
-    """Verdicts for every key in either mapping.
-
-    ``current`` maps keys to measurement rows (status, ratio, reason); ``remeasure(keys)``
-    measures the suspects again, longer, and returns their (baseline, current) ratios (the
-    A/B test measures its base again too): a case is a regression only when the
-    re-measurement is slower than the tolerance too.
-    """
-    verdicts: dict[str, Verdict] = {}
-    suspects = []
-    for key in sorted(set(baseline) | set(current)):
-        row = current.get(key)
-        base = baseline.get(key)
-        if row is None:
-            verdicts[key] = Verdict(key, base, None, "missing", "in the baseline, not measured")
-        elif row.get("status") != "ok":
-            verdicts[key] = Verdict(key, base, None, "failed",
-                                    f"{row.get('status')}: {row.get('reason')}")
-        elif base is None:
-            verdicts[key] = Verdict(key, None, row["ratio"], "new",
-                                    row.get("base_failure") or "not in the baseline")
-        else:
-            state = classify(base, row["ratio"], tolerance)
-            if state == "slower":
-                suspects.append(key)
-            verdicts[key] = Verdict(key, base, row["ratio"], state)
-    if suspects:
-        again = remeasure(suspects)
-        for key in suspects:
-            change = current[key]["ratio"] / baseline[key] - 1
-            base, ratio = again.get(key, (baseline[key], None))
-            if ratio is not None and classify(base, ratio, tolerance) == "slower":
-                verdicts[key] = Verdict(key, base, ratio, "regression",
-                                        f"first {change:+.1%}, re-measured", change)
-            else:
-                verdicts[key] = Verdict(key, base, ratio, "slower-unconfirmed",
-                                        f"first {change:+.1%}; the re-measurement was "
-                                        f"within the tolerance", change)
-    return [verdicts[key] for key in sorted(verdicts)]
-
-
-def exit_code(verdicts: list[Verdict]) -> int:
-    return 1 if any(v.verdict == "regression" for v in verdicts) else 0
-
-
-def _first_line(text: str, limit: int = 100) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line if len(line) <= limit else line[:limit - 3] + "..."
-
-
-def render_table(verdicts: list[Verdict], tolerance: float, base_label: str = "baseline"
-                 ) -> str:
-    """A plain-text table of every case: baseline ratio, current ratio, change, verdict."""
-    header = ("case", base_label, "current", "change", "verdict")
-    rows = []
-    for v in verdicts:
-        rows.append((v.key,
-                     "-" if v.baseline_ratio is None else f"{v.baseline_ratio:.4g}",
-                     "-" if v.current_ratio is None else f"{v.current_ratio:.4g}",
-                     "-" if v.change is None else f"{v.change:+.1%}",
-                     v.verdict + (f" ({_first_line(v.note)})" if v.note else "")))
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
-             for row in [header] + rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"ratio = case time / calibration product time, same worker, interleaved; "
-                 f"tolerance {tolerance:+.0%}")
-    return "\n".join(lines)
-
-
-def baseline_document(rows: dict[str, dict], machine: dict, fingerprint: dict,
-                      tolerance: float) -> dict:
-    # A/B rows carry no case_s: their turns time the case against the calibration only
-    cases = {key: {"ratio": row["ratio"], "case_s": row.get("case_s")}
-             for key, row in rows.items() if row.get("status") == "ok"}
-    return {"schema": SCHEMA, "fingerprint": fingerprint, "machine": machine,
-            "tolerance": tolerance, "cases": cases, "suite": [asdict(c) for c in CI_SUITE]}
+CI_SUITE = tuple(Task(case, "numba-cpu") for case in (
+    Case("gru", 100, 1, 64, 64),
+    Case("gru", 50, 16, 128, 128),
+    Case("gru", 50, 16, 128, 128, variant="reset_before"),
+    Case("gru", 50, 16, 128, 128, variable_lengths=True),
+    Case("gru", 64, 32, 32, 64, mode="training"),
+    Case("lstm", 100, 1, 64, 64),
+    Case("lstm", 64, 32, 32, 64, mode="training"),
+))
 
 
 # ----------------------------------------------------------------------------- command
@@ -399,9 +105,6 @@ def add_subcommand(subparsers) -> None:
 
 
 def handle(args) -> int:
-    from grubench import ab
-    from grubench.files import check_writable_dir
-
     if args.suite not in SUITES:
         raise ValueError(f"unknown regress suite {args.suite!r}; valid: {', '.join(SUITES)}")
     if args.tolerance is not None and not 0 < args.tolerance < 10:
@@ -457,15 +160,13 @@ def handle(args) -> int:
 
 
 def record_baseline(cases: dict, path: Path, fingerprint: dict, args) -> int:
-    from grubench.files import check_writable_dir, write_atomic
-
     check_writable_dir(path.parent)
     started = time.perf_counter()
     pairs = args.pairs or DEFAULT_PAIRS
     with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
         print(f"grubench regress: {len(cases)} cases, {pairs} pairs each", file=sys.stderr)
         rows = measure(cases.values(), pairs, Path(logs))
-    document = baseline_document(rows, machine.context(), fingerprint,
+    document = baseline_document(rows, cases.values(), machine.context(), fingerprint,
                                  args.tolerance or DEFAULT_TOLERANCE)
     write_atomic(path, json.dumps(document, indent=2, default=str) + "\n")
     print(f"baseline {path} written with {len(document['cases'])} cases "
@@ -491,8 +192,8 @@ def against_baseline(cases: dict, baseline: dict, path: Path, args) -> int:
         print(f"grubench regress: against {path}: {len(cases)} cases, {pairs} pairs each",
               file=sys.stderr)
         rows = measure(cases.values(), pairs, Path(logs))
-        history.record(baseline_document(rows, machine.context(), baseline["fingerprint"],
-                                         tolerance), args)
+        history.record(baseline_document(rows, cases.values(), machine.context(),
+                                         baseline["fingerprint"], tolerance), args)
 
         def remeasure(keys):
             print(f"grubench regress: re-measuring {len(keys)} slower case(s)",
@@ -515,8 +216,8 @@ def against_revision(cases: dict, rev: str, commit: str, site: Path, args) -> in
           file=sys.stderr)
     verdicts = ab_verdicts(cases, site, args.rounds, pairs, tolerance,
                            measured=lambda rows: history.record(baseline_document(
-                               rows, machine.context(), machine.fingerprint(), tolerance),
-                               args))
+                               rows, cases.values(), machine.context(), machine.fingerprint(),
+                               tolerance), args))
     print(f"base: {rev} = {commit[:12]}")
     return report(verdicts, tolerance, "base", started, args)
 
@@ -526,8 +227,6 @@ def ab_verdicts(cases: dict, site: Path, rounds: int, pairs: int, tolerance: flo
     """Measure base (installed at ``site``) and current kernels in turns, re-measure the
     cases slower than the tolerance (both sides, twice the turns), and judge.
     ``measured(rows)`` receives the current side's first measurement."""
-    from grubench import ab
-
     with tempfile.TemporaryDirectory(prefix="grubench-regress-") as logs:
         base, rows = ab.measure(cases.values(), site, rounds, pairs, Path(logs))
         measured(rows)
@@ -545,8 +244,6 @@ def ab_verdicts(cases: dict, site: Path, rounds: int, pairs: int, tolerance: flo
 
 def report(verdicts: list[Verdict], tolerance: float, base_label: str, started: float,
            args) -> int:
-    from grubench.files import write_atomic
-
     print(render_table(verdicts, tolerance, base_label))
     code = exit_code(verdicts)
     seconds = time.perf_counter() - started

@@ -59,7 +59,7 @@ from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.progress import Progress
 from grubench.schema import CASE_KEY, COLUMNS
-from grubench.worker import Worker, WorkerFailed, load_plugins
+from grubench.worker import Worker, WorkerFailed
 
 #: Memory a case may plan to use, as a fraction of what is available now.
 MEMORY_HEADROOM = 0.8
@@ -69,7 +69,7 @@ def select_backends(suite: suites.Suite, names: list[str] | None) -> tuple[list[
     """(backend names to run, notes). Explicit names are validated (ValueError with the
     valid names) and kept even when unavailable; the default selection is the suite's
     list, else every registered backend on the suite's device, available here."""
-    load_plugins()
+    registry.load_plugins()
     valid = registry.names()
     if names:
         return list(suites.check_names("backend", names, valid)), []
@@ -229,24 +229,14 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[list(COLUMNS)]
 
 
-def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | None = None,
-              cells=None, variants=None, modes=None, sizes=None, dtype: str | None = None,
-              threads=None, min_runs: int | None = None, min_time: float | None = None,
-              baseline: str | None = None, scale: float = 1.0,
-              out: str | Path | None = None, progress: bool = True,
-              case_timeout: float | None = None, cluster: str | None = None,
-              placement: str = "spread", nodes: str | None = None) -> pd.DataFrame:
-    """Measure a suite; returns one row per case (columns :data:`COLUMNS`).
-
-    ``suite`` is a built-in name, a .toml path or a :class:`grubench.suites.Suite`; the
-    keyword arguments override its settings. With ``out``, the folder is checked
-    writable before anything is measured, held for the run (a second run into it is
-    refused: grubench.files.exclusive_dir) and receives the report files
-    (grubench.report.write_report); a report that cannot be written (a full disk) leaves
-    the files already there whole and says why in ``attrs["report_error"]``. With
-    ``cluster`` (a Ray address or ``local[:N]``) the cases are measured on the cluster's
-    nodes instead (grubench.cluster: ``placement`` "spread" or "each", ``nodes`` a
-    resource or label that selects nodes)."""
+def plan(suite: str | suites.Suite = "default", *, backends: list[str] | None = None,
+         cells=None, variants=None, modes=None, sizes=None, dtype: str | None = None,
+         threads=None, min_runs: int | None = None, min_time: float | None = None,
+         baseline: str | None = None, scale: float = 1.0, case_timeout: float | None = None
+         ) -> tuple[suites.Suite, list[str], list[str]]:
+    """What a run measures: the suite (a built-in name, a .toml path or a
+    :class:`grubench.suites.Suite`) with the keyword arguments' overrides, validated; the
+    backends to run; the run's notes."""
     if not isinstance(suite, suites.Suite):
         suite = suites.get(suite, scale=scale)
     if cells is not None:
@@ -265,18 +255,27 @@ def run_suite(suite: str | suites.Suite = "default", *, backends: list[str] | No
     suites.check_names("baseline backend", [suite.baseline], registry.names())
     if suite.baseline not in chosen:
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
-    holding_out = contextlib.nullcontext()
-    if out is not None:
-        holding_out = exclusive_dir(check_writable_dir(out))
-    with holding_out:
-        if cluster is not None:
-            from grubench import cluster as ray_cluster   # imports Ray: only when asked for
+    return suite, chosen, notes
 
-            frame = ray_cluster.run(suite, chosen, notes, address=cluster,
-                                    placement=placement, nodes=nodes, progress=progress)
-            if out is not None:
-                ray_cluster.write_report(frame, out)
-            return frame
+
+def holding(out: str | Path | None):
+    """The report folder ``out`` checked writable and held for the run (a second run into
+    it is refused: grubench.files.exclusive_dir); nothing to hold without one."""
+    return contextlib.nullcontext() if out is None else exclusive_dir(check_writable_dir(out))
+
+
+def run_suite(suite: str | suites.Suite = "default", *, out: str | Path | None = None,
+              progress: bool = True, **settings) -> pd.DataFrame:
+    """Measure a suite on this machine; returns one row per case (columns
+    :data:`COLUMNS`). ``suite`` and ``settings``: :func:`plan`'s.
+
+    With ``out``, the folder is checked writable before anything is measured, held for
+    the run (:func:`holding`) and receives the report files
+    (grubench.report.write_report); a report that cannot be written (a full disk) leaves
+    the files already there whole and says why in ``attrs["report_error"]``. On a Ray
+    cluster's nodes instead: grubench.cluster.run_suite."""
+    suite, chosen, notes = plan(suite, **settings)
+    with holding(out):
         return _run(suite, chosen, notes, out, progress)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sys
 
+from threadpoolctl import threadpool_info, threadpool_limits
+
 # PJRT_NPROC sizes XLA's CPU thread pools (JAX): XLA_FLAGS' intra_op_parallelism_threads
 # and --xla_cpu_multi_thread_eigen=false left two threads busy in jaxlib 0.10 (docs/peers.md).
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -35,8 +37,6 @@ def pin_threads(threads: int) -> dict[str, object]:
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     _pinned = threads
-    from threadpoolctl import threadpool_limits, threadpool_info
-
     threadpool_limits(limits=threads)
     pinned: dict[str, object] = {"threadpoolctl": [
         {k: info.get(k) for k in ("internal_api", "num_threads", "filepath")}

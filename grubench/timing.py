@@ -1,4 +1,4 @@
-"""Timing: the calibrated measuring loop and the statistics of its samples.
+"""Timing: the measuring loops and the statistics of their samples.
 
 A measurement (torch.utils.benchmark and pytest-benchmark style): the first call is timed
 alone as ``compile_s`` by the caller; then warm-up calls; then samples until both
@@ -6,15 +6,24 @@ alone as ``compile_s`` by the caller; then warm-up calls; then samples until bot
 tiny cases). Each sample is one call followed by ``synchronize()``, so asynchronous
 devices are timed to completion. Statistics: median, interquartile range (linear
 interpolation, NumPy's default), min, runs; ``unstable`` when IQR/median > 10%.
+
+A ratio (the regression gate's): two workloads timed in alternating blocks of back-to-back
+calls, pair by pair (:func:`interleaved_ratios`), by any clock; :data:`PROCESS_TIME` is
+the process's CPU time, blind to the time spent waiting for a core on a shared machine.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
+
 #: IQR/median above which a measurement is flagged unstable (torch.utils.benchmark's rule)
 UNSTABLE_IQR_FRACTION = 0.10
+#: The process's CPU time (all its threads): a clock that stops while it waits for a core.
+PROCESS_TIME = time.process_time
 
 
 @dataclass(frozen=True)
@@ -78,12 +87,49 @@ def measure(call: Callable[[], object], synchronize: Callable[[], None], *, min_
     return times
 
 
+def calls_per_block(call: Callable[[], object], min_block_s: float,
+                    clock: Callable[[], float] = time.perf_counter) -> int:
+    """How many back-to-back calls make one block last at least ``min_block_s`` (by one
+    timed call)."""
+    start = clock()
+    call()
+    once = max(clock() - start, 1e-7)
+    return max(1, math.ceil(min_block_s / once))
+
+
+def block_time(call: Callable[[], object], calls: int,
+               clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds per call over ``calls`` back-to-back calls."""
+    start = clock()
+    for _ in range(calls):
+        call()
+    return (clock() - start) / calls
+
+
+def interleaved_ratios(call: Callable[[], object], reference: Callable[[], object],
+                       pairs: int, min_block_s: float = 0.004,
+                       clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Per-pair ratios of ``call``'s time to ``reference``'s, each a block of at least
+    ``min_block_s``, in ABBA order so a drift in machine speed during the pair weighs on
+    both sides alike."""
+    call_reps = calls_per_block(call, min_block_s, clock)
+    reference_reps = calls_per_block(reference, min_block_s, clock)
+    ratios = []
+    for pair in range(pairs):
+        if pair % 2 == 0:
+            call_s = block_time(call, call_reps, clock)
+            reference_s = block_time(reference, reference_reps, clock)
+        else:
+            reference_s = block_time(reference, reference_reps, clock)
+            call_s = block_time(call, call_reps, clock)
+        ratios.append(call_s / reference_s)
+    return ratios
+
+
 def gemm_ceiling_gflops(dtype: str, n: int = 1024, runs: int = 5) -> float:
     """This process's GEMM ceiling: GFLOP/s of a NumPy n x n x n matmul in ``dtype``
     (median of ``runs`` after one warm-up), measured under the caller's thread pinning so
     that ``gemm_fraction`` compares a case with what the same threads can reach."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)

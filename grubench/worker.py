@@ -12,14 +12,22 @@ then sends it one case per line of JSON on stdin and reads one JSON row per line
   last line of its stderr; one that exceeds the per-case timeout is killed and gives
   status "timeout". The runner then starts a fresh worker for the next case.
 
-Plugins: ``GRUBENCH_PLUGINS`` (comma-separated module names) are imported by the runner
-and every worker before the registry is read, and each one's ``register()`` (if any) is
-called, so an out-of-tree module can add entries to :data:`grubench.backends.REGISTRY`
-(the tests inject their crashing backends this way).
+What a worker does with a request is named by its "kind" in grubench.handlers (a
+function per kind, by module path, imported on first use): the harness's cases and
+references, the regression gate's ratios, training runs. So this module imports nothing
+above it, and each caller owns its handler. A worker started without a
+backend (``Worker(None, ...)``) serves requests that bring their own (training).
+
+Another revision's kernels: a worker started with ``GRUBENCH_KERNELS_DIR`` imports
+``grubench.kernels`` from that folder (:func:`import_kernels_from`; ``grubench regress
+--against`` measures the base revision so, under this harness).
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import importlib
+import importlib.util
 import json
 import os
 import select
@@ -30,108 +38,62 @@ import time
 from pathlib import Path
 
 from grubench import interrupts
+from grubench.handlers import HANDLERS
+from grubench.threads import THREAD_ENV_VARS, pin_threads, thread_env
 
-PLUGINS_ENV = "GRUBENCH_PLUGINS"
-
-
-def load_plugins() -> list[str]:
-    """Import the modules named in ``GRUBENCH_PLUGINS`` and call their ``register()``
-    (idempotent: it runs on every call); returns the module names."""
-    modules = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
-    for name in modules:
-        register = getattr(importlib.import_module(name), "register", None)
-        if register is not None:
-            register()
-    return modules
+#: A worker started with this variable imports grubench.kernels from that folder.
+KERNELS_ENV = "GRUBENCH_KERNELS_DIR"
+#: The backend argument of a worker started without one.
+NO_BACKEND = "-"
 
 
 # ---------------------------------------------------------------------- inside the worker
 
-def run_case(backend, request: dict, gemm_cache: dict) -> dict:
-    """Measure one case in this process: compile call, accuracy, timing, memory."""
-    from grubench import accuracy, memory, timing
-
-    case = request["case"]
-    training = case["mode"] == "training"
-    problem = problem_of(case)
-    args = problem.make_args(request["seed"], with_grads=training)
-    prepared = backend.prepare(args)
-    call = prepared.training_step if training else prepared.forward
-
-    row: dict = {}
-    row["compile_s"], result = timing.time_call(call, prepared.synchronize)
-    counter = backend.entry.memory or memory.counter_for(result)
-    if request.get("reference"):
-        arrays = accuracy.named_arrays(problem.cell, prepared.to_numpy(result), training)
-        row["max_abs_err"], row["rel_err"], row["worst_output"] = accuracy.compare(
-            arrays, accuracy.load(request["reference"]))
-    del result
-
-    samples = timing.measure(call, prepared.synchronize, min_runs=request["min_runs"],
-                             min_time=request["min_time"])
-    stats = timing.summarize(samples)
-    row.update(median_s=stats.median_s, iqr_s=stats.iqr_s, min_s=stats.min_s,
-               runs=stats.runs, unstable=stats.unstable, samples_s=samples)
-    row["peak_bytes"] = memory.peak_bytes(lambda: (call(), prepared.synchronize()), counter)
-    row["peak_counter"] = counter
-    row["rss_bytes"] = memory.rss_bytes()
-    row["saved_bytes"] = prepared.saved_bytes if training else None
-    if case["dtype"] not in gemm_cache:
-        gemm_cache[case["dtype"]] = timing.gemm_ceiling_gflops(case["dtype"])
-    row["gemm_gflops"] = gemm_cache[case["dtype"]]
-    row["status"] = "ok"
-    return row
+@functools.cache
+def handler(kind: str):
+    """The function that answers requests of ``kind`` (see :data:`HANDLERS`)."""
+    module, _, name = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def problem_of(case: dict):
-    """The Case of a results row or request case (cell, variant, mode, T, B, I, H, dtype)."""
-    from grubench.case import Case
-
-    return Case.from_row(case)
-
-
-def run_reference(_backend, request: dict, _gemm_cache: dict) -> dict:
-    """The float64 reference of a problem into request["path"] (grubench.accuracy): a
-    worker computes it, so the runner can bound it by the case timeout and kill it."""
-    from grubench.accuracy import write_reference
-    from grubench.case import Case
-
-    write_reference(request["path"], Case.from_row(request["case"]), request["seed"])
-    return dict(status="ok")
+def import_kernels_from(directory: str | os.PathLike):
+    """Make ``grubench.kernels`` the package in ``directory`` (another revision's
+    install) for this process; call before anything imports grubench.kernels."""
+    directory = Path(directory)
+    spec = importlib.util.spec_from_file_location(
+        "grubench.kernels", directory / "__init__.py",
+        submodule_search_locations=[str(directory)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grubench.kernels"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def run_regress_case(backend, request: dict, _gemm_cache: dict) -> dict:
-    """Interleaved case/calibration ratios for ``grubench regress``."""
-    from grubench.regress import RegressCase, measure_case
-
-    return measure_case(backend, RegressCase(**request["case"]), request["pairs"])
-
-
-#: What a worker answers, by the request's "kind": harness cases, float64 references and
-#: regress cases.
-HANDLERS = {"case": run_case, "reference": run_reference, "regress": run_regress_case}
-
-
-def serve(backend_name: str, threads: int, requests, replies) -> None:
-    """The worker's loop: a hello line, then one reply line per request line."""
+def serve(backend_name: str | None, threads: int, requests, replies) -> None:
+    """The worker's loop: a hello line, then one reply line per request line. Each handler
+    gets the backend (None without one), the request and a dict it may keep state in for
+    the worker's life."""
+    # the kernels' contract, possibly another revision's: imported after main() chose them
     from grubench import backends
     from grubench.kernels.contract import BackendUnavailable
-    from grubench.threads import THREAD_ENV_VARS, pin_threads
 
-    load_plugins()
-    backend = backends.get(backend_name)
-    available = backend.available        # imports the kernel module (torch, numba, ...)
-    pinned = pin_threads(threads)        # ... so its pools exist now and get pinned too
-    started_with = {name: os.environ.get(name) for name in (*THREAD_ENV_VARS, "OMP_WAIT_POLICY")}
-    hello = dict(available=available, reason=backend.why_unavailable,
-                 backend_version=backend.version, pinned=pinned, thread_env=started_with)
+    backend = None
+    hello: dict = dict(available=True, reason=None, backend_version=None)
+    if backend_name is not None:
+        backends.load_plugins()
+        backend = backends.get(backend_name)
+        # imports the kernel module (torch, numba, ...), so its pools exist and get pinned
+        hello.update(available=backend.available, reason=backend.why_unavailable,
+                     backend_version=backend.version)
+    hello.update(pinned=pin_threads(threads), thread_env={
+        name: os.environ.get(name) for name in (*THREAD_ENV_VARS, "OMP_WAIT_POLICY")})
     replies.write(json.dumps(hello, default=str) + "\n")
     replies.flush()
-    gemm_cache: dict = {}
+    state: dict = {}
     for line in requests:
         request = json.loads(line)
         try:
-            row = HANDLERS[request.get("kind", "case")](backend, request, gemm_cache)
+            row = handler(request.get("kind", "case"))(backend, request, state)
         except BackendUnavailable as error:
             row = dict(status="unavailable", reason=str(error))
         except NotImplementedError as error:
@@ -146,8 +108,6 @@ def die_with_parent(parent: int) -> None:
     """Have Linux kill this process when the runner that started it dies, even by
     SIGKILL (prctl PR_SET_PDEATHSIG); exit now if it is already gone. Elsewhere a no-op:
     the runner's own signal handling still ends its workers."""
-    import ctypes
-
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)        # PR_SET_PDEATHSIG = 1
@@ -163,41 +123,41 @@ def main(argv: list[str] | None = None) -> None:
     # stdout carries the protocol alone: anything a kernel prints goes to stderr.
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    kernels = os.environ.get("GRUBENCH_KERNELS_DIR")
+    kernels = os.environ.get(KERNELS_ENV)
     if kernels:  # grubench regress --against: another revision's kernels, this harness
-        from grubench.ab import import_kernels_from
-
         import_kernels_from(kernels)
-    serve(backend_name, int(threads), sys.stdin, replies)
+    serve(None if backend_name == NO_BACKEND else backend_name, int(threads), sys.stdin,
+          replies)
 
 
 # ---------------------------------------------------------------------- in the runner
 
 class WorkerFailed(RuntimeError):
-    """The worker died or hung; ``status`` is "crashed" or "timeout"."""
+    """The worker died or hung; ``status`` is "crashed" or "timeout". ``returncode``:
+    the dead worker's (negative: the signal that ended it), None for a timeout."""
 
-    def __init__(self, status: str, reason: str):
+    def __init__(self, status: str, reason: str, returncode: int | None = None):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.returncode = returncode
 
 
 class Worker:
-    """A running worker process for one (backend, threads), driven from the runner."""
+    """A running worker process for one (backend, threads), driven from its caller."""
 
-    def __init__(self, backend: str, threads: int, log_path: Path, timeout: float,
+    def __init__(self, backend: str | None, threads: int, log_path: Path, timeout: float,
                  env: dict[str, str] | None = None):
-        """``env`` replaces os.environ as the worker's environment (the thread pinning
-        goes on top): ``grubench regress --against`` points a worker at another
-        revision's kernels this way."""
-        from grubench.threads import thread_env
-
+        """``backend`` None: a worker whose requests bring their own. ``env`` replaces
+        os.environ as the worker's environment (the thread pinning goes on top):
+        ``grubench regress --against`` points a worker at another revision's kernels
+        this way."""
         self.backend, self.threads = backend, threads
         self.log_path = log_path
         self._log = open(log_path, "ab")
         with interrupts.held():      # a signal waits until the worker is tracked
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "grubench.worker", backend, str(threads),
+                [sys.executable, "-m", "grubench.worker", backend or NO_BACKEND, str(threads),
                  str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                 env={**(os.environ if env is None else env), **thread_env(threads)}, text=True, bufsize=1,
@@ -209,14 +169,15 @@ class Worker:
             self.close(kill=True)
             raise
 
-    def request(self, message: dict, timeout: float) -> dict:
-        """Send one case; its reply row, or WorkerFailed (the worker is then closed)."""
+    def request(self, message: dict, timeout: float, doing: str = "running the case") -> dict:
+        """Send one request; its reply row, or WorkerFailed (the worker is then closed)
+        saying what it was ``doing``."""
         try:
             self.process.stdin.write(json.dumps(message) + "\n")
             self.process.stdin.flush()
         except BrokenPipeError:
             pass  # it died; _read reports how
-        return self._read(timeout, "running the case")
+        return self._read(timeout, doing)
 
     def _read(self, timeout: float, doing: str) -> dict:
         deadline = time.monotonic() + timeout
@@ -232,10 +193,10 @@ class Worker:
                 line = stream.readline()
                 if line:
                     return json.loads(line)
-                raise WorkerFailed("crashed", self._death_reason(doing))
+                code = self.process.wait()
+                raise WorkerFailed("crashed", self._death_reason(code, doing), code)
 
-    def _death_reason(self, doing: str) -> str:
-        code = self.process.wait()
+    def _death_reason(self, code: int, doing: str) -> str:
         self.close()
         how = (f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}")
         lines = [l for l in self.log_path.read_text(errors="replace").splitlines() if l.strip()]

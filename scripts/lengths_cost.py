@@ -36,7 +36,7 @@ def main() -> int:
 
     from grubench.kernels import numba_cpu
     from grubench.case import Case
-    from grubench.regress import interleaved_ratios
+    from grubench.timing import interleaved_ratios
     from grubench.threads import pin_threads
 
     pin_threads(options.threads)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grubench import ab, machine, regress  # noqa: E402
+from grubench import ab, calibrated, machine, regress  # noqa: E402
 from grubench.files import write_atomic  # noqa: E402
 
 #: The machine's ISA restricted to AVX2 for numba, OpenBLAS, MKL and oneDNN (both sides).
@@ -32,7 +32,7 @@ AVX2_ENV = {"NUMBA_CPU_NAME": "haswell", "OPENBLAS_CORETYPE": "Haswell",
 
 def conditions(slowdown: float) -> list[tuple[str, dict, bool]]:
     """(label, environment for both sides, whether a regression is expected)."""
-    slowed = {regress.SLOWDOWN_ENV: str(slowdown)}
+    slowed = {calibrated.SLOWDOWN_ENV: str(slowdown)}
     return [("unchanged, native ISA", {}, False),
             (f"slowed {slowdown}x, native ISA", slowed, True),
             ("unchanged, AVX2", AVX2_ENV, False),

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grubench import machine, regress  # noqa: E402
+from grubench import calibrated, machine, regress, timing  # noqa: E402
 from grubench.backends import get  # noqa: E402
-from grubench.case import Case  # noqa: E402
 from grubench.threads import pin_threads  # noqa: E402
 
 
@@ -22,17 +21,15 @@ def main() -> None:
     if not backend.available:
         sys.exit(f"numba-cpu unavailable: {backend.why_unavailable}")
     pin_threads(1)
-    case = next(c for c in regress.CI_SUITE if c.variable_lengths)
-    inputs = Case(case.cell, case.T, case.B, case.I, case.H, dtype=case.dtype,
-                  variable_lengths=True).make_args(seed=0, with_grads=True)
-    forward = backend.prepare(inputs).forward
+    case = next(t for t in regress.CI_SUITE if t.case.variable_lengths)
+    forward = backend.prepare(case.case.make_args(seed=0, with_grads=True)).forward
     forward()
-    calibration = regress.calibration_workload(case)
+    calibration = calibrated.calibration_workload(case.case)
     print(f"{machine.short_name(machine.context())}, ISA {machine.isa_level()}, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}; case {case.key}")
     for clock in (time.perf_counter, time.process_time, time.thread_time):
-        regress.CLOCK = clock
-        turns = [statistics.median(regress.interleaved_ratios(forward, calibration, 5))
+        turns = [statistics.median(timing.interleaved_ratios(forward, calibration, 5,
+                                                             clock=clock))
                  for _ in range(10)]
         print(f"{clock.__name__:>13}: {' '.join(f'{t:.3f}' for t in turns)}  "
               f"max/min {max(turns) / min(turns):.2f}")

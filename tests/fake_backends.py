@@ -77,7 +77,7 @@ def prepare(args, behaviour):
 
 
 def register():
-    """The plugin hook (grubench.worker.load_plugins): add the fake entries."""
+    """The plugin hook (grubench.backends.load_plugins): add the fake entries."""
     for behaviour in BEHAVIOURS:
         backends.REGISTRY[f"fake-{behaviour}"] = backends.Entry(
             __name__, f"test backend that does: {behaviour}", {"behaviour": behaviour})

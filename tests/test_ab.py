@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grubench import ab, cli, regress
+from grubench import ab, calibrated, cli, regress
+from grubench.case import Case, Task
 
 PYPROJECT = """[build-system]
 requires = ["setuptools"]
@@ -156,11 +157,11 @@ def test_ab_gate_end_to_end_slowdown_reaches_the_current_side_only(monkeypatch, 
     the base slowed too, the two would cancel and this would pass."""
     monkeypatch.setenv("GRUBENCH_PLUGINS", "")
     monkeypatch.setattr(regress, "SUITES", {"ci": (
-        regress.RegressCase("numpy", "gru", "inference", 4, 1, 4, 4),)})
+        Task(Case("gru", 4, 1, 4, 4), "numpy"),)})
     quick = ["regress", "--against", "HEAD", "--rounds", "2", "--pairs", "3"]
     assert cli.main([*quick, "--tolerance", "5"]) == 0
     assert "A/B against HEAD" in capsys.readouterr().err
-    monkeypatch.setenv(regress.SLOWDOWN_ENV, "4")
+    monkeypatch.setenv(calibrated.SLOWDOWN_ENV, "4")
     verdicts = tmp_path / "verdicts.json"
     assert cli.main([*quick, "--json", str(verdicts)]) == 1
     out = capsys.readouterr().out

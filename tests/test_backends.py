@@ -7,7 +7,7 @@ import pytest
 from grubench import backends, tolerances
 from grubench.kernels import reference
 from grubench.kernels.contract import BackendUnavailable
-from grubench.problems import Problem
+from grubench.case import Case
 
 
 def test_names_include_the_foundation_backends():
@@ -35,7 +35,7 @@ def test_a_backend_whose_module_fails_to_import_is_unavailable_with_the_reason(m
     be = backends.Backend("broken", backends.REGISTRY["broken"])
     assert not be.available
     assert "No module named" in be.why_unavailable
-    args = Problem("gru", 2, 1, 2, 2).make_args()
+    args = Case("gru", 2, 1, 2, 2).make_args()
     with pytest.raises(BackendUnavailable, match="backend 'broken' is unavailable"):
         be.prepare(args)
     with pytest.raises(BackendUnavailable):
@@ -51,8 +51,43 @@ def test_an_entry_declares_what_its_backend_cannot_run():
     assert backends.get("numpy").entry.why_unsupported("training", "float64") is None
 
 
+def test_an_entry_that_declares_nothing_gets_the_defaults():
+    entry = backends.Entry("my_plugin", "a plugin's backend")
+    assert (entry.device, entry.memory) == ("cpu", "tracemalloc")
+    assert entry.modes == ("inference", "training")
+    assert entry.dtypes == ("float32", "float64")
+    inference_only = backends.Entry("my_plugin", "test", unsupported={"training": "no"})
+    assert inference_only.modes == ("inference",) and inference_only.dtypes == entry.dtypes
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(unsupported={"trainig": "typo"}), "unsupported names trainig"),
+    (dict(memory="psutil"), "unknown memory counter 'psutil'"),
+])
+def test_an_entry_with_an_unknown_capability_is_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        backends.Entry("my_plugin", "test", **fields)
+
+
+def test_each_available_cpu_backend_is_measured_by_a_counter_that_sees_its_output():
+    """The declared counter sees at least the output a forward call allocates (torch's
+    arrays are invisible to tracemalloc, ONNX Runtime's and XLA's to both)."""
+    from grubench import memory
+
+    case = Case("gru", 64, 64, 16, 64)            # y: 1 MiB of float32
+    output_bytes = case.T * case.B * case.H * case.itemsize
+    for be in backends.available():
+        if be.device != "cpu":
+            continue
+        prepared = be.prepare(case.make_args())
+        prepared.forward()                         # compiled and warm
+        peak = memory.peak_bytes(lambda: (prepared.forward(), prepared.synchronize()),
+                                 be.entry.memory)
+        assert peak >= output_bytes, (be.name, be.entry.memory, peak)
+
+
 def test_backend_api_equals_the_module_api():
-    args = Problem("lstm", 4, 2, 3, 5, dtype="float64").make_args(seed=2)
+    args = Case("lstm", 4, 2, 3, 5, dtype="float64", mode="training").make_args(seed=2)
     be = backends.get("numpy")
     call = (args.x, args.h0, args.c0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)
     for got, want in zip(be.lstm_forward(*call), reference.lstm_forward(*call)):
@@ -62,7 +97,7 @@ def test_backend_api_equals_the_module_api():
 
 
 def test_every_available_backend_runs_the_convenience_api():
-    args = Problem("gru", 3, 2, 3, 4, dtype="float64").make_args(seed=4)
+    args = Case("gru", 3, 2, 3, 4, dtype="float64").make_args(seed=4)
     want, _ = reference.gru_forward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih,
                                     args.b_hh)
     call = (args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh)

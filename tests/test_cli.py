@@ -312,7 +312,7 @@ def test_compare_cells_where_every_case_fails_exits_1(capsys, monkeypatch, tmp_p
 
 
 @pytest.mark.parametrize("argv, interrupted", [
-    (["list"], "grubench.worker.load_plugins"),
+    (["list"], "grubench.backends.load_plugins"),
     (["show", "results.json"], "grubench.report.load_results"),
     (["regress", "--update", "--baseline", "b.json"], "grubench.regress.measure"),
     (["train", "--dataset", "japanese-vowels", "--cells", "gru", "--epochs", "1",

@@ -88,8 +88,8 @@ def test_spread_gives_the_rows_of_a_local_run(ray_cluster, monkeypatch, tmp_path
     fake_backends.install(monkeypatch)
     chosen = ["fake-ok", "fake-raise"]
     local = runner.run_suite("quick", backends=chosen, progress=False)
-    spread = runner.run_suite("quick", backends=chosen, progress=False, out=tmp_path,
-                              cluster=ray_cluster.address, nodes="pool")
+    spread = cluster.run_suite("quick", backends=chosen, progress=False, out=tmp_path,
+                               address=ray_cluster.address, nodes="pool")
     assert _case_keys(spread) == _case_keys(local)
     assert set(spread["status"]) == {"ok", "error"}
     assert spread["machine"].nunique() == 2                      # split between the nodes
@@ -150,8 +150,8 @@ def test_a_ray_client_address_works_too(ray_cluster, monkeypatch):
             time.sleep(0.5)
     for attempt in range(3):
         try:
-            frame = runner.run_suite("quick", backends=["fake-ok"], progress=False,
-                                     nodes="pool", cluster=f"ray://127.0.0.1:{port}")
+            frame = cluster.run_suite("quick", backends=["fake-ok"], progress=False,
+                                      nodes="pool", address=f"ray://127.0.0.1:{port}")
             break
         except cluster.ClusterError as error:
             # Ray's client server may accept connections before it can serve them, and

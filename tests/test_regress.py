@@ -1,13 +1,18 @@
-"""The regression gate's logic on fixed numbers (no timing), its files and exit codes."""
+"""The regression gate's logic on fixed numbers (no timing), its files and exit codes
+(grubench.regress, grubench.gate, grubench.baseline, grubench.calibrated)."""
 import json
-import time
+from pathlib import Path
 
 import pytest
 
-from grubench import regress
-from grubench.regress import BaselineError, Verdict, classify, compare, exit_code
+from grubench import baseline as baselines
+from grubench import calibrated, regress, timing
+from grubench.baseline import BaselineError
+from grubench.case import Case, Task
+from grubench.gate import Verdict, classify, compare, exit_code, render_table
 
 TOL = 0.25
+BASELINES = Path(__file__).resolve().parent.parent / "reports" / "baseline"
 
 
 def ok(ratio):
@@ -81,7 +86,7 @@ def test_a_failed_measurement_is_reported():
 
 
 def test_table_lists_every_case_with_change():
-    table = regress.render_table([Verdict("k/1", 1.0, 1.5, "regression"),
+    table = render_table([Verdict("k/1", 1.0, 1.5, "regression"),
                                   Verdict("k/2", None, 2.0, "new"),
                                   Verdict("k/3", 1.0, None, "failed", "error: Boom\n" + "x" * 300)],
                                  TOL)
@@ -100,12 +105,12 @@ FINGERPRINT = {"vendor": "V", "cpu_model": "M", "isa": "avx2", "cores": 2}
     (None, "does not exist"),
     ("{not json", "is not valid JSON"),
     (json.dumps({"schema": "other"}), "is not a grubench regress baseline"),
-    (json.dumps({"schema": regress.SCHEMA, "cases": {}}), "no machine 'fingerprint'"),
-    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT,
+    (json.dumps({"schema": baselines.SCHEMA, "cases": {}}), "no machine 'fingerprint'"),
+    (json.dumps({"schema": baselines.SCHEMA, "fingerprint": FINGERPRINT,
                  "cases": {"a": {"ratio": -1}}}), "no valid 'cases'"),
-    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT, "cases": []}),
+    (json.dumps({"schema": baselines.SCHEMA, "fingerprint": FINGERPRINT, "cases": []}),
      "no valid 'cases'"),
-    (json.dumps({"schema": regress.SCHEMA, "fingerprint": FINGERPRINT,
+    (json.dumps({"schema": baselines.SCHEMA, "fingerprint": FINGERPRINT,
                  "cases": {"a": {"ratio": True}}}), "no valid 'cases'"),
 ])
 def test_missing_or_corrupt_baseline(tmp_path, content, message):
@@ -113,33 +118,48 @@ def test_missing_or_corrupt_baseline(tmp_path, content, message):
     if content is not None:
         path.write_text(content)
     with pytest.raises(BaselineError, match=message):
-        regress.load_baseline(path)
+        baselines.load_baseline(path)
 
 
 def test_baseline_document_round_trips(tmp_path):
     rows = {"a": {"status": "ok", "ratio": 1.5, "case_s": 0.01},
             "b": {"status": "failed", "reason": "boom"}}
-    document = regress.baseline_document(rows, {"cpu": "test"}, FINGERPRINT, TOL)
+    document = baselines.baseline_document(rows, regress.CI_SUITE, {"cpu": "test"}, FINGERPRINT,
+                                          TOL)
     path = tmp_path / "b.json"
     path.write_text(json.dumps(document))
-    loaded = regress.load_baseline(path)
+    loaded = baselines.load_baseline(path)
     assert loaded["cases"] == {"a": {"ratio": 1.5, "case_s": 0.01}}
     assert loaded["machine"] == {"cpu": "test"}
     assert loaded["fingerprint"] == FINGERPRINT
+    assert loaded["suite"] == [baselines.task_entry(t) for t in regress.CI_SUITE]
 
 
 def test_case_keys_name_every_field_that_changes_the_time():
-    base = regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64)
+    base = Task(Case("gru", 100, 1, 64, 64), "numba-cpu")
     assert base.key == "numba-cpu/gru/reset_after/inference/100,1,64,64/float32/t1"
-    variants = [regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    reset_after=False),
-                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    variable_lengths=True),
-                regress.RegressCase("numba-cpu", "gru", "training", 100, 1, 64, 64),
-                regress.RegressCase("numba-cpu", "gru", "inference", 100, 1, 64, 64,
-                                    threads=2)]
+    variants = [Task(Case("gru", 100, 1, 64, 64, variant="reset_before"), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64, variable_lengths=True), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64, mode="training"), "numba-cpu"),
+                Task(Case("gru", 100, 1, 64, 64), "numba-cpu", threads=2)]
     assert len({base.key, *(v.key for v in variants)}) == 5
     assert len({c.key for c in regress.CI_SUITE}) == len(regress.CI_SUITE)
+
+
+def test_task_entries_round_trip():
+    for task in regress.CI_SUITE:
+        assert baselines.task_of(json.loads(json.dumps(baselines.task_entry(task)))) == task
+
+
+@pytest.mark.parametrize("path", sorted(BASELINES.glob("*.json")), ids=lambda p: p.name)
+def test_committed_baselines_load_and_name_the_ci_suite(path):
+    """Every committed baseline still reads, lists the CI suite under the keys the gate
+    measures now, and its suite entries name the same tasks."""
+    document = baselines.load_baseline(path)
+    keys = {task.key for task in regress.CI_SUITE}
+    assert set(document["cases"]) == keys
+    assert {baselines.task_of(entry).key for entry in document["suite"]} == keys
+    assert [baselines.task_entry(t) for t in regress.CI_SUITE] == document["suite"]
 
 
 @pytest.mark.slow
@@ -147,12 +167,12 @@ def test_slowed_stretches_a_call_by_its_factor_in_cpu_time():
     def work():
         sum(range(200000))
 
-    start = regress.CLOCK()
+    start = calibrated.CLOCK()
     work()
-    once = regress.CLOCK() - start
-    start = regress.CLOCK()
-    regress.slowed(work, 3.0)()
-    assert regress.CLOCK() - start >= 2 * once
+    once = calibrated.CLOCK() - start
+    start = calibrated.CLOCK()
+    calibrated.slowed(work, 3.0)()
+    assert calibrated.CLOCK() - start >= 2 * once
 
 
 @pytest.mark.slow
@@ -160,13 +180,14 @@ def test_interleaved_ratios_gives_one_positive_ratio_per_pair():
     def work():
         sum(range(20000))
 
-    ratios = regress.interleaved_ratios(work, work, pairs=6, min_block_s=0.002)
+    ratios = timing.interleaved_ratios(work, work, pairs=6, min_block_s=0.002,
+                                       clock=timing.PROCESS_TIME)
     assert len(ratios) == 6
     assert all(r > 0 for r in ratios)
 
 
-TINY_SUITE = {"ci": (regress.RegressCase("numpy", "gru", "inference", 4, 1, 4, 4),
-                     regress.RegressCase("no-such-backend-here", "gru", "inference", 4, 1, 4, 4))}
+TINY_SUITE = {"ci": (Task(Case("gru", 4, 1, 4, 4), "numpy"),
+                     Task(Case("gru", 4, 1, 4, 4), "no-such-backend-here"))}
 
 
 @pytest.fixture
@@ -193,7 +214,7 @@ def test_regress_command_exit_codes_end_to_end(tmp_path, tiny_suite, monkeypatch
     assert list(json.loads(baseline.read_text())["cases"]) == [TINY_SUITE["ci"][0].key]
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5",
                      "--tolerance", "5"]) == 0
-    monkeypatch.setenv(regress.SLOWDOWN_ENV, "4")
+    monkeypatch.setenv(calibrated.SLOWDOWN_ENV, "4")
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5"]) == 1
     out = capsys.readouterr().out
     assert "regression (first" in out and "REGRESSION" in out
@@ -214,7 +235,7 @@ def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, tiny_suite, c
     from grubench import cli, machine
 
     baseline = tmp_path / "other.json"
-    baseline.write_text(json.dumps({"schema": regress.SCHEMA,
+    baseline.write_text(json.dumps({"schema": baselines.SCHEMA,
                                     "fingerprint": machine.fingerprint(),
                                     "cases": {"some/other/case": {"ratio": 1.0}}}))
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "3"]) == 2
@@ -231,7 +252,7 @@ def test_update_into_an_unwritable_folder_fails_before_measuring(tiny_suite, cap
 
 
 def write_baseline(path, fingerprint, ratio):
-    path.write_text(json.dumps({"schema": regress.SCHEMA, "fingerprint": fingerprint,
+    path.write_text(json.dumps({"schema": baselines.SCHEMA, "fingerprint": fingerprint,
                                 "cases": {c.key: {"ratio": ratio} for c in TINY_SUITE["ci"]}}))
 
 
@@ -256,7 +277,7 @@ def test_the_baseline_of_this_machine_is_found_by_its_fingerprint(tmp_path, tiny
                                                                   monkeypatch, capsys):
     from grubench import cli, machine
 
-    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path)
     # 1e-9: any measurement is slower, so exit 1 proves this baseline gave the verdict
     write_baseline(tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json",
                    machine.fingerprint(), 1e-9)
@@ -268,7 +289,7 @@ def test_without_a_baseline_and_without_history_the_gate_passes_and_says_why(
         tmp_path, tiny_suite, monkeypatch, capsys):
     from grubench import ab, cli
 
-    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path)
     monkeypatch.setattr(ab, "has_history", lambda: False)
     assert cli.main(["regress"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -280,7 +301,7 @@ def test_update_writes_this_machines_baseline_with_its_fingerprint(tmp_path, tin
                                                                     monkeypatch, capsys):
     from grubench import cli, machine
 
-    monkeypatch.setattr(regress, "BASELINE_DIR", tmp_path)
+    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path)
     assert cli.main(["regress", "--update", "--pairs", "3"]) == 1   # one case unavailable
     path = tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json"
-    assert regress.load_baseline(path)["fingerprint"] == machine.fingerprint()
+    assert baselines.load_baseline(path)["fingerprint"] == machine.fingerprint()

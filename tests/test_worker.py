@@ -52,14 +52,13 @@ def test_accuracy_is_measured_against_the_reference_not_the_result(mode):
     reference value, while fake-ok (the reference itself) is exact."""
     from fake_backends import OFF_BY
     from grubench.kernels import reference
-    from grubench.problems import Problem
+    from grubench.case import Case
 
     frame = run(["fake-off", "fake-ok"], modes=(mode,), dtype="float64")
     off = frame[frame["backend"] == "fake-off"].iloc[0]
     ok = frame[frame["backend"] == "fake-ok"].iloc[0]
     assert off["rel_err"] == pytest.approx(OFF_BY, rel=1e-9)
-    args = Problem("gru", 3, 2, 4, 5, dtype="float64").make_args(
-        TINY.seed, with_grads=mode == "training")
+    args = Case("gru", 3, 2, 4, 5, mode=mode, dtype="float64").make_args(TINY.seed)
     prepared = reference.prepare(args)
     if mode == "training":
         outputs, grads = prepared.training_step()
@@ -93,3 +92,14 @@ def test_dead_worker_raises_worker_failed(tmp_path):
         worker.request(dict(case=case, seed=0, reference=None, min_runs=1, min_time=0.0), 30)
     assert failure.value.status == "crashed"
     assert worker.process.poll() is not None
+
+
+def test_every_request_kind_names_a_function_that_exists():
+    """grubench.handlers names its functions by module path: a typo would surface only
+    when a worker first gets that kind of request."""
+    from grubench import worker
+    from grubench.handlers import HANDLERS
+
+    assert set(HANDLERS) == {"case", "reference", "regress", "train"}
+    for kind in HANDLERS:
+        assert callable(worker.handler(kind)), kind

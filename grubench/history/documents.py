@@ -88,11 +88,11 @@ def _results_rows(document: dict) -> list[dict]:
 def _regress_rows(document: dict) -> list[dict]:
     """One row per case of the baseline: its ratio to the calibration product (what the
     gate compares) as the metric; the case's own seconds stay in data."""
-    from grubench.regress import RegressCase
+    from grubench.baseline import task_of
 
     rows = []
     for case in document.get("suite") or []:
-        entry = document["cases"].get(RegressCase(**case).key)
+        entry = document["cases"].get(task_of(case).key)
         variant = cell(case["cell"]).variant_of(case["reset_after"])
         label = "regress " + case_label({**case, "variant": variant})
         if case.get("variable_lengths"):

@@ -88,6 +88,7 @@ def check_backends(names: list[str]) -> None:
     from grubench import backends
     from grubench.training import runner, torch_model
 
+    backends.load_plugins()
     for name in names:
         cannot_train = name != runner.TORCH_MODEL and backends.get(name).entry.unsupported.get(
             "training")

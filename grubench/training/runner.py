@@ -2,25 +2,24 @@
 
 A fresh process per run gives each run its own thread pools, pinned before any library
 starts them (numba's, torch's and BLAS's pools in one process spin against each other on
-2 cores), and its own peak resident set. The parent saves the dataset
-once to an .npz, the worker reads it, trains, and writes its result as JSON.
-
-    python -m grubench.training.runner JOB.json RESULT.json   # what the parent runs
+2 cores), and its own peak resident set. The parent saves the dataset once to an .npz;
+a grubench.worker started for the run (without a backend: the job names its own) gets
+the job as a "train" request, reads the data, trains and replies with the result row.
 """
 from __future__ import annotations
 
-import json
-import os
 import signal
 import statistics
-import subprocess
-import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from grubench.threads import thread_env
+from grubench import backends, memory
+from grubench.threads import pin_threads
+from grubench.training import loop, model
+from grubench.training.datasets import Dataset
+from grubench.worker import Worker, WorkerFailed
 
-USER_ERROR_EXIT = 2
 # The backend name of the pure-torch comparison model (grubench.training.torch_model).
 TORCH_MODEL = "torch-autograd"
 
@@ -56,8 +55,6 @@ def seconds_per_epoch(epoch_seconds: list[float]) -> float:
 def build_model(job: Job, data):
     """The kernel model on ``job.backend``, or the torch model, from seeded parameters.
     (torch is imported only for the torch model, so kernel workers stay lean.)"""
-    from grubench.training import model
-
     spec = model.ModelSpec(job.cell, job.hidden, data.classes,
                            features=0 if data.is_tokens else data.features,
                            vocab_size=data.vocab_size,
@@ -67,29 +64,20 @@ def build_model(job: Job, data):
         from grubench.training import torch_model
 
         return torch_model.TorchModel(spec, params, job.lr, job.clip), torch_model.version()
-    from grubench import backends
-
     backend = backends.get(job.backend)
     return model.KernelModel(spec, backend, params, job.lr, job.clip), backend.version
 
 
 def allocation_counter(backend_name: str) -> str:
     """The grubench.memory counter that sees a model's arrays: torch's profiler for the
-    torch model and the torch backends, tracemalloc for NumPy and Numba backends."""
-    from grubench import backends
-
-    torch_based = (backend_name == TORCH_MODEL
-                   or backends.get(backend_name).entry.module.endswith("torch_nn"))
-    return "torch-profiler" if torch_based else "tracemalloc"
+    torch model, the one its registry entry declares for a backend."""
+    if backend_name == TORCH_MODEL:
+        return "torch-profiler"
+    return backends.get(backend_name).entry.memory
 
 
 def run_job(job: Job) -> dict:
     """Train as ``job`` says, in this process; the result row with its learning curve."""
-    from grubench import memory
-    from grubench.threads import pin_threads
-    from grubench.training import loop
-    from grubench.training.datasets import Dataset
-
     data = Dataset.load(job.dataset_file)
     model, version = build_model(job, data)
     pin_threads(job.threads)
@@ -122,47 +110,39 @@ def run_job(job: Job) -> dict:
 WORKER_TIMEOUT_S = 3600.0
 
 
+def run_request(_backend, request: dict, _state: dict) -> dict:
+    """A worker's answer to a "train" request (grubench.handlers): the result row, or
+    status "diverged" with the reason."""
+    backends.load_plugins()      # the job may name a plugin's backend
+    try:
+        return {"status": "ok", "result": run_job(Job(**request["job"]))}
+    except loop.TrainingDiverged as error:
+        return {"status": "diverged", "reason": str(error)}
+
+
 def run_in_worker(job: Job, scratch: Path, timeout_s: float = WORKER_TIMEOUT_S) -> dict:
-    """``run_job`` in a fresh process whose thread pools start at ``job.threads``; a worker
-    that dies or overruns ``timeout_s`` raises RunFailed saying how."""
+    """``run_job`` in a fresh worker process whose thread pools start at ``job.threads``;
+    RunFailed saying how when the run cannot train (a diverging loss, a backend that
+    cannot train here) or its worker fails, dies or overruns ``timeout_s``."""
     stem = f"{Path(job.dataset_file).stem}-{job.cell}-{job.backend}-t{job.threads}"
-    job_file, result_file = scratch / f"{stem}.job.json", scratch / f"{stem}.result.json"
-    job_file.write_text(json.dumps(asdict(job)))
-    result_file.unlink(missing_ok=True)
-    env = {**os.environ, **thread_env(job.threads)}
+    what = f"{job.cell} on {job.backend}"
+    deadline = time.monotonic() + timeout_s
+    worker = None
     try:
-        done = subprocess.run([sys.executable, "-m", "grubench.training.runner",
-                               str(job_file), str(result_file)], env=env, capture_output=True,
-                               text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise RunFailed(f"{job.cell} on {job.backend}: no result after {timeout_s:g} s; "
-                        f"the worker was stopped") from None
-    if done.returncode == USER_ERROR_EXIT:
-        raise RunFailed(f"{job.cell} on {job.backend}: {done.stderr.strip()}")
-    if done.returncode != 0 or not result_file.exists():
-        how = (f"signal {signal.Signals(-done.returncode).name}" if done.returncode < 0
-               else f"exit code {done.returncode}")
-        hint = " (out of memory?)" if done.returncode == -signal.SIGKILL else ""
-        last = done.stderr.strip().splitlines()[-1:] or ["(no message)"]
-        raise RunFailed(f"{job.cell} on {job.backend}: the training worker died with "
-                        f"{how}{hint}: {last[0][:300]}")
-    return json.loads(result_file.read_text())
-
-
-def main(argv: list[str]) -> int:
-    from grubench.kernels.contract import BackendUnavailable
-    from grubench.training.loop import TrainingDiverged
-
-    job_file, result_file = argv
-    job = Job(**json.loads(Path(job_file).read_text()))
-    try:
-        result = run_job(job)
-    except (TrainingDiverged, BackendUnavailable) as error:
-        print(error, file=sys.stderr)
-        return USER_ERROR_EXIT
-    Path(result_file).write_text(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+        worker = Worker(None, job.threads, scratch / f"{stem}.log", timeout_s)
+        reply = worker.request({"kind": "train", "job": asdict(job)},
+                               deadline - time.monotonic(), doing="training")
+    except WorkerFailed as failure:
+        if failure.status == "timeout":
+            raise RunFailed(f"{what}: no result after {timeout_s:g} s; the worker was "
+                            f"stopped") from None
+        hint = " (out of memory?)" if failure.returncode == -signal.SIGKILL else ""
+        raise RunFailed(f"{what}: the training {failure.reason}{hint}") from None
+    finally:
+        if worker is not None:
+            worker.close(kill=True)
+    if reply["status"] == "ok":
+        return reply["result"]
+    if reply["status"] == "error":          # a bug, not the user's: say where it happened
+        raise RunFailed(f"{what}: the training worker failed: {reply['reason']}")
+    raise RunFailed(f"{what}: {reply['reason']}")       # diverged, unavailable, unsupported

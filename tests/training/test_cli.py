@@ -87,7 +87,7 @@ def test_a_crashing_training_worker_exits_2_and_writes_no_report(tmp_path, capsy
     status = main(TINY + ["--out", str(out_dir)])
     err = capsys.readouterr().err
     assert status == 2
-    assert "the training worker died with signal SIGABRT" in err and "Traceback" not in err
+    assert "the training worker died (signal SIGABRT)" in err and "Traceback" not in err
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
@@ -99,7 +99,7 @@ def test_an_unavailable_backend_exits_2_before_training(tmp_path, capsys, monkey
                                                         backend, message):
     from fake_backends import install
     from grubench.training import runner, torch_model
-    from grubench.worker import load_plugins
+    from grubench.backends import load_plugins
 
     install(monkeypatch)
     load_plugins()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from grubench.training import runner
+from tests import fake_backends
 
 
 @pytest.fixture
@@ -40,16 +41,14 @@ def test_run_job_is_reproducible(tmp_path, no_pinning, tiny_series, backend):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
-def test_diverging_worker_exits_2_and_writes_nothing(tmp_path, no_pinning, tiny_series,
-                                                     capsys):
+def test_a_diverging_run_answers_diverged_with_the_reason(tmp_path, no_pinning, tiny_series):
     data = tiny_series()
     data.x_train[0, 0, 0] = np.inf
     job = make_job(tmp_path, data)
-    job_file, result_file = tmp_path / "job.json", tmp_path / "result.json"
-    job_file.write_text(json.dumps(job.__dict__))
-    assert runner.main([str(job_file), str(result_file)]) == runner.USER_ERROR_EXIT
-    assert "learning rate too high" in capsys.readouterr().err
-    assert not result_file.exists()
+    reply = runner.run_request(None, {"kind": "train", "job": json.loads(
+        json.dumps(job.__dict__))}, {})
+    assert reply["status"] == "diverged" and "learning rate too high" in reply["reason"]
+    assert "result" not in reply
 
 
 def test_run_in_worker(tmp_path, tiny_series):
@@ -62,11 +61,17 @@ def test_run_in_worker(tmp_path, tiny_series):
         runner.run_in_worker(make_job(tmp_path, data), tmp_path)
 
 
-def test_a_worker_that_dies_or_overruns_is_a_run_failure(tmp_path, tiny_series):
+def test_a_worker_that_fails_dies_or_overruns_is_a_run_failure(tmp_path, tiny_series,
+                                                               monkeypatch):
     job = make_job(tmp_path, tiny_series())
-    (tmp_path / "tiny.npz").write_bytes(b"not an npz")       # the worker crashes reading it
-    with pytest.raises(runner.RunFailed, match="gru on numpy: the training worker died with "
-                                               "exit code 1"):
+    (tmp_path / "tiny.npz").write_bytes(b"not an npz")       # the worker fails reading it
+    with pytest.raises(runner.RunFailed, match="gru on numpy: the training worker failed: "
+                                               "ValueError: This file contains pickled"):
+        runner.run_in_worker(job, tmp_path)
+    job = make_job(tmp_path, tiny_series(), backend="fake-abort")
+    fake_backends.install(monkeypatch)
+    with pytest.raises(runner.RunFailed, match=r"gru on fake-abort: the training worker died "
+                                               r"\(signal SIGABRT\) while training"):
         runner.run_in_worker(job, tmp_path)
     job = make_job(tmp_path, tiny_series(), epochs=50)
     with pytest.raises(runner.RunFailed, match=r"no result after 0.01 s; the worker was stop"):
