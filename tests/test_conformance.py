@@ -68,7 +68,7 @@ def run(prepared, call):
 
 @pytest.mark.parametrize("lengths", list(LENGTHS))
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cell, variant", VARIANTS, ids=map(variant_id, VARIANTS))
+@pytest.mark.parametrize("cell, variant", VARIANTS, ids=[variant_id(v) for v in VARIANTS])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", registered_backends())
 def test_backend_matches_the_reference(name, mode, cell, variant, dtype, lengths):
