@@ -2,8 +2,8 @@
 
     pytest benchmarks --benchmark-only                       # the default suite's cases
     GRUBENCH_BENCH_SUITE=quick pytest benchmarks --benchmark-only --benchmark-autosave
-    GRUBENCH_BENCH_SUITE=reports/cpu/issue3-targets/suite.toml \\
-        pytest benchmarks --benchmark-only -k lengths_cost     # issue 3's lengths overhead
+    GRUBENCH_BENCH_SUITE=reports/cpu/targets/suite.toml \\
+        pytest benchmarks --benchmark-only -k lengths_cost     # what variable lengths cost
     pytest benchmarks --benchmark-only --benchmark-compare   # against the last saved run
 
 Every available CPU backend runs in this process (threads pinned by conftest.py); the

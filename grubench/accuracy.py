@@ -66,7 +66,7 @@ def compare(arrays: dict[str, np.ndarray], reference: dict[str, np.ndarray]
 
 def rel_err_target(dtype: str, training: bool) -> float:
     """The relative error a case should stay under (grubench.tolerances): float32 has the
-    issues' targets, forward and, when gradients are compared too, gradient; float64 has
+    project's targets, forward and, when gradients are compared too, gradient; float64 has
     the float64-vs-float64 tolerance."""
     if np.dtype(dtype) == np.float64:
         return FLOAT64.rtol

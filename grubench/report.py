@@ -90,12 +90,10 @@ METRICS = {
                      footer=lambda group: "* highest; (N%) = fraction of the GEMM ceiling "
                                           "(NumPy's BLAS) measured in the same worker; "
                                           "torch's MKL can exceed it"),
-    # The memory footer keeps the wording of the reports already written (their snapshot
-    # test compares it), though the expected bytes are Case.expected_bytes now.
     "memory": Metric("peak_bytes", "peak memory allocated by one call", unit=BYTE_UNITS,
                      annotate=_analytic_bytes,
                      footer=lambda group: "* lowest; measured / analytic (outputs, saved state "
-                                          "and gradients: Problem.expected_bytes less the inputs)"),
+                                          "and gradients: Case.expected_bytes less the inputs)"),
     "accuracy": Metric("rel_err", "relative error vs float64 reference",
                        scientific=True, digits=2, annotate=_over_target,
                        footer=lambda group: f"* lowest; ! = above the target (float32: "

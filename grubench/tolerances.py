@@ -44,7 +44,7 @@ FLOAT32_FORWARD = Tolerance(rtol=1e-4, atol=1e-5)
 # and weight gradients sum T*B terms, so their error grows ~10x over the forward's.
 FLOAT32_GRADIENT = Tolerance(rtol=1e-3, atol=1e-4)
 
-# Targets of the issues for float32 against float64, as ||out - ref|| / ||ref||:
+# The project's targets for float32 against float64, as ||out - ref|| / ||ref||:
 FORWARD_REL_ERR_TARGET = 1e-6
 GRADIENT_REL_ERR_TARGET = 1e-4
 

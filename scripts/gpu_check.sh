@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The one device call of issue 4, run from the repository root of a checkout:
+# The one device call of a GPU session, run from the repository root of a checkout:
 #   bash scripts/gpu_check.sh            (writes to $OUT, else ./gpu_out)
 # 1. the numba-cuda tests on the real GPU (no simulator), 2. numba-cuda vs torch-cuda timings
-# at the issue's sizes (scripts/gpu_bench.py). Each stage has its own time limit (tests 150 s,
+# at the DeepBench sizes (scripts/gpu_bench.py). Each stage has its own time limit (tests 150 s,
 # timings 270 s) so the call ends within 7 minutes; what a stage produced stays in $OUT even
 # if it fails: machine.txt, pytest.txt, bench.log, results.json, results.md.
 # Needs numba, numba-cuda, torch (CUDA) and numpy; nothing is installed, the checkout is

@@ -2,7 +2,7 @@
 peer median / numba-cpu median (>= 1.00 means numba-cpu is at least as fast), and the
 cases where a peer is faster.
 
-    python scripts/peer_ratios.py reports/cpu/peers/default reports/cpu/peers/issue3
+    python scripts/peer_ratios.py reports/cpu/peers/default reports/cpu/peers/targets
 """
 import sys
 

@@ -20,13 +20,9 @@ import pytest
 from grubench import backends
 from grubench.case import DTYPES, MODES, Case
 from grubench.kernels.cells import CELLS
+from grubench.backends import load_plugins
 from grubench.kernels.contract import validate
 from tests.kernels.oracle import assert_matches_reference, reference_step
-
-try:        # the registry's plugin hook (GRUBENCH_PLUGINS)
-    from grubench.backends import load_plugins
-except ImportError:
-    from grubench.worker import load_plugins
 
 T, B, I, H = 5, 3, 4, 6     # noqa: E741 - the conventional size names
 SEED = 11
