@@ -110,8 +110,9 @@ def _numba_blas():
 
 @functools.cache
 def _numba_blas_thread_count():
-    """The OpenBLAS numba calls' own openblas_get_num_threads, as a ctypes function (0.3 us;
-    threadpoolctl's getter costs 13 us, a tenth of a run at 100,1,64,64), or None."""
+    """The OpenBLAS numba calls' own openblas_get_num_threads, as a ctypes function, or
+    None. Every run asks it, and threadpoolctl's getter costs a noticeable part of a small
+    run."""
     blas = _numba_blas()
     if blas is None:
         return None
@@ -126,9 +127,9 @@ def _numba_blas_thread_count():
 def keep_blas_on_one_thread() -> None:
     """Set the OpenBLAS numba calls (SciPy's) to one thread, and leave it there: the
     team's workers are the threads. Setting it back after each run would wake OpenBLAS's
-    own threads, which then spin beside the team for a while (measured at threads = 2:
-    medians up to 2.5x slower, varying 2x run to run). NumPy's BLAS is another library
-    and keeps its threads; SciPy's linear algebra in this process runs on one thread."""
+    own threads, which then spin beside the team for a while. NumPy's BLAS is another
+    library and keeps its threads; SciPy's linear algebra in this process runs on one
+    thread."""
     thread_count = _numba_blas_thread_count()
     if thread_count is not None and thread_count() != 1:
         _numba_blas().set_num_threads(1)
