@@ -129,9 +129,9 @@ class NumbaPrepared(Prepared):
                 w_hh_t=pack_panels(a.w_hh.T.reshape(1, H, G * H)),
                 d_gi=aligned_empty((T, B, G * H), dtype),
                 d_gh=(aligned_empty((T, B, G * H), dtype)
-                      if a.cell == "gru" and a.reset_after else empty3),
+                      if a.variant == "reset_after" else empty3),
                 reset_states=(aligned_empty((T, B, H), dtype)
-                              if a.cell == "gru" and not a.reset_after else empty3),
+                              if a.variant == "reset_before" else empty3),
                 dh=aligned_empty((B, H)), dc=aligned_empty((B, H)),
                 dh_rec=aligned_empty((B, H), dtype), d_reset=aligned_empty((B, H), dtype))
         return self._backward_workspace
