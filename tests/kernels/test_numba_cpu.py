@@ -2,6 +2,7 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import hashlib
 import json
 import os
 import platform
@@ -12,12 +13,14 @@ import sys
 import numba
 import numpy as np
 import pytest
+import scipy
 
 from grubench import tolerances
 from grubench.kernels import numba_cpu, reference
 from grubench.kernels.numba_cpu import blas, drivers, gates, jit, pointwise, products, tiles
 from grubench.kernels.numba_cpu import team as teams
 from grubench.kernels.contract import validate
+from llvmlite import binding as llvm
 from oracle import assert_matches_reference, reference_step
 
 pytestmark = pytest.mark.skipif(not numba_cpu.availability()[0],
@@ -150,6 +153,16 @@ def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
             assert np.array_equal(other[1][name], first[1][name])
 
 
+#: sha256 prefixes of every array TRAINING_STEPS_SCRIPT writes, compiled afresh, per machine
+BITS_FILE = os.path.join(os.path.dirname(__file__), "numba_cpu_bits.json")
+
+
+def machine_key() -> str:
+    """What a kernel's bits depend on besides its code: the CPU LLVM compiles for, numba
+    (its LLVM) and the OpenBLAS the wide weight gradients call (SciPy's)."""
+    return f"{llvm.get_host_cpu_name()} numba {numba.__version__} scipy {scipy.__version__}"
+
+
 #: a training step of each cell, float32, with lengths in [0, T], written to the .npz
 #: named by argv[1]; prints the kernels' cache (hits, misses) as JSON
 TRAINING_STEPS_SCRIPT = """
@@ -157,14 +170,14 @@ import json, sys
 import numpy as np
 from grubench.kernels import numba_cpu
 from grubench.kernels.numba_cpu import drivers
-from grubench.problems import Problem
+from grubench.case import Case
 results = {}
-for cell, reset_after in (("gru", True), ("gru", False), ("lstm", True)):
-    args = Problem(cell, 7, 6, 24, 40, reset_after=reset_after,
-                   variable_lengths=True).make_args(seed=3)
+for cell, variant in (("gru", "reset_after"), ("gru", "reset_before"), ("lstm", None)):
+    args = Case(cell, 7, 6, 24, 40, variant=variant, mode="training",
+                variable_lengths=True).make_args(seed=3)
     outputs, grads = numba_cpu.prepare(args).training_step()
-    results.update({f"{cell}-{reset_after}-out{i}": out for i, out in enumerate(outputs)})
-    results.update({f"{cell}-{reset_after}-{name}": grad for name, grad in grads.items()})
+    results.update({f"{cell}-{variant}-out{i}": out for i, out in enumerate(outputs)})
+    results.update({f"{cell}-{variant}-{name}": grad for name, grad in grads.items()})
 np.savez(sys.argv[1], **results)
 kernels = [drivers.gru_forward_kernel, drivers.gru_backward_kernel,
            drivers.lstm_forward_kernel, drivers.lstm_backward_kernel]
@@ -173,24 +186,55 @@ print(json.dumps([sum(sum(getattr(kernel.stats, counts).values()) for kernel in 
 """
 
 
-@pytest.mark.slow
-def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
-    """The first process compiles and fills the cache; the next loads it. Their results
-    must match bit for bit. They once did not: a helper's product fused into an FMA
-    where the helper was inlined late, and not where it was compiled apart."""
-    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    cache_use = {}
+@pytest.fixture(scope="module")
+def fresh_and_cached_runs(tmp_path_factory):
+    """TRAINING_STEPS_SCRIPT run twice on a new cache folder: the first process compiles
+    and fills the cache, the next loads it. Their (hits, misses) and results."""
+    folder = tmp_path_factory.mktemp("numba-cache")
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "cache"))
+    cache_use, results = {}, {}
     for run in ("compiled", "cached"):
         done = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT,
-                               str(tmp_path / f"{run}.npz")], env=environment,
+                               str(folder / f"{run}.npz")], env=environment,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         cache_use[run] = json.loads(done.stdout.splitlines()[-1])
+        results[run] = dict(np.load(folder / f"{run}.npz"))
+    return cache_use, results
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_and_the_cache_give_the_same_bits(fresh_and_cached_runs):
+    """Their results must match bit for bit. They once did not: a helper's product fused
+    into an FMA where the helper was inlined late, and not where it was compiled apart."""
+    cache_use, results = fresh_and_cached_runs
     assert cache_use == {"compiled": [0, 4], "cached": [4, 0]}   # (hits, misses)
-    compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "cached.npz")
-    assert compiled.files == cached.files
-    for name in compiled.files:
+    compiled, cached = results["compiled"], results["cached"]
+    assert list(compiled) == list(cached)
+    for name in compiled:
         assert np.array_equal(compiled[name], cached[name]), name
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_gives_the_bits_recorded_on_this_machine(fresh_and_cached_runs):
+    """A refactoring leaves every result bit-identical. Bits differ across CPUs (vector
+    width, FMA), numba's LLVM and OpenBLAS, so they are recorded per machine; a change that
+    means to alter them records them again with GRUBENCH_RECORD_KERNEL_BITS=1. Compiled
+    afresh in a fixed order: which helpers a process compiles first, or loads from a cache
+    another process wrote, can change how LLVM contracts a multiply-add."""
+    _cache_use, results = fresh_and_cached_runs
+    bits = {name: hashlib.sha256(array.tobytes()).hexdigest()[:16]
+            for name, array in results["compiled"].items()}
+    with open(BITS_FILE) as file:
+        recorded = json.load(file)
+    if os.environ.get("GRUBENCH_RECORD_KERNEL_BITS"):
+        recorded[machine_key()] = bits
+        with open(BITS_FILE, "w") as file:
+            json.dump(recorded, file, indent=1, sort_keys=True)
+            file.write("\n")
+    if machine_key() not in recorded:
+        pytest.skip(f"no bits recorded for {machine_key()}")
+    assert bits == recorded[machine_key()]
 
 
 def test_a_cache_entry_is_stale_once_any_module_of_the_package_changes(tmp_path):
@@ -440,7 +484,7 @@ def test_float32_forward_rows_stay_in_float32(name):
 
 @pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
                                                ("lstm", True)])
-def test_prepared_biases_have_the_problems_dtype(cell, reset_after):
+def test_prepared_biases_have_the_cases_dtype(cell, reset_after):
     """A float64 bias would turn a float32 problem's gate math into float64."""
     for dtype in ("float32", "float64"):
         prepared = numba_cpu.prepare(make_args(cell, 3, 2, 4, 5, dtype,
