@@ -172,7 +172,7 @@ def test_default_config_sizes_slices_to_shared_memory():
     prepared = numba_cuda.prepare(args, tiny_budget)
     assert prepared.path == "stepwise"
     assert "do not fit 100 bytes of shared memory" in prepared.path_reason
-    with pytest.raises(ValueError, match="persistent kernel cannot run this case"):
+    with pytest.raises(ValueError, match="persistent kernel cannot run this problem"):
         numba_cuda.prepare(args, numba_cuda.CudaConfig(shared_memory_bytes=100,
                                                        path="persistent"))
 
