@@ -156,19 +156,19 @@ class Backend:
 
     @property
     def gru_forward(self):
-        return self._api[0]
+        return self._api.gru_forward
 
     @property
     def gru_backward(self):
-        return self._api[1]
+        return self._api.gru_backward
 
     @property
     def lstm_forward(self):
-        return self._api[2]
+        return self._api.lstm_forward
 
     @property
     def lstm_backward(self):
-        return self._api[3]
+        return self._api.lstm_backward
 
     def __repr__(self) -> str:
         state = "available" if self.available else f"unavailable: {self.why_unavailable}"

@@ -209,7 +209,7 @@ KNOWN_CAUSES = {
        "torch runs its CPU GRU step by step, a matrix product and separate pointwise ops "
        "per step, and its LSTM as one fused oneDNN call"
        for claim in ("inference", "training")},
-    # kernels/numba_cpu.py: both cells run the same input product, per-step product and
+    # kernels/numba_cpu/: both cells run the same input product, per-step product and
     # pointwise passes, over 3 gate blocks for the GRU and 4 for the LSTM.
     **{(claim, "numba-cpu", HOLDS):
        "its GRU and LSTM run the same products and pointwise passes, over 3 gate blocks "

@@ -28,13 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from grubench.kernels.contract import GATES
+from grubench.kernels.cells import CELLS
+from grubench.kernels.cells import cell as cell_spec
 
-# Gate names along the G*H axis of each layout; Keras' "h"/"c" and ONNX's "h"/"c" are the
-# candidate gate torch calls "n" (GRU) and "g" (LSTM), so one name serves all three.
-TORCH_GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
-KERAS_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "f", "g", "o")}
-ONNX_GATES = {"gru": ("z", "r", "n"), "lstm": ("i", "o", "f", "g")}
+# Gate names along the G*H axis of each layout, from the cell specs; Keras' "h"/"c" and
+# ONNX's "h"/"c" are the candidate gate torch calls "n" (GRU) and "g" (LSTM), so one name
+# serves all three.
+TORCH_GATES = {name: spec.gates for name, spec in CELLS.items()}
+KERAS_GATES = {name: spec.keras_gates for name, spec in CELLS.items()}
+ONNX_GATES = {name: spec.onnx_gates for name, spec in CELLS.items()}
 TORCH_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")   # the keys of a torch-layout dict
 
 
@@ -42,17 +44,14 @@ def init_weights(cell: str, input_size: int, hidden_size: int, *, seed: int = 0,
                  dtype=np.float32) -> dict[str, np.ndarray]:
     """torch.nn.GRU/LSTM's default initialization: every weight and bias ~ U(-1/sqrt(H),
     1/sqrt(H)). Returns w_ih (G*H, I), w_hh (G*H, H), b_ih (G*H,), b_hh (G*H,)."""
-    _check_cell(cell)
+    spec = cell_spec(cell)
     if input_size < 1 or hidden_size < 1:
         raise ValueError(f"input_size and hidden_size must be >= 1, got {input_size}, "
                          f"{hidden_size}")
-    rows = GATES[cell] * hidden_size
     bound = 1.0 / np.sqrt(hidden_size)
     rng = np.random.default_rng(seed)
-    shapes = {"w_ih": (rows, input_size), "w_hh": (rows, hidden_size),
-              "b_ih": (rows,), "b_hh": (rows,)}
     return {name: rng.uniform(-bound, bound, shape).astype(dtype)
-            for name, shape in shapes.items()}
+            for name, shape in spec.parameter_shapes(input_size, hidden_size).items()}
 
 
 def reorder_gates(array: np.ndarray, source: tuple[str, ...], target: tuple[str, ...],
@@ -64,11 +63,6 @@ def reorder_gates(array: np.ndarray, source: tuple[str, ...], target: tuple[str,
 
 
 # ----------------------------------------------------------------------------- validation
-
-def _check_cell(cell: str) -> None:
-    if cell not in GATES:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(GATES)}")
-
 
 def _as_float(name: str, value) -> np.ndarray:
     array = np.asarray(value)
@@ -85,12 +79,11 @@ def _check_shape(name: str, array: np.ndarray, expected: tuple[int, ...],
 
 def _torch_weights(cell: str, weights: dict) -> dict[str, np.ndarray]:
     """The torch-layout dict checked: keys w_ih, w_hh, b_ih, b_hh with consistent shapes."""
-    _check_cell(cell)
+    G = cell_spec(cell).n_gates
     missing = set(TORCH_NAMES) - set(weights)
     if missing:
         raise ValueError(f"torch weights lack {', '.join(sorted(missing))}; expected "
                          "the keys w_ih, w_hh, b_ih, b_hh")
-    G = GATES[cell]
     arrays = {name: _as_float(name, weights[name]) for name in TORCH_NAMES}
     w_hh = arrays["w_hh"]
     if w_hh.ndim != 2 or w_hh.shape[1] < 1 or w_hh.shape[0] != G * w_hh.shape[1]:
@@ -117,7 +110,7 @@ def to_keras(cell: str, weights: dict, *, reset_after: bool = True) -> list[np.n
     kernel = reorder_gates(w["w_ih"], source, target).T
     recurrent_kernel = reorder_gates(w["w_hh"], source, target).T
     b_ih, b_hh = (reorder_gates(w[name], source, target) for name in ("b_ih", "b_hh"))
-    if cell == "gru" and reset_after:
+    if cell_spec(cell).variant_of(reset_after) == "reset_after":   # two biases
         bias = np.stack([b_ih, b_hh])
     else:
         bias = b_ih + b_hh
@@ -132,8 +125,7 @@ def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
     with reset_after=False, LSTM) it becomes ``b_ih`` and ``b_hh`` is zero: the outputs are
     the same, since only the sum b_ih + b_hh enters those equations.
     """
-    _check_cell(cell)
-    G = GATES[cell]
+    G = cell_spec(cell).n_gates
     recurrent_kernel = _as_float("recurrent_kernel", recurrent_kernel)
     U = recurrent_kernel.shape[0] if recurrent_kernel.ndim == 2 else -1
     if U < 1 or recurrent_kernel.shape[1] != G * U:
@@ -144,7 +136,7 @@ def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
         raise ValueError(f"kernel has shape {kernel.shape}; expected (I, {G * U}) = "
                          f"(I, {G}*U)")
     bias = _as_float("bias", bias)
-    two_biases = cell == "gru" and reset_after
+    two_biases = cell_spec(cell).variant_of(reset_after) == "reset_after"
     if two_biases:
         _check_shape("bias", bias, (2, G * U), f"(2, {G}*U) [input, recurrent] "
                      "(a Keras GRU with reset_after=True)")
@@ -176,8 +168,7 @@ def to_onnx(cell: str, weights: dict) -> dict[str, np.ndarray]:
 def from_onnx(cell: str, W, R, B=None) -> dict[str, np.ndarray]:
     """ONNX ``W, R[, B]`` of a forward GRU/LSTM node -> torch layout (B absent: zeros, as
     ONNX defines). A GRU's ``linear_before_reset`` = 1 means reset_after=True."""
-    _check_cell(cell)
-    G = GATES[cell]
+    G = cell_spec(cell).n_gates
     R = _as_float("R", R)
     H = R.shape[2] if R.ndim == 3 else -1
     if H < 1 or R.shape[:2] != (1, G * H):

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .cells import CELLS as CELL_SPECS
-from .cells import GRU, LSTM
+from .cells import GRU, LSTM, CellSpec
+from .cells import cell as cell_spec
 
 CELLS = tuple(CELL_SPECS)
 GATES = {name: spec.n_gates for name, spec in CELL_SPECS.items()}
@@ -88,8 +89,17 @@ class RNNArgs:
         return self.h0.shape[1]
 
     @property
+    def spec(self) -> CellSpec:
+        return cell_spec(self.cell)
+
+    @property
     def gates(self) -> int:
-        return GATES[self.cell]
+        return self.spec.n_gates
+
+    @property
+    def variant(self) -> str:
+        """The cell's variant name (reset_after, reset_before; "-" for an LSTM)."""
+        return self.spec.variant_of(self.reset_after)
 
     @property
     def dtype(self) -> np.dtype:
@@ -101,11 +111,16 @@ class RNNArgs:
 
     def inputs(self) -> dict[str, np.ndarray]:
         """The differentiable inputs by gradient key, in contract order."""
-        named = {"x": self.x, "h0": self.h0}
-        if self.cell == "lstm":
-            named["c0"] = self.c0
+        named = {"x": self.x}
+        named.update((name, getattr(self, name)) for name in self.spec.initial_states)
         named.update(w_ih=self.w_ih, w_hh=self.w_hh, b_ih=self.b_ih, b_hh=self.b_hh)
         return named
+
+
+def upstream_names(spec: CellSpec) -> tuple[str, ...]:
+    """The upstream gradients of a call, in contract order: dy, then one per final state
+    (dh_n, dc_n)."""
+    return ("dy",) + tuple(f"d{output}" for output in spec.outputs[1:])
 
 
 class Prepared:
@@ -144,10 +159,8 @@ class Prepared:
         if not self.args.has_grads:
             raise ValueError("no upstream gradients were given (dy, dh_n[, dc_n])")
         if self._upstream is None:
-            arrays = (self.args.dy, self.args.dh_n)
-            if self.args.cell == "lstm":
-                arrays += (self.args.dc_n,)
-            self._upstream = tuple(self.from_numpy(a) for a in arrays)
+            self._upstream = tuple(self.from_numpy(getattr(self.args, name))
+                                   for name in upstream_names(self.args.spec))
         return self._upstream
 
     def training_step(self):
@@ -251,7 +264,7 @@ def working_set_bytes(args: RNNArgs) -> int:
     """Bytes a training call allocates beyond its inputs: outputs, the gate activations and
     states saved for backward, and gradients (an upper bound for inference)."""
     T, B, I, H, G = args.T, args.B, args.I, args.H, args.gates
-    states = 2 if args.cell == "lstm" else 1
+    states = len(args.spec.states)
     elements = (T * B * H * (1 + states)        # y and the saved state sequences
                 + T * B * G * H * 2            # gate pre-activations and activations
                 + T * B * I                    # dx
@@ -291,11 +304,10 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
     writable C order; x and dy are copied with their padding (the steps past a sequence's
     length) zeroed when some sequence is shorter than T.
     """
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {', '.join(CELLS)}")
+    spec = cell_spec(cell)
     if not isinstance(reset_after, (bool, np.bool_)):
         raise TypeError(f"reset_after must be True or False, got {reset_after!r}")
-    G = GATES[cell]
+    G = spec.n_gates
     x = _as_float_array("x", x)
     if x.ndim != 3:
         raise ValueError(f"x has shape {x.shape}; expected 3 dimensions (T, B, I)")
@@ -314,17 +326,16 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
         "b_hh": ((G * H,), f"({G}*H,)"),
     }
     given = {"h0": h0, "w_ih": w_ih, "b_ih": b_ih, "b_hh": b_hh}
-    if cell == "lstm":
-        expected["c0"] = ((B, H), "(B, H)")
-        given["c0"] = c0
-    grads_given = [g is not None for g in ((dy, dh_n, dc_n) if cell == "lstm" else (dy, dh_n))]
-    if any(grads_given):
-        expected["dy"] = ((T, B, H), "(T, B, H)")
-        expected["dh_n"] = ((B, H), "(B, H)")
-        given.update(dy=dy, dh_n=dh_n)
-        if cell == "lstm":
-            expected["dc_n"] = ((B, H), "(B, H)")
-            given["dc_n"] = dc_n
+    initial = {"h0": h0, "c0": c0}
+    for name in spec.initial_states:
+        expected[name] = ((B, H), "(B, H)")
+        given.setdefault(name, initial[name])
+    upstream = {name: value for name, value in (("dy", dy), ("dh_n", dh_n), ("dc_n", dc_n))
+                if name in upstream_names(spec)}
+    if any(value is not None for value in upstream.values()):
+        for name in upstream:
+            expected[name] = ((T, B, H), "(T, B, H)") if name == "dy" else ((B, H), "(B, H)")
+        given.update(upstream)
     for name, value in given.items():
         if value is None:
             raise TypeError(f"{name} is required")
@@ -352,8 +363,17 @@ def validate(cell: str, x, h0, c0, w_ih, w_hh, b_ih, b_hh, *, reset_after: bool 
 # The convenience API, built once over a backend's ``prepare``.
 # --------------------------------------------------------------------------------------
 
-def convenience_api(prepare: Callable[[RNNArgs], Prepared]):
-    """Return (gru_forward, gru_backward, lstm_forward, lstm_backward) over ``prepare``."""
+class ConvenienceAPI(NamedTuple):
+    """The four functions of a backend's convenience API."""
+
+    gru_forward: Callable
+    gru_backward: Callable
+    lstm_forward: Callable
+    lstm_backward: Callable
+
+
+def convenience_api(prepare: Callable[[RNNArgs], Prepared]) -> ConvenienceAPI:
+    """The convenience API over ``prepare``."""
 
     def run_forward(args: RNNArgs):
         prepared = prepare(args)
@@ -391,4 +411,4 @@ def convenience_api(prepare: Callable[[RNNArgs], Prepared]):
         return run_backward(validate("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh,
                                      lengths=lengths, dy=dy, dh_n=dh_n, dc_n=dc_n))
 
-    return gru_forward, gru_backward, lstm_forward, lstm_backward
+    return ConvenienceAPI(gru_forward, gru_backward, lstm_forward, lstm_backward)

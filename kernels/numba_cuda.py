@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .cells import cell as cell_spec
 from .contract import (GRU_N, GRU_R, GRU_Z, LSTM_F, LSTM_G, LSTM_I, LSTM_O,
                        BackendUnavailable, Prepared, RNNArgs, convenience_api, format_bytes)
 from .cuda_matmul import (CudaKernelError, Tile, column_sum, cuda, float32, float64, launch,
@@ -364,12 +365,12 @@ def persistent_kernel(dtype: np.dtype, cell: str, reset_after: bool, save: bool,
     _sigmoid, gru_point, gru_reset_point, lstm_point = cell_functions(dtype, reset_after)
     numba_dtype = float32 if np.dtype(dtype) == np.float32 else float64
     zero = np.dtype(dtype).type(0)
-    gates = 4 if cell == "lstm" else 3
+    gates = cell_spec(cell).n_gates
     LU = units * slices_per_block
     ROWS = gates * LU
     KS, MAXB, BPT = ksplit, max_batch, batch_per_thread
     PARTIAL_ROWS = ROWS * KS    # shared array shapes must be constants, not expressions
-    two_phase = cell == "gru" and not reset_after
+    two_phase = cell_spec(cell).variant_of(reset_after) == "reset_before"
 
     @cuda.jit(device=True)
     def unit_of(lu):
@@ -513,7 +514,7 @@ class NumbaCudaPrepared(Prepared):
         self.lengths = to_device(lengths)
         self.gi = cuda.device_array((T, B, G * H), dtype)
         self.gh = cuda.device_array((B, G * H), dtype)
-        reset_before = args.cell == "gru" and not args.reset_after
+        reset_before = args.variant == "reset_before"
         self.rh = cuda.device_array((T if reset_before else 1, B, H), dtype)
         self.y = cuda.device_array((T, B, H), dtype)
         self.hs = cuda.device_array((T + 1, B, H), dtype)
@@ -729,7 +730,7 @@ class NumbaCudaPrepared(Prepared):
         self._matmul("dw_ih product", dgi2, self.x.reshape(T * B, I), buffers["w_ih"],
                      trans_a=True)
         self._matmul("dw_hh product", dgh2, h_prev2, buffers["w_hh"], trans_a=True)
-        if args.cell == "gru" and not args.reset_after:   # the n rows multiplied r*h
+        if args.variant == "reset_before":   # the n rows multiplied r*h
             rh2 = self.saved.reshape(T * B, SAVED_SLOTS * H)[:, GRU_EXTRA * H:]
             self._matmul("dw_hn product", dgh2[:, n_cols], rh2, buffers["w_hh"][n_cols],
                          trans_a=True)

@@ -30,6 +30,7 @@ import numpy as np
 from grubench.threads import pinned_threads
 from grubench.weights import to_onnx
 
+from .cells import NO_VARIANT
 from .contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
 
 #: What ONNX Runtime cannot run, by mode or dtype name, with the reason.
@@ -78,8 +79,7 @@ def build_model(args: RNNArgs):
     from onnx import TensorProto, helper, numpy_helper
 
     T, B, I, H = args.T, args.B, args.I, args.H
-    lstm = args.cell == "lstm"
-    states = ["h", "c"] if lstm else ["h"]
+    states = args.spec.states
     weights = to_onnx(args.cell, {n: getattr(args, n) for n in ("w_ih", "w_hh", "b_ih", "b_hh")})
     initializers = [numpy_helper.from_array(value, name) for name, value in weights.items()]
 
@@ -94,7 +94,7 @@ def build_model(args: RNNArgs):
     node_inputs = ["X", "W", "R", "B", lengths] + [f"initial_{s}" for s in states]
     raw_states = [f"Y_{s}_onnx" if lengths else f"Y_{s}" for s in states]
     attributes = {"hidden_size": H}
-    if not lstm:
+    if args.variant != NO_VARIANT:           # the GRU's
         attributes["linear_before_reset"] = int(args.reset_after)
     nodes = [helper.make_node(args.cell.upper(), node_inputs, ["Y", *raw_states],
                               **attributes)]
@@ -135,9 +135,9 @@ class OnnxRuntimePrepared(Prepared):
             build_model(args).SerializeToString(), session_options(ort, pinned_threads()),
             providers=[PROVIDERS[device]])
         self.binding = self.session.io_binding()
-        feeds = {"X": args.x, "initial_h": args.h0[None]}
-        if args.cell == "lstm":
-            feeds["initial_c"] = args.c0[None]
+        feeds = {"X": args.x}
+        feeds.update((f"initial_{state}", getattr(args, f"{state}0")[None])
+                     for state in args.spec.states)
         if args.lengths is not None:
             feeds["sequence_lens"] = args.lengths.astype(np.int32)
         # Kept alive here: the binding refers to these device buffers.

@@ -69,7 +69,7 @@ class TorchPrepared(Prepared):
         super().__init__(args)
         self.device = torch.device(device)
         tensor = self.from_numpy
-        module_type = torch.nn.GRU if args.cell == "gru" else torch.nn.LSTM
+        module_type = getattr(torch.nn, args.spec.torch_class)
         self.module = module_type(args.I, args.H).to(device=self.device,
                                                      dtype=getattr(torch, args.dtype.name))
         with torch.no_grad():
@@ -77,7 +77,7 @@ class TorchPrepared(Prepared):
                                 ("bias_ih_l0", args.b_ih), ("bias_hh_l0", args.b_hh)):
                 getattr(self.module, name).copy_(tensor(value))
         self.x, self.h0 = tensor(args.x), tensor(args.h0)
-        self.c0 = tensor(args.c0) if args.cell == "lstm" else None
+        self.c0 = None if args.c0 is None else tensor(args.c0)
         self.lengths = args.lengths
         self.mask = None
         if args.lengths is not None:
@@ -88,7 +88,7 @@ class TorchPrepared(Prepared):
 
     def _run(self, x, h0, c0):
         """Outputs (y, h_n[, c_n]) with 2-D states."""
-        if self.args.cell == "gru" and not self.args.reset_after:
+        if self.args.variant == "reset_before":
             return _gru_reset_before(self.module, x, h0, self.mask)
         state = h0[None] if c0 is None else (h0[None], c0[None])
         if self.lengths is None:

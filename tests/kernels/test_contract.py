@@ -5,17 +5,18 @@ import pytest
 
 from grubench.kernels import contract, reference
 from grubench.kernels.contract import validate
-from grubench.problems import Problem
+from grubench.case import Case
 
 
 def gru_inputs(T=3, B=2, I=4, H=5, dtype=np.float64):
-    args = Problem("gru", T, B, I, H, dtype=np.dtype(dtype).name).make_args(seed=1)
+    args = Case("gru", T, B, I, H, mode="training",
+                dtype=np.dtype(dtype).name).make_args(seed=1)
     return dict(x=args.x, h0=args.h0, w_ih=args.w_ih, w_hh=args.w_hh, b_ih=args.b_ih,
                 b_hh=args.b_hh), dict(dy=args.dy, dh_n=args.dh_n)
 
 
 def lstm_inputs(T=3, B=2, I=4, H=5):
-    args = Problem("lstm", T, B, I, H, dtype="float64").make_args(seed=1)
+    args = Case("lstm", T, B, I, H, dtype="float64").make_args(seed=1)
     return dict(x=args.x, h0=args.h0, c0=args.c0, w_ih=args.w_ih, w_hh=args.w_hh,
                 b_ih=args.b_ih, b_hh=args.b_hh)
 
@@ -119,10 +120,10 @@ def test_format_bytes(n, text):
 
 
 def test_working_set_grows_with_every_size():
-    base = Problem("gru", 4, 3, 5, 6).make_args()
+    base = Case("gru", 4, 3, 5, 6).make_args()
     size = contract.working_set_bytes(base)
     for bigger in [(8, 3, 5, 6), (4, 6, 5, 6), (4, 3, 10, 6), (4, 3, 5, 12)]:
-        assert contract.working_set_bytes(Problem("gru", *bigger).make_args()) > size
+        assert contract.working_set_bytes(Case("gru", *bigger).make_args()) > size
 
 
 def test_fortran_order_and_strided_inputs_give_the_same_results():
@@ -149,7 +150,7 @@ def test_unknown_cell():
 
 
 def test_args_report_sizes_and_inputs_in_contract_order():
-    args = Problem("lstm", 3, 2, 4, 5, dtype="float64").make_args()
+    args = Case("lstm", 3, 2, 4, 5, mode="training", dtype="float64").make_args()
     assert (args.T, args.B, args.I, args.H, args.gates) == (3, 2, 4, 5, 4)
     assert list(args.inputs()) == ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"]
     assert args.dtype == np.float64 and args.has_grads

@@ -12,7 +12,7 @@ import pytest
 from grubench import backends
 from grubench.kernels import jax as jax_backend
 from grubench.kernels.contract import BackendUnavailable
-from grubench.problems import Problem
+from grubench.case import Case
 from oracle import assert_matches_reference, reference_step
 
 jax = pytest.importorskip("jax", reason="the peers extra is not installed")
@@ -20,26 +20,26 @@ jax = pytest.importorskip("jax", reason="the peers extra is not installed")
 T, B = 7, 4
 LENGTHS = [0, T, 3, 0]          # empty and full sequences in one batch
 CASES = [
-    Problem("gru", T, B, 3, 5, dtype="float64", variable_lengths=True),
-    Problem("gru", T, B, 3, 5, dtype="float64", reset_after=False, variable_lengths=True),
-    Problem("lstm", T, B, 3, 5, dtype="float64", variable_lengths=True),
-    Problem("gru", 6, 2, 8, 8, dtype="float32"),
-    Problem("gru", 6, 2, 8, 8, dtype="float32", reset_after=False),
-    Problem("lstm", 6, 2, 8, 8, dtype="float32"),
+    Case("gru", T, B, 3, 5, dtype="float64", variable_lengths=True),
+    Case("gru", T, B, 3, 5, dtype="float64", variant="reset_before", variable_lengths=True),
+    Case("lstm", T, B, 3, 5, dtype="float64", variable_lengths=True),
+    Case("gru", 6, 2, 8, 8, dtype="float32"),
+    Case("gru", 6, 2, 8, 8, dtype="float32", variant="reset_before"),
+    Case("lstm", 6, 2, 8, 8, dtype="float32"),
 ]
 
 
-def make_args(problem, seed=7):
-    args = problem.make_args(seed=seed)
-    if problem.variable_lengths:
+def make_args(case, seed=7):
+    args = case.make_args(seed=seed, with_grads=True)
+    if case.variable_lengths:
         args.lengths[:] = LENGTHS
     return args
 
 
-@pytest.mark.parametrize("problem", CASES, ids=lambda p: f"{p.cell}-{p.reset_after}-"
+@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.cell}-{p.reset_after}-"
                          f"{p.variable_lengths}-{p.dtype}")
-def test_training_step_and_forward_match_reference(problem):
-    args = make_args(problem)
+def test_training_step_and_forward_match_reference(case):
+    args = make_args(case)
     expected = reference_step(args)
     prepared = jax_backend.prepare(args)
     result = prepared.training_step()
@@ -70,7 +70,7 @@ def test_all_sequences_empty_pass_the_state_through():
     assert np.array_equal(grads["h0"], args.dh_n) and not grads["w_hh"].any()
 
 
-def test_problems_of_one_shape_share_one_compilation():
+def test_cases_of_one_shape_share_one_compilation():
     first, second = (jax_backend.prepare(make_args(CASES[0], seed)) for seed in (1, 2))
     assert first._forward is second._forward
     first.forward()

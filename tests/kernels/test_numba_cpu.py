@@ -2,6 +2,7 @@
 the gate approximations over their whole input range, the BLAS wrapper, NaN/Inf,
 determinism and the float32 accuracy targets."""
 
+import hashlib
 import json
 import os
 import platform
@@ -12,10 +13,14 @@ import sys
 import numba
 import numpy as np
 import pytest
+import scipy
 
 from grubench import tolerances
 from grubench.kernels import numba_cpu, reference
+from grubench.kernels.numba_cpu import blas, drivers, gates, jit, pointwise, products, tiles
+from grubench.kernels.numba_cpu import team as teams
 from grubench.kernels.contract import validate
+from llvmlite import binding as llvm
 from oracle import assert_matches_reference, reference_step
 
 pytestmark = pytest.mark.skipif(not numba_cpu.availability()[0],
@@ -63,7 +68,7 @@ def test_team_size_is_numbas_thread_count_past_the_step_threshold(monkeypatch):
     assert numba_cpu.team_size(large) == 5
     assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 256, "float32")) == 5   # B < 4
     assert numba_cpu.team_size(make_args("gru", 2, 1, 3, 8, "float32")) == 1     # small
-    monkeypatch.setattr(numba_cpu, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 128 * 384 + 1)
+    monkeypatch.setattr(teams, "TEAM_MIN_STEP_FLOPS", 2 * 16 * 128 * 384 + 1)
     assert numba_cpu.team_size(large) == 1
 
 
@@ -148,46 +153,103 @@ def test_repeated_runs_are_bit_identical(cell, B, threads, team_of):
             assert np.array_equal(other[1][name], first[1][name])
 
 
+#: sha256 prefixes of every array TRAINING_STEPS_SCRIPT writes, compiled afresh, per machine
+BITS_FILE = os.path.join(os.path.dirname(__file__), "numba_cpu_bits.json")
+
+
+def machine_key() -> str:
+    """What a kernel's bits depend on besides its code: the CPU LLVM compiles for, numba
+    (its LLVM) and the OpenBLAS the wide weight gradients call (SciPy's)."""
+    return f"{llvm.get_host_cpu_name()} numba {numba.__version__} scipy {scipy.__version__}"
+
+
 #: a training step of each cell, float32, with lengths in [0, T], written to the .npz
 #: named by argv[1]; prints the kernels' cache (hits, misses) as JSON
 TRAINING_STEPS_SCRIPT = """
 import json, sys
 import numpy as np
 from grubench.kernels import numba_cpu
-from grubench.problems import Problem
+from grubench.kernels.numba_cpu import drivers
+from grubench.case import Case
 results = {}
-for cell, reset_after in (("gru", True), ("gru", False), ("lstm", True)):
-    args = Problem(cell, 7, 6, 24, 40, reset_after=reset_after,
-                   variable_lengths=True).make_args(seed=3)
+for cell, variant in (("gru", "reset_after"), ("gru", "reset_before"), ("lstm", None)):
+    args = Case(cell, 7, 6, 24, 40, variant=variant, mode="training",
+                variable_lengths=True).make_args(seed=3)
     outputs, grads = numba_cpu.prepare(args).training_step()
-    results.update({f"{cell}-{reset_after}-out{i}": out for i, out in enumerate(outputs)})
-    results.update({f"{cell}-{reset_after}-{name}": grad for name, grad in grads.items()})
+    results.update({f"{cell}-{variant}-out{i}": out for i, out in enumerate(outputs)})
+    results.update({f"{cell}-{variant}-{name}": grad for name, grad in grads.items()})
 np.savez(sys.argv[1], **results)
-kernels = [numba_cpu.gru_forward_kernel, numba_cpu.gru_backward_kernel,
-           numba_cpu.lstm_forward_kernel, numba_cpu.lstm_backward_kernel]
+kernels = [drivers.gru_forward_kernel, drivers.gru_backward_kernel,
+           drivers.lstm_forward_kernel, drivers.lstm_backward_kernel]
 print(json.dumps([sum(sum(getattr(kernel.stats, counts).values()) for kernel in kernels)
                   for counts in ("cache_hits", "cache_misses")]))
 """
 
 
-@pytest.mark.slow
-def test_a_fresh_compile_and_the_cache_give_the_same_bits(tmp_path):
-    """The first process compiles and fills the cache; the next loads it. Their results
-    must match bit for bit. They once did not: a helper's product fused into an FMA
-    where the helper was inlined late, and not where it was compiled apart."""
-    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    cache_use = {}
+@pytest.fixture(scope="module")
+def fresh_and_cached_runs(tmp_path_factory):
+    """TRAINING_STEPS_SCRIPT run twice on a new cache folder: the first process compiles
+    and fills the cache, the next loads it. Their (hits, misses) and results."""
+    folder = tmp_path_factory.mktemp("numba-cache")
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "cache"))
+    cache_use, results = {}, {}
     for run in ("compiled", "cached"):
         done = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT,
-                               str(tmp_path / f"{run}.npz")], env=environment,
+                               str(folder / f"{run}.npz")], env=environment,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         cache_use[run] = json.loads(done.stdout.splitlines()[-1])
+        results[run] = dict(np.load(folder / f"{run}.npz"))
+    return cache_use, results
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_and_the_cache_give_the_same_bits(fresh_and_cached_runs):
+    """Their results must match bit for bit. They once did not: a helper's product fused
+    into an FMA where the helper was inlined late, and not where it was compiled apart."""
+    cache_use, results = fresh_and_cached_runs
     assert cache_use == {"compiled": [0, 4], "cached": [4, 0]}   # (hits, misses)
-    compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "cached.npz")
-    assert compiled.files == cached.files
-    for name in compiled.files:
+    compiled, cached = results["compiled"], results["cached"]
+    assert list(compiled) == list(cached)
+    for name in compiled:
         assert np.array_equal(compiled[name], cached[name]), name
+
+
+@pytest.mark.slow
+def test_a_fresh_compile_gives_the_bits_recorded_on_this_machine(fresh_and_cached_runs):
+    """A refactoring leaves every result bit-identical. Bits differ across CPUs (vector
+    width, FMA), numba's LLVM and OpenBLAS, so they are recorded per machine; a change that
+    means to alter them records them again with GRUBENCH_RECORD_KERNEL_BITS=1. Compiled
+    afresh in a fixed order: which helpers a process compiles first, or loads from a cache
+    another process wrote, can change how LLVM contracts a multiply-add."""
+    _cache_use, results = fresh_and_cached_runs
+    bits = {name: hashlib.sha256(array.tobytes()).hexdigest()[:16]
+            for name, array in results["compiled"].items()}
+    with open(BITS_FILE) as file:
+        recorded = json.load(file)
+    if os.environ.get("GRUBENCH_RECORD_KERNEL_BITS"):
+        recorded[machine_key()] = bits
+        with open(BITS_FILE, "w") as file:
+            json.dump(recorded, file, indent=1, sort_keys=True)
+            file.write("\n")
+    if machine_key() not in recorded:
+        pytest.skip(f"no bits recorded for {machine_key()}")
+    assert bits == recorded[machine_key()]
+
+
+def test_a_cache_entry_is_stale_once_any_module_of_the_package_changes(tmp_path):
+    """A compiled kernel holds the code of the helpers it calls from other modules, so its
+    entry's stamp covers the source of every module, not only its own file's."""
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text("x = 1\n")
+    before = jit.package_source_hash.__wrapped__(tmp_path)
+    (tmp_path / "b.py").write_text("x = 2\n")
+    assert jit.package_source_hash.__wrapped__(tmp_path) != before
+    if not jit.CACHE:
+        pytest.skip("numba has no usable cache folder here")
+    for kernel in (drivers.gru_forward_kernel, pointwise.gru_step_rows, gates.tanh_for):
+        stamp = kernel._cache._cache_file._source_stamp
+        assert stamp[1] == jit.package_source_hash(), kernel
 
 
 @pytest.mark.parametrize("cell, reset_after, width", [("gru", True, 4), ("gru", False, 3),
@@ -239,7 +301,7 @@ TANH_ULPS, SIGMOID_ULPS, SIGMOID_ABS = 6, 3, 2.0**-22
 
 def test_float32_tanh_is_within_its_ulp_bound_everywhere(sweep):
     got = np.empty_like(sweep)
-    numba_cpu.tanh_for(sweep, got)
+    gates.tanh_for(sweep, got)
     want = np.tanh(sweep.astype(np.float64))
     finite = ~np.isnan(want)
     assert np.array_equal(np.isnan(got), np.isnan(want))
@@ -251,7 +313,7 @@ def test_float32_tanh_is_within_its_ulp_bound_everywhere(sweep):
 
 def test_float32_sigmoid_is_within_its_bound_everywhere(sweep):
     got = np.empty_like(sweep)
-    numba_cpu.sigmoid_for(sweep, got)
+    gates.sigmoid_for(sweep, got)
     want = reference.sigmoid(sweep.astype(np.float64))
     finite = ~np.isnan(want)
     assert np.array_equal(np.isnan(got), np.isnan(want))
@@ -265,9 +327,9 @@ def test_float64_gates_are_libm_exact():
     """libm's tanh, to a few float64 ulps (fused multiply-adds round differently)."""
     values = np.concatenate([np.linspace(-40, 40, 100_001), [np.inf, -np.inf, np.nan]])
     got = np.empty_like(values)
-    numba_cpu.tanh_for(values, got)
+    gates.tanh_for(values, got)
     assert np.allclose(got, np.tanh(values), rtol=1e-15, atol=0, equal_nan=True)
-    numba_cpu.sigmoid_for(values, got)
+    gates.sigmoid_for(values, got)
     assert np.allclose(got, reference.sigmoid(values), rtol=1e-15, atol=1e-16,
                        equal_nan=True)
 
@@ -328,7 +390,7 @@ def test_float32_gate_loop_vectorizes():
     loop. It breaks if error_model='numpy' or the fastmath flags are dropped, or if any
     of its constants is a float64 (the loop would then run in float64)."""
     values = np.zeros(4, np.float32)
-    assert any("vdivps" in line for line in packed_instructions(numba_cpu.tanh_for, values,
+    assert any("vdivps" in line for line in packed_instructions(gates.tanh_for, values,
                                                                  values.copy()))
 
 
@@ -346,22 +408,22 @@ def row_function_cases():
         return np.zeros(width * H, f32)
 
     return {
-        "gru_reset_rows": (numba_cpu.gru_reset_rows, rows(3), rows(3), bias(3), rows(1),
+        "gru_reset_rows": (pointwise.gru_reset_rows, rows(3), rows(3), bias(3), rows(1),
                            rows(1), rows(4), seqs, 16, H),
-        "gru_step_rows": (numba_cpu.gru_step_rows, rows(3), rows(3), bias(3), bias(1), True,
+        "gru_step_rows": (pointwise.gru_step_rows, rows(3), rows(3), bias(3), bias(1), True,
                           rows(1), rows(1), rows(1), rows(4), lengths, t, seqs, 16, H),
-        "gru_backward_rows": (numba_cpu.gru_backward_rows, rows(1), rows(4), rows(1), True,
+        "gru_backward_rows": (pointwise.gru_backward_rows, rows(1), rows(4), rows(1), True,
                               rows(1, float), rows(3), rows(3), rows(1), lengths, t, seqs,
                               16, H),
-        "gru_reset_backward_rows": (numba_cpu.gru_reset_backward_rows, rows(1), rows(3),
+        "gru_reset_backward_rows": (pointwise.gru_reset_backward_rows, rows(1), rows(3),
                                     rows(1), rows(1, float), rows(3), lengths, t, seqs, 16,
                                     H),
-        "lstm_step_rows": (numba_cpu.lstm_step_rows, rows(4), rows(4), bias(4), rows(1),
+        "lstm_step_rows": (pointwise.lstm_step_rows, rows(4), rows(4), bias(4), rows(1),
                            rows(1), rows(1), rows(1), rows(5), lengths, t, seqs, 16, H),
-        "lstm_backward_rows": (numba_cpu.lstm_backward_rows, rows(1), rows(5), rows(5),
+        "lstm_backward_rows": (pointwise.lstm_backward_rows, rows(1), rows(5), rows(5),
                                4 * H, rows(1, float), rows(1, float), rows(4), lengths, t,
                                seqs, 16, H),
-        "add_rows": (numba_cpu.add_rows, rows(1, float), rows(1), lengths, t, False, 16, H),
+        "add_rows": (pointwise.add_rows, rows(1, float), rows(1), lengths, t, False, 16, H),
     }
 
 
@@ -422,7 +484,7 @@ def test_float32_forward_rows_stay_in_float32(name):
 
 @pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
                                                ("lstm", True)])
-def test_prepared_biases_have_the_problems_dtype(cell, reset_after):
+def test_prepared_biases_have_the_cases_dtype(cell, reset_after):
     """A float64 bias would turn a float32 problem's gate math into float64."""
     for dtype in ("float32", "float64"):
         prepared = numba_cpu.prepare(make_args(cell, 3, 2, 4, 5, dtype,
@@ -436,7 +498,7 @@ def test_prepared_biases_have_the_problems_dtype(cell, reset_after):
 
 @numba.njit
 def call_matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
-    numba_cpu.matmul_nt(a, k0, K, panels, block, unit, N, out, out_col)
+    products.matmul_nt(a, k0, K, panels, block, unit, N, out, out_col)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -448,7 +510,7 @@ def test_matmul_nt_matches_numpy_on_every_tile_and_panel_path(B, dtype):
     rng = np.random.default_rng(B)
     blocks, R, depth = 2, 40, 37
     weights = rng.standard_normal((blocks, R, depth)).astype(dtype)
-    panels = numba_cpu.pack_panels(weights)
+    panels = tiles.pack_panels(weights)
     a = rng.standard_normal((B, depth + 3)).astype(dtype)
     tolerance = tolerances.forward_tolerance(dtype)
     for block, unit, N, k0, K in [(0, 0, 40, 0, 37), (1, 32, 8, 2, 35), (1, 0, 33, 5, 1),
@@ -471,7 +533,7 @@ def test_matmul_nt_matches_numpy_on_every_tile_and_panel_path(B, dtype):
 def test_matmul_nt_refuses_out_of_bounds_operands(arguments, why):
     """Its micro-kernel reads and writes through raw pointers: bounds are checked first."""
     k0, K, block, unit, N, out_col = arguments
-    panels = numba_cpu.pack_panels(np.zeros((2, 40, 37)))
+    panels = tiles.pack_panels(np.zeros((2, 40, 37)))
     with pytest.raises(ValueError, match=why):
         call_matmul_nt(np.zeros((5, 37)), k0, K, panels, block, unit, N, np.zeros((5, 50)),
                        out_col)
@@ -485,7 +547,7 @@ def host_has_fma() -> bool:
 def test_panel_tiles_compile_to_packed_fused_multiply_adds():
     """The micro-kernel's vector IR must become packed FMAs, not scalar or library calls."""
     twin = numba.njit(cache=False)(call_matmul_nt.py_func)
-    panels = numba_cpu.pack_panels(np.zeros((1, 32, 8), np.float32))
+    panels = tiles.pack_panels(np.zeros((1, 32, 8), np.float32))
     twin(np.zeros((4, 8), np.float32), 0, 8, panels, 0, 0, 32, np.zeros((4, 32), np.float32),
          0)
     assembly = twin.inspect_asm(twin.signatures[0])
@@ -501,24 +563,24 @@ def test_gemm_takes_transposed_views_and_column_blocks(beta):
     b = rng.standard_normal((9, 5)).T               # transposed view (5, 9)
     c = rng.standard_normal((7, 9))
     want = a @ b + beta * c
-    numba_cpu.gemm(a, b, c, beta)
+    blas.gemm(a, b, c, beta)
     assert np.allclose(c, want, rtol=1e-13, atol=1e-13)
     empty = np.ones((3, 2))
-    numba_cpu.gemm(np.zeros((3, 0)), np.zeros((0, 2)), empty, 0.0)
+    blas.gemm(np.zeros((3, 0)), np.zeros((0, 2)), empty, 0.0)
     assert not empty.any()
 
 
 def test_gemm_refuses_operands_without_a_contiguous_axis():
     strided = np.zeros((6, 6))[::2, ::2]
     with pytest.raises(ValueError, match="neither contiguous rows nor columns"):
-        numba_cpu.gemm(strided, np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
+        blas.gemm(strided, np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
     with pytest.raises(ValueError, match="shapes do not match"):
-        numba_cpu.gemm(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
+        blas.gemm(np.zeros((3, 2)), np.zeros((3, 3)), np.zeros((3, 3)), 0.0)
 
 
 @numba.njit(nogil=True)
 def call_weight_gradient(team, d, x, out, accumulate):
-    numba_cpu.weight_gradient(team, d, x, out, accumulate)
+    products.weight_gradient(team, d, x, out, accumulate)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
@@ -532,8 +594,8 @@ def test_weight_gradient_matches_numpy_on_every_tile_and_chunk_path(accumulate, 
     worker's part of out only."""
     rng = np.random.default_rng(7)
     tolerance = tolerances.forward_tolerance(dtype)
-    depth = numba_cpu.GRADIENT_DEPTH
-    assert numba_cpu.GRADIENT_MAX_COLUMNS < 130
+    depth = products.GRADIENT_DEPTH
+    assert products.GRADIENT_MAX_COLUMNS < 130
     for M, N, K in [(1, 5, 32), (depth + 2, 40, 70), (2 * depth + 44, 19, 64), (5, 3, 7),
                     (depth + 1, 2, 40), (depth + 3, 33, 130)]:
         wide = rng.standard_normal((M, N + 5)).astype(dtype)
@@ -543,13 +605,13 @@ def test_weight_gradient_matches_numpy_on_every_tile_and_chunk_path(accumulate, 
         want = d.astype(np.float64).T @ x.astype(np.float64)
         if accumulate:
             want += out
-        numba_cpu.run_team(workers, call_weight_gradient, d, x, out, accumulate)
+        teams.run_team(workers, call_weight_gradient, d, x, out, accumulate)
         tolerance.assert_close(out, want, f"M, N, K = {M}, {N}, {K}")
 
 
 def test_weight_gradient_refuses_mismatched_operands():
     """Its micro-kernel reads and writes through raw pointers: shapes are checked first."""
-    sync = numba_cpu.aligned_empty(8, np.int64)
+    sync = teams.aligned_empty(8, np.int64)
     team = (0, 1, sync)
     with pytest.raises(ValueError, match="shapes do not match"):
         call_weight_gradient(team, np.zeros((6, 4)), np.zeros((5, 32)), np.zeros((4, 32)),
@@ -564,16 +626,16 @@ def test_weight_gradient_refuses_mismatched_operands():
 
 def test_a_run_leaves_the_blas_it_calls_on_one_thread():
     """The team's threads are the only ones: a BLAS pool woken beside them spins."""
-    blas = numba_cpu._numba_blas()
-    if blas is None:
+    library = blas._numba_blas()
+    if library is None:
         pytest.skip("threadpoolctl does not see the OpenBLAS numba calls")
-    pinned = blas.get_num_threads()
+    pinned = library.get_num_threads()
     try:
-        blas.set_num_threads(2)
+        library.set_num_threads(2)
         numba_cpu.prepare(make_args("gru", 3, 2, 4, 8, "float32")).forward()
-        assert blas.get_num_threads() == 1
+        assert library.get_num_threads() == 1
     finally:
-        blas.set_num_threads(pinned)
+        library.set_num_threads(pinned)
 
 
 @pytest.mark.parametrize("failing_worker", [0, 1])
@@ -581,18 +643,18 @@ def test_a_failing_worker_raises_instead_of_leaving_the_team_waiting(failing_wor
     """Run in a subprocess with a timeout: without the abort flag the team hangs."""
     code = f"""
 import numba, pytest
-from grubench.kernels import numba_cpu
+from grubench.kernels.numba_cpu import team as teams
 
 @numba.njit(nogil=True)
 def kernel(team, failing_worker):
     if team[0] == failing_worker:
         raise ValueError("worker failed")
     for _ in range(3):
-        numba_cpu.barrier(team)
+        teams.barrier(team)
 
 with pytest.raises(ValueError, match="worker failed"):
-    numba_cpu.run_team(2, kernel, {failing_worker})
-numba_cpu.run_team(2, kernel, -1)       # the module's threads are usable again
+    teams.run_team(2, kernel, {failing_worker})
+teams.run_team(2, kernel, -1)       # the module's threads are usable again
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)

@@ -3,7 +3,7 @@
 Without a GPU these tests run on the CUDA simulator: NUMBA_ENABLE_CUDASIM=1 is set here
 unless the variable is already set or a GPU is present, so on a GPU machine the same tests
 run the real kernels. Simulated kernels are slow (each thread is a Python thread), so the
-sizes are tiny and the launch shapes are shrunk until every problem spans several matmul
+sizes are tiny and the launch shapes are shrunk until every case spans several matmul
 tiles, pointwise blocks and persistent slices (with a tail slice). The simulator runs one
 block per cooperative grid, so there the persistent kernel runs 1 block x 3 slices; on a
 GPU ``test_persistent_spans_several_blocks`` checks the multi-block grid sync.
@@ -31,7 +31,7 @@ import pytest  # noqa: E402
 from grubench import backends, tolerances  # noqa: E402
 from grubench.kernels import cuda_matmul, numba_cuda, reference  # noqa: E402
 from grubench.kernels.cuda_matmul import CudaKernelError, Tile  # noqa: E402
-from grubench.problems import Problem  # noqa: E402
+from grubench.case import Case  # noqa: E402
 from oracle import assert_matches_reference, reference_step  # noqa: E402
 
 AVAILABLE, WHY = numba_cuda.availability()
@@ -99,23 +99,23 @@ def test_column_sum_adds_rows():
 # ---------------------------------------------------------------------------- the backend
 
 CASES = [
-    Problem("gru", 3, 2, 3, 5, dtype="float64"),
-    Problem("gru", 3, 2, 3, 5, dtype="float64", reset_after=False, variable_lengths=True),
-    Problem("lstm", 3, 2, 3, 5, dtype="float64", variable_lengths=True),
-    Problem("gru", 3, 2, 3, 5, dtype="float32", variable_lengths=True),
-    Problem("lstm", 3, 2, 3, 5, dtype="float32"),
+    Case("gru", 3, 2, 3, 5, dtype="float64"),
+    Case("gru", 3, 2, 3, 5, dtype="float64", variant="reset_before", variable_lengths=True),
+    Case("lstm", 3, 2, 3, 5, dtype="float64", variable_lengths=True),
+    Case("gru", 3, 2, 3, 5, dtype="float32", variable_lengths=True),
+    Case("lstm", 3, 2, 3, 5, dtype="float32"),
 ]
 
 
-def case_id(p: Problem) -> str:
+def case_id(p: Case) -> str:
     variant = "" if p.cell == "lstm" else ("-after" if p.reset_after else "-before")
     return f"{p.cell}{variant}-{'lengths' if p.variable_lengths else 'full'}-{p.dtype}"
 
 
-def make_args(problem: Problem):
-    args = problem.make_args(seed=5)
-    if problem.variable_lengths:      # an empty, a partial and a full sequence
-        args.lengths[:] = np.resize([0, problem.T - 1, problem.T], problem.B)
+def make_args(case: Case):
+    args = case.make_args(seed=5, with_grads=True)
+    if case.variable_lengths:      # an empty, a partial and a full sequence
+        args.lengths[:] = np.resize([0, case.T - 1, case.T], case.B)
     return args
 
 
@@ -128,33 +128,33 @@ def assert_steps_match_reference(prepared, args, steps=1):
 
 
 @pytest.mark.parametrize("path", ["stepwise", "persistent"])
-@pytest.mark.parametrize("problem", CASES, ids=case_id)
-def test_training_step_and_forward_match_reference(problem, path):
-    args = make_args(problem)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_training_step_and_forward_match_reference(case, path):
+    args = make_args(case)
     prepared = numba_cuda.prepare(args, small(path))
     assert prepared.path == path
     assert_steps_match_reference(prepared, args)
 
 
 def test_repeated_steps_reuse_buffers_correctly():
-    args = make_args(Problem("gru", 3, 2, 3, 5, dtype="float64", reset_after=False))
+    args = make_args(Case("gru", 3, 2, 3, 5, dtype="float64", variant="reset_before"))
     assert_steps_match_reference(numba_cuda.prepare(args, small("auto")), args, steps=2)
 
 
 def test_auto_path_persistent_for_small_batch_stepwise_beyond():
-    args = make_args(Problem("gru", 2, 2, 3, 5, dtype="float64"))
+    args = make_args(Case("gru", 2, 2, 3, 5, dtype="float64"))
     prepared = numba_cuda.prepare(args, small("auto"))
     assert prepared.path == "persistent"
     if SIMULATED:
         assert prepared.path_reason.startswith("1 blocks x 3 slices of 2 units")
-    wide = make_args(Problem("gru", 2, 3, 3, 5, dtype="float64"))
+    wide = make_args(Case("gru", 2, 3, 3, 5, dtype="float64"))
     prepared = numba_cuda.prepare(wide, small("auto", persistent_max_batch=2))
     assert prepared.path == "stepwise"
     assert prepared.path_reason == "batch 3 > persistent_max_batch 2"
 
 
 def test_forced_persistent_serves_a_larger_batch():
-    args = make_args(Problem("lstm", 2, 3, 3, 5, dtype="float64", variable_lengths=True))
+    args = make_args(Case("lstm", 2, 3, 3, 5, dtype="float64", variable_lengths=True))
     prepared = numba_cuda.prepare(args, small("persistent", persistent_max_batch=2,
                                               persistent_batch_per_thread=2))
     # shared arrays sized for 4; batch groups of 2 and 1
@@ -163,7 +163,7 @@ def test_forced_persistent_serves_a_larger_batch():
 
 
 def test_default_config_sizes_slices_to_shared_memory():
-    args = make_args(Problem("lstm", 2, 1, 3, 4, dtype="float32"))
+    args = make_args(Case("lstm", 2, 1, 3, 4, dtype="float32"))
     prepared = numba_cuda.prepare(args, numba_cuda.CudaConfig())   # the GPU's defaults
     assert prepared.path == "persistent"
     assert prepared.plan.units == 4     # all of H fits 48 KiB: 4 gates x 4 units x 4 floats
@@ -182,7 +182,7 @@ def test_persistent_build_failure_falls_back_to_stepwise(monkeypatch):
         raise OSError("libcudadevrt.a not found")
 
     monkeypatch.setattr(numba_cuda, "cooperative_block_limit", no_devrt)
-    prepared = numba_cuda.prepare(make_args(Problem("gru", 2, 1, 3, 4)))
+    prepared = numba_cuda.prepare(make_args(Case("gru", 2, 1, 3, 4)))
     assert prepared.path == "stepwise"
     assert prepared.path_reason == ("persistent kernel does not build: OSError: "
                                     "libcudadevrt.a not found")
@@ -190,7 +190,7 @@ def test_persistent_build_failure_falls_back_to_stepwise(monkeypatch):
 
 @pytest.mark.skipif(SIMULATED, reason="the simulator runs one block per cooperative grid")
 def test_persistent_spans_several_blocks():
-    args = make_args(Problem("gru", 3, 2, 3, 5, dtype="float64", reset_after=False,
+    args = make_args(Case("gru", 3, 2, 3, 5, dtype="float64", variant="reset_before",
                              variable_lengths=True))
     prepared = numba_cuda.prepare(args, small("persistent"))
     assert prepared.plan.blocks == 3 and prepared.plan.slices_per_block == 1
@@ -198,7 +198,7 @@ def test_persistent_spans_several_blocks():
 
 
 def test_convenience_api_forward():
-    args = make_args(Problem("lstm", 2, 2, 3, 4, dtype="float64"))
+    args = make_args(Case("lstm", 2, 2, 3, 4, dtype="float64"))
     y, h_n, c_n = numba_cuda.lstm_forward(args.x, args.h0, args.c0, args.w_ih, args.w_hh,
                                           args.b_ih, args.b_hh)
     want = reference.lstm_forward(args.x, args.h0, args.c0, args.w_ih, args.w_hh,
@@ -208,7 +208,7 @@ def test_convenience_api_forward():
 
 
 def test_bad_input_is_rejected_before_any_kernel():
-    args = make_args(Problem("gru", 2, 1, 3, 4))
+    args = make_args(Case("gru", 2, 1, 3, 4))
     with pytest.raises(TypeError, match="all arrays must share one dtype"):
         numba_cuda.gru_forward(args.x.astype(np.float64), args.h0, args.w_ih, args.w_hh,
                                args.b_ih, args.b_hh)
@@ -222,7 +222,7 @@ def test_problem_too_large_for_device_memory_fails_before_allocating(monkeypatch
             return 1024, 1024
 
     monkeypatch.setattr(cuda, "current_context", lambda: TinyContext())
-    args = make_args(Problem("gru", 2, 1, 3, 4))
+    args = make_args(Case("gru", 2, 1, 3, 4))
     with pytest.raises(MemoryError, match=r"needs about [\d.]+ KiB of GPU memory; "
                                           r"1.0 KiB is free"):
         numba_cuda.prepare(args)

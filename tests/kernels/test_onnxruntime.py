@@ -9,20 +9,20 @@ import pytest
 from grubench import backends, threads
 from grubench.kernels import onnxruntime
 from grubench.kernels.contract import BackendUnavailable
-from grubench.problems import Problem
+from grubench.case import Case
 from oracle import assert_matches_reference
 
 ort = pytest.importorskip("onnxruntime", reason="the peers extra is not installed")
 
-VARIANTS = [("gru", True), ("gru", False), ("lstm", True)]
+VARIANTS = [("gru", "reset_after"), ("gru", "reset_before"), ("lstm", None)]
 VARIANT_IDS = ["gru-reset-after", "gru-reset-before", "lstm"]
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-@pytest.mark.parametrize("cell, reset_after", VARIANTS, ids=VARIANT_IDS)
-def test_forward_matches_reference(cell, reset_after, with_lengths):
-    args = Problem(cell, 7, 4, 3, 5, reset_after=reset_after,
-                   variable_lengths=with_lengths).make_args(seed=3)
+@pytest.mark.parametrize("cell, variant", VARIANTS, ids=VARIANT_IDS)
+def test_forward_matches_reference(cell, variant, with_lengths):
+    args = Case(cell, 7, 4, 3, 5, variant=variant,
+                variable_lengths=with_lengths).make_args(seed=3, with_grads=True)
     if with_lengths:
         args.lengths[:] = [0, 7, 3, 0]          # empty and full sequences included
     prepared = onnxruntime.prepare(args)
@@ -33,7 +33,7 @@ def test_forward_matches_reference(cell, reset_after, with_lengths):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_empty_sequences_keep_their_initial_state(cell):
     """ONNX Runtime's operator gives zeros there; the backend puts h0 (c0) back, exactly."""
-    args = Problem(cell, 3, 2, 4, 5).make_args(seed=2)
+    args = Case(cell, 3, 2, 4, 5).make_args(seed=2)
     args = dataclasses.replace(args, lengths=np.zeros(2, dtype=np.int64))
     assert np.all(args.h0 != 0)
     prepared = onnxruntime.prepare(args)
@@ -45,7 +45,7 @@ def test_empty_sequences_keep_their_initial_state(cell):
 
 
 def test_training_is_refused_with_the_reason():
-    args = Problem("gru", 3, 2, 4, 5).make_args()
+    args = Case("gru", 3, 2, 4, 5, mode="training").make_args()
     with pytest.raises(NotImplementedError, match="inference only"):
         onnxruntime.gru_backward(args.x, args.h0, args.w_ih, args.w_hh, args.b_ih, args.b_hh,
                                  args.dy, args.dh_n)
@@ -54,7 +54,7 @@ def test_training_is_refused_with_the_reason():
 
 
 def test_float64_is_refused_with_the_reason():
-    args = Problem("lstm", 3, 2, 4, 5, dtype="float64").make_args()
+    args = Case("lstm", 3, 2, 4, 5, dtype="float64").make_args()
     with pytest.raises(NotImplementedError, match="float32 only.*got float64"):
         onnxruntime.lstm_forward(args.x, args.h0, args.c0, args.w_ih, args.w_hh, args.b_ih,
                                  args.b_hh)
@@ -71,7 +71,7 @@ def test_registry_declares_what_it_cannot_run():
 @pytest.mark.parametrize("pinned", [None, 1, 2])
 def test_session_takes_the_pinned_threads_and_does_not_spin(monkeypatch, pinned):
     monkeypatch.setattr(threads, "_pinned", pinned)
-    session = onnxruntime.prepare(Problem("gru", 2, 1, 2, 2).make_args()).session
+    session = onnxruntime.prepare(Case("gru", 2, 1, 2, 2).make_args()).session
     options = session.get_session_options()
     assert options.intra_op_num_threads == (pinned or 0)
     assert options.inter_op_num_threads == 1
@@ -85,7 +85,7 @@ def test_missing_package_makes_it_unavailable_with_the_reason(monkeypatch):
     ok, why = onnxruntime.availability()
     assert not ok and "peers extra" in why
     with pytest.raises(BackendUnavailable, match="peers extra"):
-        onnxruntime.prepare(Problem("gru", 2, 1, 2, 2).make_args())
+        onnxruntime.prepare(Case("gru", 2, 1, 2, 2).make_args())
 
 
 def test_cuda_provider_absent_says_why():

@@ -18,7 +18,7 @@ import pytest
 from grubench import tolerances
 from grubench.kernels import reference
 from grubench.kernels.contract import validate
-from grubench.problems import Problem
+from grubench.case import Case
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
@@ -34,7 +34,7 @@ WEIGHTS = {"w_ih": "weight_ih_l0", "w_hh": "weight_hh_l0",
 
 def make_args(cell, T, B, I, H, dtype="float64", *, reset_after=True, lengths=None, seed=0):
     """Seeded inputs and upstream gradients, validated as the contract does."""
-    base = Problem(cell, T, B, I, H, dtype=dtype).make_args(seed)
+    base = Case(cell, T, B, I, H, dtype=dtype).make_args(seed, with_grads=True)
     return validate(cell, base.x, base.h0, base.c0, base.w_ih, base.w_hh, base.b_ih,
                     base.b_hh, reset_after=reset_after, lengths=lengths, dy=base.dy,
                     dh_n=base.dh_n, dc_n=base.dc_n)

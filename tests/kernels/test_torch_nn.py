@@ -6,30 +6,30 @@ import pytest
 
 from grubench.kernels import torch_nn
 from grubench.kernels.contract import BackendUnavailable
-from grubench.problems import Problem
+from grubench.case import Case
 from oracle import assert_matches_reference, reference_step
 
 torch = pytest.importorskip("torch")
 
 CASES = [
-    Problem("gru", 5, 3, 4, 6, dtype="float64"),
-    Problem("gru", 5, 3, 4, 6, dtype="float64", reset_after=False),
-    Problem("gru", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
-    Problem("gru", 7, 4, 3, 5, dtype="float64", reset_after=False, variable_lengths=True),
-    Problem("lstm", 5, 3, 4, 6, dtype="float64"),
-    Problem("lstm", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
-    Problem("gru", 6, 2, 8, 8, dtype="float32"),
-    Problem("lstm", 6, 2, 8, 8, dtype="float32"),
+    Case("gru", 5, 3, 4, 6, dtype="float64"),
+    Case("gru", 5, 3, 4, 6, dtype="float64", variant="reset_before"),
+    Case("gru", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
+    Case("gru", 7, 4, 3, 5, dtype="float64", variant="reset_before", variable_lengths=True),
+    Case("lstm", 5, 3, 4, 6, dtype="float64"),
+    Case("lstm", 7, 4, 3, 5, dtype="float64", variable_lengths=True),
+    Case("gru", 6, 2, 8, 8, dtype="float32"),
+    Case("lstm", 6, 2, 8, 8, dtype="float32"),
 ]
 
 
-@pytest.mark.parametrize("problem", CASES, ids=lambda p: f"{p.cell}-{p.reset_after}-"
+@pytest.mark.parametrize("case", CASES, ids=lambda p: f"{p.cell}-{p.reset_after}-"
                          f"{p.variable_lengths}-{p.dtype}")
-def test_training_step_matches_reference(problem):
-    args = problem.make_args(seed=7)
-    if problem.variable_lengths:
+def test_training_step_matches_reference(case):
+    args = case.make_args(seed=7, with_grads=True)
+    if case.variable_lengths:
         args.lengths[0] = 0            # torch cannot pack length 0: the backend routes it
-        args.lengths[-1] = problem.T
+        args.lengths[-1] = case.T
     expected = reference_step(args)
     prepared = torch_nn.prepare(args)
     outputs, grads = prepared.to_numpy(prepared.training_step())
@@ -41,7 +41,7 @@ def test_training_step_matches_reference(problem):
 def test_all_sequences_empty(cell):
     """Packing refuses an empty batch; the contract wants zero outputs and the initial
     states back, and gradients that pass dh_n (dc_n) straight to h0 (c0)."""
-    args = Problem(cell, 3, 2, 4, 5, dtype="float64").make_args(seed=2)
+    args = Case(cell, 3, 2, 4, 5, dtype="float64").make_args(seed=2, with_grads=True)
     args = dataclasses.replace(args, lengths=np.zeros(2, dtype=np.int64))
     prepared = torch_nn.prepare(args)
     outputs, grads = prepared.to_numpy(prepared.training_step())
@@ -50,7 +50,7 @@ def test_all_sequences_empty(cell):
 
 
 def test_saved_bytes_counts_what_autograd_keeps():
-    args = Problem("gru", 10, 4, 8, 16).make_args()
+    args = Case("gru", 10, 4, 8, 16).make_args(with_grads=True)
     prepared = torch_nn.prepare(args)
     assert prepared.saved_bytes is None
     prepared.training_step()
@@ -67,7 +67,7 @@ def test_cuda_unavailable_says_why():
     ok, why = torch_nn.availability("cuda")
     assert not ok and why == "torch.cuda.is_available() is False"
     with pytest.raises(BackendUnavailable, match="is_available"):
-        torch_nn.prepare(Problem("gru", 2, 1, 2, 2).make_args(), device="cuda")
+        torch_nn.prepare(Case("gru", 2, 1, 2, 2).make_args(), device="cuda")
 
 
 def test_version_names_torch():

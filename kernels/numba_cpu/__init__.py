@@ -1,0 +1,170 @@
+"""The "numba-cpu" backend: GRU (both variants) and LSTM, forward and exact BPTT, in @njit code.
+
+The passes follow haste's and cuDNN's structure, on the CPU. Its modules, bottom up:
+
+* :mod:`.jit`: how kernels compile (fastmath without ``nnan``/``ninf``, so NaN and Inf
+  propagate like in the reference; the on-disk cache; non-overlapping arrays);
+* :mod:`.blas`: the BLAS numba links (SciPy's OpenBLAS), called with no copy;
+* :mod:`.tiles`: the products' micro-kernels in LLVM vector IR, and the weights packed
+  into panels once per prepared run;
+* :mod:`.team`: a run's threads, each running the same kernel on its part;
+* :mod:`.products`: the products with the weights and the weight gradients;
+* :mod:`.gates`: tanh and sigmoid in the problem's dtype (a float32 rational for float32);
+* :mod:`.pointwise`: one step's gate math and its gradients;
+* :mod:`.drivers`: the forward and backward passes over all steps;
+* this module: the prepared run (weights laid out, biases folded, workspaces reused).
+
+Shapes are those of :mod:`grubench.kernels.contract`; G = 3 (GRU) or 4 (LSTM). Why each
+design choice, with the measurements behind it: docs/PERFORMANCE.md.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba.np.linalg import ensure_blas
+
+from ..contract import GRU_N, BackendUnavailable, Prepared, RNNArgs, convenience_api
+from .blas import keep_blas_on_one_thread
+from .drivers import (gru_backward_kernel, gru_forward_kernel, lstm_backward_kernel,
+                      lstm_forward_kernel)
+from .jit import cached_njit
+from .team import aligned_empty, run_team, team_size
+from .tiles import pack_panels
+
+__all__ = ["NumbaPrepared", "availability", "cached_njit", "gru_backward", "gru_forward",
+           "lstm_backward", "lstm_forward", "prepare", "team_size", "version"]
+
+
+def availability() -> tuple[bool, str | None]:
+    try:
+        ensure_blas()
+    except (ImportError, RuntimeError) as error:
+        return False, f"numba has no BLAS: {error}"
+    return True, None
+
+
+def version() -> str:
+    import scipy
+    return f"numba {numba.__version__}, scipy {scipy.__version__} (OpenBLAS)"
+
+
+def saved_width(args: RNNArgs) -> int:
+    """Activations saved per (step, sequence), in units of H (see the SAVED_* slots)."""
+    if args.cell == "lstm":
+        return 5
+    return 4 if args.reset_after else 3
+
+
+class NumbaPrepared(Prepared):
+    """Weights laid out once (packed for the products, biases folded: summed in float64)
+    and the workspaces every run reuses; each run allocates only what it returns
+    (outputs, saved, gradients).
+    One Prepared runs one call at a time (its workspaces are shared)."""
+
+    def __init__(self, args: RNNArgs):
+        super().__init__(args)
+        T, B, H, G = args.T, args.B, args.H, args.gates
+        dtype = args.dtype
+        self.lengths = (np.full(B, T, np.int64) if args.lengths is None else args.lengths)
+        self.w_ih = pack_panels(args.w_ih.reshape(G, H, args.I))
+        self.w_hh = pack_panels(args.w_hh.reshape(G, H, H))
+        self.saved_width = saved_width(args) * H
+        b_ih, b_hh = args.b_ih.astype(np.float64), args.b_hh.astype(np.float64)
+        if args.cell == "lstm":
+            self.bias = b_ih + b_hh
+        else:
+            n_rows = slice(GRU_N * H, (GRU_N + 1) * H)
+            self.bias = b_ih.copy()
+            self.bias[:GRU_N * H] += b_hh[:GRU_N * H]
+            if args.reset_after:
+                self.b_hn = b_hh[n_rows].copy()
+            else:
+                self.bias[n_rows] += b_hh[n_rows]
+                self.b_hn = np.zeros(H)
+            self.b_hn = self.b_hn.astype(dtype)
+        self.bias = self.bias.astype(dtype)     # summed in float64, rounded once
+        self.gi = aligned_empty((T, B, G * H), dtype)
+        self.gh = aligned_empty((B, G * H), dtype)
+        self.states = aligned_empty((2, B, H), dtype)
+        self.scratch = aligned_empty((1, B, self.saved_width), dtype)
+        self.reset_state = aligned_empty((B, H) if not args.reset_after else (0, 0), dtype)
+        self._backward_workspace = None
+
+    def _run(self, saved):
+        a = self.args
+        y = aligned_empty((a.T, a.B, a.H), a.dtype)
+        h = aligned_empty((a.B, a.H), a.dtype)
+        keep_blas_on_one_thread()
+        if a.cell == "gru":
+            run_team(team_size(a), gru_forward_kernel, a.x, a.h0, self.w_ih, self.w_hh,
+                     self.bias, self.b_hn, self.lengths, a.reset_after, y, h, saved, self.gi,
+                     self.gh, self.reset_state, self.states)
+            return y, h
+        c = aligned_empty((a.B, a.H), a.dtype)
+        run_team(team_size(a), lstm_forward_kernel, a.x, a.h0, a.c0, self.w_ih, self.w_hh,
+                 self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
+                 self.states)
+        return y, h, c
+
+    def forward(self):
+        return self._run(self.scratch)
+
+    def forward_train(self):
+        """Outputs and saved = (y, activations): backward reads the previous states from y,
+        so only the activations count as saved state."""
+        a = self.args
+        activations = aligned_empty((a.T, a.B, self.saved_width), a.dtype)
+        outputs = self._run(activations)
+        self.saved_bytes = activations.nbytes
+        return outputs, (outputs[0], activations)
+
+    def _workspace(self):
+        """Backward's buffers, made on the first backward (inference never needs them)."""
+        if self._backward_workspace is None:
+            a = self.args
+            T, B, H, G, dtype = a.T, a.B, a.H, a.gates, a.dtype
+            empty3 = aligned_empty((0, 0, 0), dtype)
+            self._backward_workspace = dict(
+                w_ih_t=pack_panels(a.w_ih.T.reshape(1, a.I, G * H)),
+                w_hh_t=pack_panels(a.w_hh.T.reshape(1, H, G * H)),
+                d_gi=aligned_empty((T, B, G * H), dtype),
+                d_gh=(aligned_empty((T, B, G * H), dtype)
+                      if a.variant == "reset_after" else empty3),
+                reset_states=(aligned_empty((T, B, H), dtype)
+                              if a.variant == "reset_before" else empty3),
+                dh=aligned_empty((B, H)), dc=aligned_empty((B, H)),
+                dh_rec=aligned_empty((B, H), dtype), d_reset=aligned_empty((B, H), dtype))
+        return self._backward_workspace
+
+    def backward(self, saved, upstream):
+        a = self.args
+        y, activations = saved
+        w = self._workspace()
+        grads = {name: aligned_empty(value.shape, value.dtype)
+                 for name, value in a.inputs().items()}
+        keep_blas_on_one_thread()
+        if a.cell == "gru":
+            dy, dh_n = upstream
+            run_team(team_size(a), gru_backward_kernel, a.x, a.h0, w["w_ih_t"], w["w_hh_t"],
+                     self.lengths, a.reset_after, y, activations, dy, dh_n, grads["x"],
+                     grads["h0"], grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
+                     w["d_gi"], w["d_gh"], w["reset_states"], w["dh"], w["dh_rec"],
+                     w["d_reset"])
+        else:
+            dy, dh_n, dc_n = upstream
+            run_team(team_size(a), lstm_backward_kernel, a.x, a.h0, a.c0, w["w_ih_t"], w["w_hh_t"],
+                     self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
+                     grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
+                     w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
+            grads["b_hh"][:] = grads["b_ih"]      # both biases enter the gates as one sum
+        return grads
+
+
+def prepare(args: RNNArgs) -> NumbaPrepared:
+    ok, why = availability()
+    if not ok:
+        raise BackendUnavailable(why)
+    return NumbaPrepared(args)
+
+
+gru_forward, gru_backward, lstm_forward, lstm_backward = convenience_api(prepare)
