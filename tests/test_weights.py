@@ -13,7 +13,8 @@ import pytest
 
 from grubench import tolerances
 from grubench.kernels import reference
-from grubench.problems import Problem
+from grubench.case import Case
+from grubench.kernels.cells import CELLS
 from grubench.weights import (KERAS_GATES, ONNX_GATES, TORCH_GATES, TORCH_NAMES, from_keras,
                               from_onnx, init_weights, reorder_gates, to_keras, to_onnx)
 # (cell, reset_after): every equation variant; reset_after means nothing to an LSTM.
@@ -73,7 +74,7 @@ def test_keras_round_trip_from_torch_is_exact_with_two_biases():
 def test_keras_single_bias_keeps_the_sum_and_the_outputs(cell, reset_after):
     """Keras' one bias holds b_ih + b_hh; back in torch layout it is b_ih and b_hh = 0,
     and only the sum enters these equations, so the outputs agree."""
-    args = Problem(cell, 4, 2, 3, 5, dtype="float64", reset_after=reset_after).make_args(
+    args = Case(cell, 4, 2, 3, 5, dtype="float64", variant=CELLS[cell].variant_of(reset_after)).make_args(
         seed=5, with_grads=False)
     weights = weights_of(args)
     back = from_keras(cell, *to_keras(cell, weights, reset_after=reset_after),
@@ -249,7 +250,7 @@ def test_onnx_runtime_matches_reference(onnxruntime, cell, reset_after):
     outputs. Lengths here are >= 1: for a zero length ONNX Runtime returns Y_h = 0, where
     the contract keeps h0."""
     T = 6
-    args = Problem(cell, T, 4, 3, 5, reset_after=reset_after).make_args(
+    args = Case(cell, T, 4, 3, 5, variant=CELLS[cell].variant_of(reset_after)).make_args(
         seed=6, with_grads=False)
     lengths = np.array([T, 1, 4, 3])
     x = args.x.copy()
@@ -283,7 +284,7 @@ def test_keras_matches_reference(keras, cell, reset_after):
     type promotion turns float64 with float64 into float32 (it follows JAX without x64), so
     a float64 layer still rounds its reset-before r*h product to float32."""
     T, B, I, H = 5, 3, 4, 6
-    args = Problem(cell, T, B, I, H, reset_after=reset_after).make_args(
+    args = Case(cell, T, B, I, H, variant=CELLS[cell].variant_of(reset_after)).make_args(
         seed=7, with_grads=False)
     weights = weights_of(args)
     options = dict(return_sequences=True, return_state=True, dtype="float32")
