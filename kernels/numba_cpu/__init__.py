@@ -9,6 +9,8 @@ The passes follow haste's and cuDNN's structure, on the CPU. Its modules, bottom
   into panels once per prepared run;
 * :mod:`.team`: a run's threads, each running the same kernel on its part;
 * :mod:`.products`: the products with the weights and the weight gradients;
+* :mod:`.mkl`: the per-step products on MKL's packed GEMM, where MKL is installed and the
+  tuning finds it faster (``prepare(args, product="mkl")``);
 * :mod:`.gates`: tanh and sigmoid in the problem's dtype (a float32 rational for float32);
 * :mod:`.pointwise`: one step's gate math and its gradients;
 * :mod:`.drivers`: the forward and backward passes over all steps;
@@ -28,11 +30,13 @@ from .blas import keep_blas_on_one_thread
 from .drivers import (gru_backward_kernel, gru_forward_kernel, lstm_backward_kernel,
                       lstm_forward_kernel)
 from .jit import cached_njit
-from .team import aligned_empty, run_team, team_size
-from .tiles import pack_panels
+from . import mkl
+from .team import aligned_empty, run_team, share, team_size
+from .tiles import PANEL_ROWS, pack_panels
 
-__all__ = ["NumbaPrepared", "availability", "cached_njit", "gru_backward", "gru_forward",
-           "lstm_backward", "lstm_forward", "prepare", "team_size", "version"]
+__all__ = ["NumbaPrepared", "PRODUCTS", "availability", "cached_njit", "gru_backward",
+           "gru_forward", "lstm_backward", "lstm_forward", "prepare", "products", "team_size",
+           "tunable", "version", "why_not_mkl"]
 
 
 def availability() -> tuple[bool, str | None]:
@@ -61,7 +65,7 @@ class NumbaPrepared(Prepared):
     (outputs, saved, gradients).
     One Prepared runs one call at a time (its workspaces are shared)."""
 
-    def __init__(self, args: RNNArgs):
+    def __init__(self, args: RNNArgs, product: str = "tiles"):
         super().__init__(args)
         T, B, H, G = args.T, args.B, args.H, args.gates
         dtype = args.dtype
@@ -89,6 +93,28 @@ class NumbaPrepared(Prepared):
         self.scratch = aligned_empty((1, B, self.saved_width), dtype)
         self.reset_state = aligned_empty((B, H) if not args.reset_after else (0, 0), dtype)
         self._backward_workspace = None
+        self._pack_for(product)
+
+    def _pack_for(self, product: str) -> None:
+        """The per-step products' operands for ``product`` (see :func:`products`): MKL's
+        are packed once per worker of the team this run uses (self.workers)."""
+        a = self.args
+        usable = products(a)
+        if product not in usable:
+            why = why_not_mkl(a) if product == "mkl" else "unknown product"
+            raise ValueError(f"product {product!r} is not usable here ({why}); usable: "
+                             f"{', '.join(usable)}")
+        self.product, self.workers = product, team_size(a)
+        empty = aligned_empty((0, 0), a.dtype)
+        self.mkl_address, self.mkl_w_hh, self.mkl_w_hn = 0, empty, empty
+        self.mkl_rows = worker_rows(a.B, self.workers)
+        # the gates of the first per-step product: all but reset-before's candidate
+        self.mkl_gates = 2 if a.variant == "reset_before" else a.gates
+        if product == "mkl":
+            self.mkl_address = mkl.compute_address(a.dtype)
+            self.mkl_w_hh = mkl.packed_weights(a.w_hh[:self.mkl_gates * a.H], self.mkl_rows)
+            if a.variant == "reset_before":
+                self.mkl_w_hn = mkl.packed_weights(a.w_hh[GRU_N * a.H:], self.mkl_rows)
 
     def _run(self, saved):
         a = self.args
@@ -96,15 +122,21 @@ class NumbaPrepared(Prepared):
         h = aligned_empty((a.B, a.H), a.dtype)
         keep_blas_on_one_thread()
         if a.cell == "gru":
-            run_team(team_size(a), gru_forward_kernel, a.x, a.h0, self.w_ih, self.w_hh,
+            run_team(self._team(), gru_forward_kernel, a.x, a.h0, self.w_ih, self.w_hh,
                      self.bias, self.b_hn, self.lengths, a.reset_after, y, h, saved, self.gi,
-                     self.gh, self.reset_state, self.states)
+                     self.gh, self.reset_state, self.states, self.mkl_address, self.mkl_w_hh,
+                     self.mkl_w_hn)
             return y, h
         c = aligned_empty((a.B, a.H), a.dtype)
-        run_team(team_size(a), lstm_forward_kernel, a.x, a.h0, a.c0, self.w_ih, self.w_hh,
+        run_team(self._team(), lstm_forward_kernel, a.x, a.h0, a.c0, self.w_ih, self.w_hh,
                  self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
-                 self.states)
+                 self.states, self.mkl_address, self.mkl_w_hh)
         return y, h, c
+
+    def _team(self) -> int:
+        """Threads of a run: MKL's operands were packed for self.workers; the tiles serve
+        any team, so they follow numba's thread count of now."""
+        return self.workers if self.mkl_address else team_size(self.args)
 
     def forward(self):
         return self._run(self.scratch)
@@ -133,7 +165,15 @@ class NumbaPrepared(Prepared):
                 reset_states=(aligned_empty((T, B, H), dtype)
                               if a.variant == "reset_before" else empty3),
                 dh=aligned_empty((B, H)), dc=aligned_empty((B, H)),
-                dh_rec=aligned_empty((B, H), dtype), d_reset=aligned_empty((B, H), dtype))
+                dh_rec=aligned_empty((B, H), dtype), d_reset=aligned_empty((B, H), dtype),
+                mkl_wt_hh=self.mkl_w_hh, mkl_wt_hn=self.mkl_w_hn)     # empty without MKL
+            if self.mkl_address:
+                workspace = self._backward_workspace
+                workspace["mkl_wt_hh"] = mkl.packed_weights(
+                    a.w_hh[:self.mkl_gates * H].T, self.mkl_rows)
+                if a.variant == "reset_before":
+                    workspace["mkl_wt_hn"] = mkl.packed_weights(a.w_hh[GRU_N * H:].T,
+                                                                self.mkl_rows)
         return self._backward_workspace
 
     def backward(self, saved, upstream):
@@ -145,26 +185,68 @@ class NumbaPrepared(Prepared):
         keep_blas_on_one_thread()
         if a.cell == "gru":
             dy, dh_n = upstream
-            run_team(team_size(a), gru_backward_kernel, a.x, a.h0, w["w_ih_t"], w["w_hh_t"],
+            run_team(self._team(), gru_backward_kernel, a.x, a.h0, w["w_ih_t"], w["w_hh_t"],
                      self.lengths, a.reset_after, y, activations, dy, dh_n, grads["x"],
                      grads["h0"], grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
                      w["d_gi"], w["d_gh"], w["reset_states"], w["dh"], w["dh_rec"],
-                     w["d_reset"])
+                     w["d_reset"], self.mkl_address, w["mkl_wt_hh"], w["mkl_wt_hn"])
         else:
             dy, dh_n, dc_n = upstream
-            run_team(team_size(a), lstm_backward_kernel, a.x, a.h0, a.c0, w["w_ih_t"], w["w_hh_t"],
+            run_team(self._team(), lstm_backward_kernel, a.x, a.h0, a.c0, w["w_ih_t"], w["w_hh_t"],
                      self.lengths, y, activations, dy, dh_n, dc_n, grads["x"],
                      grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b_ih"],
-                     w["d_gi"], w["dh"], w["dc"], w["dh_rec"])
+                     w["d_gi"], w["dh"], w["dc"], w["dh_rec"], self.mkl_address,
+                     w["mkl_wt_hh"])
             grads["b_hh"][:] = grads["b_ih"]      # both biases enter the gates as one sum
         return grads
 
 
-def prepare(args: RNNArgs) -> NumbaPrepared:
+#: The per-step products numba-cpu can run: its own tiles, or MKL's packed GEMM (:mod:`.mkl`).
+PRODUCTS = ("tiles", "mkl")
+
+
+def worker_rows(B: int, workers: int) -> list[int] | None:
+    """The sequences each worker of a team steps (:func:`.team.step_part`), or None where
+    the team splits the hidden units instead."""
+    if workers == 1:
+        return [B]
+    if B < workers * PANEL_ROWS:
+        return None
+    sync = np.zeros(8, np.int64)
+    return [stop - start for start, stop in (share((w, workers, sync), B, 1)
+                                             for w in range(workers))]
+
+
+def why_not_mkl(args: RNNArgs) -> str | None:
+    """Why MKL's packed product cannot serve ``args``'s steps here, or None: each MKL call
+    takes whole rows, so a team that splits the hidden units keeps the tiles."""
+    library, why = mkl.library()
+    if library is None:
+        return why
+    if worker_rows(args.B, team_size(args)) is None:
+        return "the threads split the hidden units (a small batch)"
+    return None
+
+
+def products(args: RNNArgs) -> tuple[str, ...]:
+    """The per-step products usable for ``args`` here, the default first."""
+    return PRODUCTS if why_not_mkl(args) is None else PRODUCTS[:1]
+
+
+def tunable(args: RNNArgs) -> dict[str, tuple[str, ...]]:
+    """The options grubench's tuning may choose for ``args`` (each with more than one
+    usable value), for :func:`prepare`."""
+    usable = products(args)
+    return {"product": usable} if len(usable) > 1 else {}
+
+
+def prepare(args: RNNArgs, product: str = "tiles") -> NumbaPrepared:
+    """``product``: the per-step products, "tiles" (numba-cpu's own) or "mkl" (MKL's
+    packed GEMM, where :func:`products` lists it)."""
     ok, why = availability()
     if not ok:
         raise BackendUnavailable(why)
-    return NumbaPrepared(args)
+    return NumbaPrepared(args, product)
 
 
 gru_forward, gru_backward, lstm_forward, lstm_backward = convenience_api(prepare)

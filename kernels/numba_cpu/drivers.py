@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ..contract import GRU_N
 from .jit import JIT, cached_njit
+from .mkl import packed_product
 from .pointwise import (SAVED_C, add_rows, gru_backward_rows, gru_reset_backward_rows,
                         gru_reset_rows, gru_step_rows, lstm_backward_rows, lstm_step_rows)
 
@@ -39,7 +40,7 @@ def previous_states(y, h0, t):
 
 @cached_njit(**JIT)
 def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_after, y,
-                       h, saved, gi, gh, reset_state, states):
+                       h, saved, gi, gh, reset_state, states, mkl_address, mkl_w_hh, mkl_w_hn):
     """GRU forward over all T steps.
 
     x (T,B,I); h0 (B,H); w_ih and w_hh laid out for :func:`matmul_nt` (3 blocks of H
@@ -54,27 +55,40 @@ def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_af
     its n part), reset_state (B,H) (r*h, reset-before only),
     states (2,B,H): the state before and after a step (other workers still read the
     one before while this worker writes its units of the next).
+    mkl_address: cblas_?gemm_compute's address for the per-step products (:mod:`.mkl`), or
+    0 for the tiles; then mkl_w_hh (workers, *) holds each worker's packed W_hh rows of the
+    gates of the step's first product (all three when reset-after, r and z when
+    reset-before) and mkl_w_hn (workers, *) its packed W_hn (reset-before).
     """
     T, B, _ = x.shape
     H = h0.shape[1]
     N = GRU_N * H
     seqs, start, stop, step_team = step_part(team, B, H)
+    mkl = mkl_address != 0 and stop - start == H
+    worker = team[0]
     states[0, seqs, start:stop] = h0[seqs, start:stop]
     project_inputs(team, x, w_ih, 3, gi)     # and a barrier
     for t in range(T):
         prev, new = states[t % 2], states[(t + 1) % 2]
         gi_t, y_t = gi[t], y[t]
         saved_t = saved[t if saved.shape[0] == T else 0]
-        if reset_after:
-            gate_products(prev[seqs], w_hh, 3, H, start, stop, gh[seqs])
+        first_gates = 3 if reset_after else 2
+        if mkl:
+            packed_product(mkl_address, prev[seqs], mkl_w_hh[worker], first_gates * H,
+                           gh[seqs])
         else:
+            gate_products(prev[seqs], w_hh, first_gates, H, start, stop, gh[seqs])
+        if not reset_after:
             # r is needed before the candidate's product: W_hn (r*h).
-            gate_products(prev[seqs], w_hh, 2, H, start, stop, gh[seqs])
             gru_reset_rows(gi_t, gh, bias_gi, prev, reset_state, saved_t, seqs, start,
                            stop)
             barrier(step_team)
-            matmul_nt(reset_state[seqs], 0, H, w_hh, GRU_N, start, stop - start,
-                      gh[seqs], N + start)
+            if mkl:
+                packed_product(mkl_address, reset_state[seqs], mkl_w_hn[worker], H,
+                               gh[seqs, N:])
+            else:
+                matmul_nt(reset_state[seqs], 0, H, w_hh, GRU_N, start, stop - start,
+                          gh[seqs], N + start)
         gru_step_rows(gi_t, gh, bias_gi, b_hn, reset_after, prev, new, y_t, saved_t,
                       lengths, t, seqs, start, stop)
         barrier(step_team)
@@ -84,7 +98,8 @@ def gru_forward_kernel(team, x, h0, w_ih, w_hh, bias_gi, b_hn, lengths, reset_af
 @cached_njit(**JIT)
 def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, saved,
                         dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
-                        d_gi, d_gh, reset_states, dh, dh_rec, d_reset):
+                        d_gi, d_gh, reset_states, dh, dh_rec, d_reset, mkl_address,
+                        mkl_wt_hh, mkl_wt_hn):
     """GRU backpropagation through time.
 
     Inputs as :func:`gru_forward_kernel`, except the weights: w_ih.T and w_hh.T laid
@@ -96,11 +111,16 @@ def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, sa
     reset-after: d_gh (T,B,3H) those of the recurrent parts (da_r, da_z, r*da_n);
     reset-before: reset_states (T,B,H) = r*h_{t-1}, the input of W_hn; unused ones may
     be empty. dh (B,H) float64, the gradient carried back; dh_rec, d_reset (B,H).
+    mkl_address: as :func:`gru_forward_kernel`'s; mkl_wt_hh (workers, *) each worker's
+    packed W_hh.T columns of the gates whose gradients the step's dh product reads (all
+    three when reset-after, r and z when reset-before), mkl_wt_hn its W_hn.T.
     """
     T, B, _ = x.shape
     H = h0.shape[1]
     N = GRU_N * H
     seqs, start, stop, step_team = step_part(team, B, H)
+    mkl = mkl_address != 0 and stop - start == H
+    worker = team[0]
     dh[seqs, start:stop] = dh_n[seqs, start:stop]
     for t in range(T - 1, -1, -1):
         prev = previous_states(y, h0, t)
@@ -111,17 +131,27 @@ def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, sa
         gru_backward_rows(dy_t, saved_t, prev, reset_after, dh, d_gi_t, d_gh_t, reset_t,
                           lengths, t, seqs, start, stop)
         barrier(step_team)     # the products below read every worker's gate gradients
-        if reset_after:
+        if reset_after and mkl:
+            packed_product(mkl_address, d_gh_t[seqs], mkl_wt_hh[worker], H, dh_rec[seqs])
+        elif reset_after:
             matmul_nt(d_gh_t[seqs], 0, 3 * H, w_hh_t, 0, start, stop - start,
                       dh_rec[seqs], start)
         else:
-            matmul_nt(d_gi_t[seqs], N, H, w_hh_t, 0, start, stop - start, d_reset[seqs],
-                      start)                                                # d(r*h)
+            if mkl:                                                         # d(r*h)
+                packed_product(mkl_address, d_gi_t[seqs, N:], mkl_wt_hn[worker], H,
+                               d_reset[seqs])
+            else:
+                matmul_nt(d_gi_t[seqs], N, H, w_hh_t, 0, start, stop - start,
+                          d_reset[seqs], start)
             gru_reset_backward_rows(d_reset, saved_t, prev, dh, d_gi_t, lengths, t, seqs,
                                     start, stop)
             barrier(step_team)
-            matmul_nt(d_gi_t[seqs], 0, N, w_hh_t, 0, start, stop - start, dh_rec[seqs],
-                      start)
+            if mkl:
+                packed_product(mkl_address, d_gi_t[seqs, :N], mkl_wt_hh[worker], H,
+                               dh_rec[seqs])
+            else:
+                matmul_nt(d_gi_t[seqs], 0, N, w_hh_t, 0, start, stop - start,
+                          dh_rec[seqs], start)
         add_rows(dh[seqs], dh_rec[seqs], lengths[seqs], t, False, start, stop)
     dh0[seqs, start:stop] = dh[seqs, start:stop]
     barrier(team)              # the gradients below read every worker's sequences
@@ -140,7 +170,7 @@ def gru_backward_kernel(team, x, h0, w_ih_t, w_hh_t, lengths, reset_after, y, sa
 
 @cached_njit(**JIT)
 def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, saved, gi,
-                        gh, states):
+                        gh, states, mkl_address, mkl_w_hh):
     """LSTM forward over all T steps.
 
     x (T,B,I); h0, c0 (B,H); w_ih and w_hh laid out for :func:`matmul_nt` (4 blocks of
@@ -148,11 +178,13 @@ def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, sav
     int64. Outputs: y (T,B,H); h = h_n and c, the running cell state, = c_n (B,H).
     saved (T,B,5H) receives i, f, g, o and the new c for backward; inference passes a
     (1,B,5H) scratch.
-    Workspaces: gi (T,B,4H), gh (B,4H), states (2,B,H) (see :func:`gru_forward_kernel`).
+    Workspaces: gi (T,B,4H), gh (B,4H), states (2,B,H); mkl_address and mkl_w_hh (see
+    :func:`gru_forward_kernel`).
     """
     T, B, _ = x.shape
     H = h0.shape[1]
     seqs, start, stop, step_team = step_part(team, B, H)
+    mkl = mkl_address != 0 and stop - start == H
     states[0, seqs, start:stop] = h0[seqs, start:stop]
     c[seqs, start:stop] = c0[seqs, start:stop]   # read by this worker only
     project_inputs(team, x, w_ih, 4, gi)     # and a barrier
@@ -160,7 +192,10 @@ def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, sav
         prev, new = states[t % 2], states[(t + 1) % 2]
         gi_t, y_t = gi[t], y[t]
         saved_t = saved[t if saved.shape[0] == T else 0]
-        gate_products(prev[seqs], w_hh, 4, H, start, stop, gh[seqs])
+        if mkl:
+            packed_product(mkl_address, prev[seqs], mkl_w_hh[team[0]], 4 * H, gh[seqs])
+        else:
+            gate_products(prev[seqs], w_hh, 4, H, start, stop, gh[seqs])
         lstm_step_rows(gi_t, gh, bias, prev, new, c, y_t, saved_t, lengths, t, seqs,
                        start, stop)
         barrier(step_team)
@@ -169,7 +204,8 @@ def lstm_forward_kernel(team, x, h0, c0, w_ih, w_hh, bias, lengths, y, h, c, sav
 
 @cached_njit(**JIT)
 def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
-                         dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db, d_gi, dh, dc, dh_rec):
+                         dh_n, dc_n, dx, dh0, dc0, dw_ih, dw_hh, db, d_gi, dh, dc, dh_rec,
+                         mkl_address, mkl_wt_hh):
     """LSTM backpropagation through time.
 
     Inputs as :func:`lstm_forward_kernel`, except the weights: w_ih.T and w_hh.T laid
@@ -178,12 +214,14 @@ def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
     upstream dy (T,B,H), dh_n, dc_n (B,H). Outputs: dx (T,B,I), dh0, dc0 (B,H),
     dw_ih (4H,I), dw_hh (4H,H), db (4H,): the gradient of b_ih and of b_hh alike.
     Workspaces: d_gi (T,B,4H) gate pre-activation gradients; dh, dc (B,H) float64,
-    the gradients carried back; dh_rec (B,H).
+    the gradients carried back; dh_rec (B,H); mkl_address and mkl_wt_hh (see
+    :func:`gru_backward_kernel`).
     """
     T, B, _ = x.shape
     H = h0.shape[1]
     C = SAVED_C * H
     seqs, start, stop, step_team = step_part(team, B, H)
+    mkl = mkl_address != 0 and stop - start == H
     dh[seqs, start:stop] = dh_n[seqs, start:stop]
     dc[seqs, start:stop] = dc_n[seqs, start:stop]
     for t in range(T - 1, -1, -1):
@@ -193,8 +231,11 @@ def lstm_backward_kernel(team, x, h0, c0, w_ih_t, w_hh_t, lengths, y, saved, dy,
         lstm_backward_rows(dy_t, saved_t, c_prev, c_col, dh, dc, d_gi_t, lengths, t, seqs,
                            start, stop)
         barrier(step_team)
-        matmul_nt(d_gi_t[seqs], 0, 4 * H, w_hh_t, 0, start, stop - start, dh_rec[seqs],
-                  start)
+        if mkl:
+            packed_product(mkl_address, d_gi_t[seqs], mkl_wt_hh[team[0]], H, dh_rec[seqs])
+        else:
+            matmul_nt(d_gi_t[seqs], 0, 4 * H, w_hh_t, 0, start, stop - start, dh_rec[seqs],
+                      start)
         add_rows(dh[seqs], dh_rec[seqs], lengths[seqs], t, True, start, stop)
     dh0[seqs, start:stop] = dh[seqs, start:stop]
     dc0[seqs, start:stop] = dc[seqs, start:stop]
