@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from grubench import tuning
 from grubench.case import DTYPES, MODES
 from grubench.kernels import onnxruntime
 from grubench.kernels.contract import BackendUnavailable, Prepared, RNNArgs, convenience_api
@@ -143,12 +144,56 @@ class Backend:
     def version(self) -> str:
         return self._module.version(**self.entry.options) if self.available else "unavailable"
 
-    def prepare(self, args: RNNArgs) -> Prepared:
-        """Lay validated arguments out for this backend (see :mod:`...contract`)."""
+    def prepare(self, args: RNNArgs, **choices) -> Prepared:
+        """Lay validated arguments out for this backend (see :mod:`...contract`).
+        ``choices`` set its tunable options (:meth:`tunable`); an option not given takes
+        this machine's tuned choice for ``args`` (:meth:`tuned`)."""
         if not self.available:
             raise BackendUnavailable(f"backend {self.name!r} is unavailable: "
                                      f"{self.why_unavailable}")
-        return self._module.prepare(args, **self.entry.options)
+        options = {**self.entry.options, **self.tuned(args, skip=choices), **choices}
+        return self._module.prepare(args, **options)
+
+    def tunable(self, args: RNNArgs) -> dict[str, tuple[str, ...]]:
+        """The options the tuning may choose for ``args``, each with its usable values (the
+        default first): what the kernel module's ``tunable(args)`` says; {} without one."""
+        hook = getattr(self._module, "tunable", None)
+        return hook(args) if hook is not None else {}
+
+    def tuned(self, args: RNNArgs, skip=(), measure_flops: float = tuning.AUTO_MAX_FLOPS
+              ) -> dict[str, str]:
+        """For each tunable option (but those in ``skip``): the choice this machine's
+        tuning cache holds for ``args``, measured now and stored where it is missing and a
+        call of ``args`` has at most ``measure_flops`` FLOPs (tuning on first use costs
+        well under a second then; ``grubench tune`` measures any size). Options left out
+        take the module's default."""
+        cache = tuning.machine_cache()
+        chosen = {}
+        for option, values in self.tunable(args).items():
+            if option in skip or cache is None:
+                continue
+            key = tuning.case_key(args)
+            stored = cache.get(self.name, option, key)
+            if stored is not None and stored.value in values:
+                chosen[option] = stored.value
+            elif tuning.call_flops(args) <= measure_flops:
+                chosen[option] = tuning.choose(
+                    cache, self.name, option, key,
+                    {value: self._candidate(args, option, value) for value in values})
+        return chosen
+
+    def _candidate(self, args: RNNArgs, option: str, value: str):
+        """One call of ``args`` with ``option`` set to ``value``: a training step when
+        ``args`` carries upstream gradients, else a forward (prepared on first call)."""
+        prepared = None
+
+        def call():
+            nonlocal prepared
+            if prepared is None:
+                prepared = self._module.prepare(args, **{**self.entry.options, option: value})
+            prepared.to_numpy(prepared.training_step() if args.has_grads
+                              else prepared.forward())
+        return call
 
     @functools.cached_property
     def _api(self):

@@ -13,6 +13,7 @@ at the next choice.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import warnings
@@ -20,14 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from grubench import machine, timing
+from grubench import machine, threads, timing
 from grubench.files import locked, write_atomic
+from grubench.kernels.contract import RNNArgs
 
 SCHEMA = "grubench.tuning/1"
 
 #: Where tuning caches live (default: $XDG_CACHE_HOME/grubench, else ~/.cache/grubench);
 #: "off" disables tuning (candidates' first choice, nothing measured or written).
 DIR_ENV = "GRUBENCH_TUNING_DIR"
+
+#: Tuning on first use measures a case only where one call has at most this many FLOPs
+#: (tens of milliseconds on one core): above it the module's default serves until
+#: ``grubench tune`` measures the size.
+AUTO_MAX_FLOPS = 2e9
 
 #: Each candidate is timed this long at least (and MIN_RUNS times): enough for a stable
 #: median of a short run, small enough that a first use costs well under a second per size.
@@ -160,3 +167,25 @@ def choose(cache: TuningCache | None, backend: str, option: str, key: str,
         warnings.warn(f"tuning cache {cache.path} not written: {error}", RuntimeWarning,
                       stacklevel=2)
     return choice.value
+
+
+@functools.cache
+def machine_cache() -> TuningCache | None:
+    """This process's tuning cache (one per process: the machine does not change under
+    it), or None where tuning is off."""
+    return TuningCache.for_this_machine() if enabled() else None
+
+
+def case_key(args: RNNArgs) -> str:
+    """What a choice is kept for: the cell, variant, mode, sizes but T (a choice is about
+    one step's products), dtype and the process's thread count, e.g.
+    ``gru/reset_after/training/32,384,384/float32/t1``."""
+    mode = "training" if args.has_grads else "inference"
+    pinned = threads.pinned_threads()
+    return (f"{args.cell}/{args.variant}/{mode}/{args.B},{args.I},{args.H}/{args.dtype}/"
+            f"t{pinned if pinned is not None else 'any'}")
+
+
+def call_flops(args: RNNArgs) -> float:
+    """Matrix-product FLOPs of one call of ``args`` (training: forward and backward)."""
+    return args.spec.flops(args.T, args.B, args.I, args.H, args.has_grads)

@@ -89,3 +89,49 @@ def test_off_takes_the_first_candidate_unmeasured(monkeypatch):
     assert not tuning.enabled()
     assert tuning.choose(None, "numba-cpu", "product", "k",
                          {"tiles": lambda: 1 / 0, "mkl": lambda: 1 / 0}) == "tiles"
+
+
+@pytest.fixture
+def machine_cache_in(tmp_path, monkeypatch):
+    monkeypatch.setenv(tuning.DIR_ENV, str(tmp_path))
+    tuning.machine_cache.cache_clear()
+    yield tmp_path
+    tuning.machine_cache.cache_clear()
+
+
+def test_a_backend_tunes_on_first_use_then_reads_its_choice(machine_cache_in, monkeypatch):
+    from grubench import backends
+    from grubench.case import Case
+
+    numba_cpu = backends.get("numba-cpu")
+    args = Case("gru", 4, 8, 5, 16, mode="training").make_args(seed=1)
+    values = numba_cpu.tunable(args).get("product")
+    if values is None:
+        pytest.skip("numba-cpu has one product here (no MKL)")
+    prepared = numba_cpu.prepare(args)
+    stored = tuning.machine_cache().get("numba-cpu", "product", tuning.case_key(args))
+    assert prepared.product == stored.value and set(stored.seconds) == set(values)
+    assert tuning.case_key(args) == "gru/reset_after/training/8,5,16/float32/tany"
+    assert list(machine_cache_in.glob("tuning-*.json"))
+
+    def no_measuring(*_args, **_kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(tuning, "measure", no_measuring)
+    tuning.machine_cache.cache_clear()            # a new process reads the file
+    assert numba_cpu.prepare(args).product == stored.value
+    assert numba_cpu.prepare(args, product="tiles").product == "tiles"   # asked for: kept
+    big = Case("gru", 1000, 64, 512, 512).make_args(seed=1)
+    assert numba_cpu.tuned(big) == {}             # over the first-use budget: the default
+
+
+def test_tuning_off_leaves_the_default(monkeypatch):
+    from grubench import backends
+    from grubench.case import Case
+
+    monkeypatch.setenv(tuning.DIR_ENV, "off")
+    tuning.machine_cache.cache_clear()
+    args = Case("lstm", 3, 8, 4, 16).make_args()
+    assert backends.get("numba-cpu").tuned(args) == {}
+    assert backends.get("numba-cpu").prepare(args).product == "tiles"
+    tuning.machine_cache.cache_clear()
