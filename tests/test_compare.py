@@ -135,3 +135,37 @@ def test_bad_input_exits_2_with_one_line(two_runs, tmp_path, capsys):
         assert cli.main(["compare", *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_two_samples_each_are_enough_for_an_interval_and_a_p_value():
+    # U = 0 with 2 and 2: exact two-sided p = 2 / C(4, 2) = 1/3
+    row = compare.compare_samples([1, 2], [3, 4], 1.5, 3.5)
+    assert row.p_value == pytest.approx(1 / 3)
+    assert row.low is not None and row.verdict == "no significant change"
+    assert compare.compare_samples([1], [3, 4], 1.0, 3.5).verdict == compare.NO_SAMPLES
+
+
+def test_the_confidence_level_sets_the_interval_and_the_significance_level():
+    a, b = [1, 2, 3, 4], [5, 6, 7, 8]          # p = 2/70 = 0.0286
+    assert compare.compare_samples(a, b, 2.5, 6.5, confidence=0.97).verdict == "B slower"
+    assert compare.compare_samples(a, b, 2.5, 6.5,
+                                   confidence=0.98).verdict == "no significant change"
+    wide = compare.compare_samples(a, b, 2.5, 6.5, confidence=0.99)
+    narrow = compare.compare_samples(a, b, 2.5, 6.5, confidence=0.5)
+    assert wide.low < narrow.low <= narrow.high < wide.high
+
+
+def test_medians_print_in_the_unit_that_fits_them():
+    rows = [compare.Row("c", 2.5, 2.5e-3, 1e-3, None, None, None, compare.NO_SAMPLES),
+            compare.Row("d", 2.5e-6, 2.5e-9, 1e-3, 0.5, 2.0, 0.01234, "B faster")]
+    same = machine()
+    text = compare.render(rows, ("a", "b"), (same, same), 0.95, markdown=False)
+    assert text.splitlines()[4:] == [
+        "case  A median  B median  B/A [95% CI]          p (U test)  verdict",
+        "----  --------  --------  --------------------  ----------  "
+        "--------------------------------",
+        "c     2.5 s     2.5 ms    0.001                 -           "
+        "no samples: significance unknown",
+        "d     2.5 us    2.5 ns    0.001 [0.500, 2.000]  0.0123      B faster",
+        "",
+        "geometric mean of B/A over 2 common cases: 0.001 (above 1: B slower)"]

@@ -355,3 +355,28 @@ def test_derived_columns_of_a_filtered_frame_keep_their_rows(training_results):
     part = runner.add_derived(training_results.iloc[[2, 0]])
     assert list(part["gflops_recurrent"]) == [pytest.approx(3 * 2 * 4 * 64 * 2 * 10 / 20e-3 / 1e9),
                                               pytest.approx(0.00288)]
+
+
+def test_machine_table_gives_each_machines_time_over_the_first_machines():
+    """A cluster run with every case on each node: times in ms per machine, ratios to the
+    first machine named, a case measured on one machine only left out."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, machine="a (CPU A, 2 cores)"),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 5e-3, machine="b (CPU B, 8 cores)"),
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 4e-3, machine="b (CPU B, 8 cores)"),
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3, machine="a (CPU A, 2 cores)"),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, machine="a (CPU A, 2 cores)"),
+    ]))
+    table = report.machine_table(frame)
+    assert table.header == ["backend", "case", "a", "b"]
+    assert table.rows == [["torch-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "2",
+                           "5 (2.50x)"],
+                          ["torch-cpu", "lstm inference 10,1,4,8 float32 t1", "1", "4 (4.00x)"]]
+    assert table.footer.startswith("(Nx) = time / time on a (above 1x: slower)")
+    titles = [t.title for t in report.summary_tables(frame, metrics=("time",))]
+    assert titles[:2] == [
+        "a (CPU A, 2 cores) · gru reset_after · inference · float32 · 1 thread · median time (ms)",
+        "a (CPU A, 2 cores) · lstm · inference · float32 · 1 thread · median time (ms)"]
+    assert titles[-1] == "machine vs machine · median time (ms)"
+    one_machine = frame[frame["machine"] == "a (CPU A, 2 cores)"]
+    assert report.machine_table(one_machine) is None
