@@ -160,7 +160,9 @@ def test_medians_print_in_the_unit_that_fits_them():
             compare.Row("d", 2.5e-6, 2.5e-9, 1e-3, 0.5, 2.0, 0.01234, "B faster")]
     same = machine()
     text = compare.render(rows, ("a", "b"), (same, same), 0.95, markdown=False)
-    assert text.splitlines()[4:] == [
+    assert text.endswith("slower)\n")
+    assert text.splitlines() == [
+        "A = a", "B = b", "machine, versions and commit: the same", "",
         "case  A median  B median  B/A [95% CI]          p (U test)  verdict",
         "----  --------  --------  --------------------  ----------  "
         "--------------------------------",
@@ -169,3 +171,92 @@ def test_medians_print_in_the_unit_that_fits_them():
         "d     2.5 us    2.5 ns    0.001 [0.500, 2.000]  0.0123      B faster",
         "",
         "geometric mean of B/A over 2 common cases: 0.001 (above 1: B slower)"]
+    # exactly one unit is that unit
+    one_ms = compare.Row("e", 1e-3, 1e-6, 1e-3, None, None, None, compare.NO_SAMPLES)
+    assert "e     1 ms      1 us" in compare.render([one_ms], ("a", "b"), (same, same), 0.95,
+                                                    markdown=False)
+    markdown = compare.render(rows, ("a", "b"), (same, machine(cpu_model="CPU Y")), 0.9,
+                              markdown=True)
+    assert markdown == "\n".join([
+        "**grubench compare**", "",
+        "- A = a", "- B = b", "- DIFFERENT MACHINES: the ratios mix code and machine",
+        "- cpu_model: A CPU X | B CPU Y", "",
+        "| case | A median | B median | B/A [90% CI] | p (U test) | verdict |",
+        "|---|---|---|---|---|---|",
+        "| c | 2.5 s | 2.5 ms | 0.001 | - | no samples: significance unknown |",
+        "| d | 2.5 us | 2.5 ns | 0.001 [0.500, 2.000] | 0.0123 | B faster |", "",
+        "geometric mean of B/A over 2 common cases: 0.001 (above 1: B slower)"]) + "\n"
+
+
+def test_case_labels_name_the_variant_only_where_a_cell_has_one():
+    row = {"backend": "numpy", "cell": "lstm", "mode": "training", "T": 1, "B": 2, "I": 3,
+           "H": 4, "dtype": "float64", "threads": 2}
+    assert compare.case_label({**row, "variant": "-"}) == "numpy lstm training 1,2,3,4 float64 t2"
+    assert compare.case_label({**row, "variant": None}) == "numpy lstm training 1,2,3,4 float64 t2"
+    assert (compare.case_label({**row, "cell": "gru", "variant": "reset_before"})
+            == "numpy gru reset_before training 1,2,3,4 float64 t2")
+
+
+
+def test_the_interval_is_scipys_percentile_bootstrap_of_the_ratio_of_medians():
+    """2000 resamples of each side from seed 0, percentile method, at the level asked."""
+    import numpy as np
+    from scipy import stats
+
+    a = [1.0, 1.3, 1.7, 2.2, 2.9, 3.1, 3.6, 4.4, 5.8]
+    b = [1.1, 1.9, 2.4, 3.3, 3.8, 4.7, 5.1, 6.2, 7.5]
+    for confidence in (0.9, 0.95):
+        want = stats.bootstrap(
+            (np.asarray(a), np.asarray(b)),
+            lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
+            n_resamples=2000, confidence_level=confidence, method="percentile",
+            rng=np.random.default_rng(0)).confidence_interval
+        row = compare.compare_samples(a, b, 2.9, 3.8, confidence=confidence)
+        assert (row.low, row.high) == (want.low, want.high)
+
+
+def test_a_significant_change_under_2x_says_which_way():
+    # all of B above all of A (p = 2/70), B/A = 15.5 / 11.5 = 1.35
+    assert compare.compare_samples([10, 11, 12, 13], [14, 15, 16, 17], 11.5,
+                                   15.5).verdict == "B slower"
+
+
+def test_only_measured_rows_are_compared():
+    import pandas as pd
+
+    def frame(rows):
+        return pd.DataFrame(rows)
+
+    ok = result_row("numpy", 10, 0.002, [])
+    failed = {**result_row("numpy", 20, 0.001, []), "status": "error"}
+    unmeasured = {**result_row("numpy", 30, None, []), "median_s": float("nan")}
+    rows = compare.compare_frames(frame([ok, failed, unmeasured]),
+                                  frame([ok, failed, unmeasured]))
+    assert [r.case for r in rows] == ["numpy gru reset_after inference 10,1,8,8 float32 t1"]
+
+
+def test_machine_header_lists_blas_coretypes_and_versions_on_one_side_only():
+    same, diff = compare.differences(
+        machine(blas=[{"architecture": "SkylakeX"}, {"architecture": "Haswell"},
+                      {"internal_api": "openmp"}]),
+        machine(versions={"numpy": "2.4", "numba": "0.68", "torch": "2.13"}))
+    assert not same
+    assert diff == [("blas_coretype", "Haswell,SkylakeX", "SkylakeX"),
+                    ("torch", None, "2.13")]
+    # a BLAS entry without an architecture adds none
+    assert compare.differences(machine(blas=[]), machine(blas=[{"internal_api": "x"}]))[0]
+
+
+def test_the_confidence_option_reaches_the_table(two_runs, capsys):
+    a, b = two_runs
+    for confidence, status in (("0.5", 0), ("0.9", 0), ("1", 2), ("0.49", 2)):
+        assert cli.main(["compare", str(a), str(b), "--confidence", confidence]) == status
+        out = capsys.readouterr().out
+        if status == 0:
+            assert f"B/A [{float(confidence):.0%} CI]" in out
+    assert cli.main(["compare", str(a), str(b), "--confidence", "0.97"]) == 0
+    verdicts = [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()]
+    assert "B slower" in verdicts                        # p = 2/70 < 0.03
+    assert cli.main(["compare", str(a), str(b), "--confidence", "0.98"]) == 0
+    verdicts = [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()]
+    assert "B slower" not in verdicts and "no significant change" in verdicts  # p > 0.02
