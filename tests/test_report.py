@@ -378,5 +378,9 @@ def test_machine_table_gives_each_machines_time_over_the_first_machines():
         "a (CPU A, 2 cores) · gru reset_after · inference · float32 · 1 thread · median time (ms)",
         "a (CPU A, 2 cores) · lstm · inference · float32 · 1 thread · median time (ms)"]
     assert titles[-1] == "machine vs machine · median time (ms)"
+    # GRU vs LSTM pairs each machine's own rows, named by machine
+    assert [r[:4] for r in report.cell_comparison(frame).rows] == [
+        ["torch-cpu on a", "10,1,4,8", "336 / 448", "2 / 1 (0.50x)"],
+        ["torch-cpu on b", "10,1,4,8", "336 / 448", "5 / 4 (0.80x)"]]
     one_machine = frame[frame["machine"] == "a (CPU A, 2 cores)"]
     assert report.machine_table(one_machine) is None
