@@ -263,3 +263,10 @@ def test_the_confidence_option_reaches_the_table(two_runs, capsys):
     assert cli.main(["compare", str(a), str(b), "--confidence", "0.98"]) == 0
     verdicts = [line.split("  ")[-1] for line in capsys.readouterr().out.splitlines()]
     assert "B slower" not in verdicts and "no significant change" in verdicts  # p > 0.02
+
+
+def test_a_p_value_at_the_significance_level_is_not_significant():
+    """'Significant' is p strictly below 1 - confidence: exact p = 14/56 = 0.25 at 0.75."""
+    row = compare.compare_samples([1, 2, 6], [3, 4, 5, 7, 8], 2.0, 5.0, confidence=0.75)
+    assert row.p_value == 0.25
+    assert row.verdict == "no significant change"
