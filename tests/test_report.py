@@ -384,3 +384,10 @@ def test_machine_table_gives_each_machines_time_over_the_first_machines():
         ["torch-cpu on b", "10,1,4,8", "336 / 448", "5 / 4 (0.80x)"]]
     one_machine = frame[frame["machine"] == "a (CPU A, 2 cores)"]
     assert report.machine_table(one_machine) is None
+
+
+def test_cell_comparison_orders_sizes_by_hidden_size_then_batch():
+    rows = [row("torch-cpu", cell, "inference", size, 1e-3)
+            for size in ((10, 1, 4, 16), (20, 2, 4, 8), (20, 1, 4, 8)) for cell in ("gru", "lstm")]
+    table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
+    assert [r[1] for r in table.rows] == ["20,1,4,8", "20,2,4,8", "10,1,4,16"]
