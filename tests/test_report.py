@@ -388,6 +388,16 @@ def test_machine_table_gives_each_machines_time_over_the_first_machines():
 
 def test_cell_comparison_orders_sizes_by_hidden_size_then_batch():
     rows = [row("torch-cpu", cell, "inference", size, 1e-3)
-            for size in ((10, 1, 4, 16), (20, 2, 4, 8), (20, 1, 4, 8)) for cell in ("gru", "lstm")]
+            for size in ((10, 1, 4, 16), (3, 2, 4, 8), (20, 1, 4, 8), (20, 1, 2, 8), (5, 1, 4, 8))
+            for cell in ("gru", "lstm")]
     table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
-    assert [r[1] for r in table.rows] == ["20,1,4,8", "20,2,4,8", "10,1,4,16"]
+    assert [r[1] for r in table.rows] == ["5,1,4,8", "20,1,2,8", "20,1,4,8", "3,2,4,8",
+                                          "10,1,4,16"]
+
+
+def test_cell_comparison_leaves_a_figure_measured_on_one_cell_only_out():
+    rows = [row("torch-cpu", "gru", "training", TRAIN_SIZE, 8e-3, rel_err=None),
+            row("torch-cpu", "lstm", "training", TRAIN_SIZE, 20e-3, peak_bytes=None)]
+    table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
+    assert table.rows == [["torch-cpu", "10,2,4,8", "336 / 448", "-", "8 / 20 (2.50x)", "-",
+                           "-"]]
