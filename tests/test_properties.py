@@ -156,7 +156,13 @@ def check(backend_name: str, call: Call) -> None:
             assert not np.shares_memory(first, second), "two results share memory"
 
 
-CPU = [b.name for b in backends.available() if b.name not in SIMULATED]
+#: Backends that compile a program per input shape (jax.jit): every shape drawn costs them a
+#: compilation of seconds, so they get a fifth of the examples (the longest test of the
+#: suite otherwise); their own tests (tests/kernels/test_jax.py) cover shapes, variants
+#: and lengths case by case.
+COMPILES_PER_SHAPE = ("jax",)
+CPU = [b.name for b in backends.available() if b.name not in SIMULATED + COMPILES_PER_SHAPE]
+PER_SHAPE = [b.name for b in backends.available() if b.name in COMPILES_PER_SHAPE]
 ON_SIMULATOR = [b.name for b in backends.available() if b.name in SIMULATED]
 
 
@@ -164,6 +170,14 @@ ON_SIMULATOR = [b.name for b in backends.available() if b.name in SIMULATED]
 @given(call=calls())
 def test_every_backend_matches_the_reference_ignores_padding_and_keeps_inputs(
         backend_name, call):
+    check(backend_name, call)
+
+
+@pytest.mark.skipif(not PER_SHAPE, reason="no backend here compiles per shape")
+@pytest.mark.parametrize("backend_name", PER_SHAPE)
+@settings(max_examples=max(2, settings.default.max_examples // 5))
+@given(call=calls())
+def test_backends_that_compile_per_shape_keep_the_same_properties(backend_name, call):
     check(backend_name, call)
 
 

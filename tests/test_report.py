@@ -364,3 +364,49 @@ def test_cell_comparison_orders_sizes_measured_in_two_dtypes_the_same_every_run(
     table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
     # a tie on backend and size falls back on dtype (a set's order once decided it)
     assert [r[3] for r in table.rows] == ["1 / 1 (1.00x)", "4 / 4 (1.00x)"]
+
+
+def test_machine_table_gives_each_machines_time_over_the_first_machines():
+    """A cluster run with every case on each node: times in ms per machine, ratios to the
+    first machine named, a case measured on one machine only left out."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, machine="a (CPU A, 2 cores)"),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 5e-3, machine="b (CPU B, 8 cores)"),
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 4e-3, machine="b (CPU B, 8 cores)"),
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3, machine="a (CPU A, 2 cores)"),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, machine="a (CPU A, 2 cores)"),
+    ]))
+    table = report.machine_table(frame)
+    assert table.header == ["backend", "case", "a", "b"]
+    assert table.rows == [["torch-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "2",
+                           "5 (2.50x)"],
+                          ["torch-cpu", "lstm inference 10,1,4,8 float32 t1", "1", "4 (4.00x)"]]
+    assert table.footer.startswith("(Nx) = time / time on a (above 1x: slower)")
+    titles = [t.title for t in report.summary_tables(frame, metrics=("time",))]
+    assert titles[:2] == [
+        "a (CPU A, 2 cores) · gru reset_after · inference · float32 · 1 thread · median time (ms)",
+        "a (CPU A, 2 cores) · lstm · inference · float32 · 1 thread · median time (ms)"]
+    assert titles[-1] == "machine vs machine · median time (ms)"
+    # GRU vs LSTM pairs each machine's own rows, named by machine
+    assert [r[:4] for r in report.cell_comparison(frame).rows] == [
+        ["torch-cpu on a", "10,1,4,8", "336 / 448", "2 / 1 (0.50x)"],
+        ["torch-cpu on b", "10,1,4,8", "336 / 448", "5 / 4 (0.80x)"]]
+    one_machine = frame[frame["machine"] == "a (CPU A, 2 cores)"]
+    assert report.machine_table(one_machine) is None
+
+
+def test_cell_comparison_orders_sizes_by_hidden_size_then_batch():
+    rows = [row("torch-cpu", cell, "inference", size, 1e-3)
+            for size in ((10, 1, 4, 16), (3, 2, 4, 8), (20, 1, 4, 8), (20, 1, 2, 8), (5, 1, 4, 8))
+            for cell in ("gru", "lstm")]
+    table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
+    assert [r[1] for r in table.rows] == ["5,1,4,8", "20,1,2,8", "20,1,4,8", "3,2,4,8",
+                                          "10,1,4,16"]
+
+
+def test_cell_comparison_leaves_a_figure_measured_on_one_cell_only_out():
+    rows = [row("torch-cpu", "gru", "training", TRAIN_SIZE, 8e-3, rel_err=None),
+            row("torch-cpu", "lstm", "training", TRAIN_SIZE, 20e-3, peak_bytes=None)]
+    table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
+    assert table.rows == [["torch-cpu", "10,2,4,8", "336 / 448", "-", "8 / 20 (2.50x)", "-",
+                           "-"]]
