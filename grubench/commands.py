@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
-from grubench import history, suites
+from grubench import history, isa, suites
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -99,7 +100,26 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--out", default=out, metavar="DIR",
                         help=f"report folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_isa_option(parser)
     history.add_option(parser)
+
+
+def add_isa_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--isa", choices=isa.ISAS, default=isa.NATIVE,
+                        help="run every backend's code paths for this x86 ISA level (numba's "
+                             "target, OpenBLAS, MKL, oneDNN, ATen, XLA), e.g. avx2 on an "
+                             "AVX-512 machine: what an AVX2 machine runs, timed on this core "
+                             "(default: native)")
+
+
+def apply_isa(args) -> None:
+    """Restrict this process's workers to ``--isa`` (they inherit its environment; each
+    library reads its variable when it loads, so nothing here has loaded them yet)."""
+    if getattr(args, "isa", isa.NATIVE) != isa.NATIVE:
+        if getattr(args, "cluster", None):
+            raise ValueError("--isa restricts this machine's workers; it cannot be combined "
+                             "with --cluster")
+        os.environ.update(isa.worker_env(args.isa))
 
 
 def _run(args, cells=None, write: bool = True):
@@ -112,6 +132,7 @@ def _run(args, cells=None, write: bool = True):
         from grubench.runner import run_suite
     if args.baseline is not None:
         suites.check_names("baseline backend", [args.baseline], backends.names())
+    apply_isa(args)
     started = time.monotonic()
     frame = run_suite(
         args.suite, backends=args.backends, cells=cells or args.cells,

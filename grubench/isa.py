@@ -11,11 +11,16 @@ environment before it starts, never changed in a running process.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from grubench import machine
 
 NATIVE = "native"
+
+#: The variable a restricted run sets beside the libraries' own, naming its restriction
+#: (grubench.machine records it in every result's machine context).
+ISA_ENV = machine.ISA_RESTRICTION_VAR
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,21 @@ def worker_env(name: str, base: dict | None = None) -> dict:
     """``base`` (a worker's environment) with the restriction's variables set; ``native``
     leaves it as it is (variables this machine's set-up put there stay)."""
     env = dict(base or {})
-    env.update(restriction(name).env)
+    chosen = restriction(name)
+    env.update(chosen.env)
+    if chosen.name != NATIVE:
+        env[ISA_ENV] = chosen.name
     return env
+
+
+def code_paths() -> str:
+    """:func:`what_ran` in a few words, for a results row's backend version."""
+    ran = what_ran()
+    words = [f"numba {ran['numba_cpu']}" + ("" if ran["numba_features"] == "" else "+host"),
+             f"OpenBLAS {'/'.join(ran['openblas']) or 'none'}"]
+    if "aten" in ran:
+        words.append(f"ATen {ran['aten']}")
+    return f"{os.environ.get(ISA_ENV, NATIVE)} code paths: {', '.join(words)}"
 
 
 def what_ran() -> dict:

@@ -104,6 +104,7 @@ def context() -> dict[str, object]:
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "isa": isa(),
+        "isa_restriction": isa_restriction(),
         "cores": cpu_count(),
         "logical_cpus": os.cpu_count(),
         "blas": blas_libraries(),
@@ -119,7 +120,9 @@ def short_name(context: dict) -> str:
     """One line naming the machine, for each result row."""
     # a cluster node's context names the node (grubench.cluster): one host may run several
     name = context.get("node") or context.get("hostname")
-    return f"{name} ({context.get('cpu_model')}, {context.get('cores')} cores)"
+    restricted = context.get("isa_restriction", "native")
+    code_paths = "" if restricted == "native" else f", {restricted} code paths"
+    return f"{name} ({context.get('cpu_model')}, {context.get('cores')} cores{code_paths})"
 
 
 # ----------------------------------------------------------------------------- fingerprint
@@ -130,7 +133,16 @@ ISA_LEVELS = ("avx512f", "avx2", "avx", "sse4_2")
 #: Variables that narrow the code paths libraries take on this CPU (numba's target,
 #: OpenBLAS's kernel, MKL's and oneDNN's ISA): a run under them is another machine's shape.
 ISA_ENV_VARS = ("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "OPENBLAS_CORETYPE",
-                "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+                "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                "XLA_FLAGS")
+
+#: The ISA restriction a run's workers ran under (``--isa``; grubench.isa sets it).
+ISA_RESTRICTION_VAR = "GRUBENCH_ISA"
+
+
+def isa_restriction() -> str:
+    """``native``, or the ISA level this process's workers are restricted to."""
+    return os.environ.get(ISA_RESTRICTION_VAR, "native")
 
 
 def isa_level(flags: str | None = None) -> str:

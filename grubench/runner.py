@@ -138,6 +138,8 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                         worker = Worker(backend, threads, log_dir / f"{backend}-{threads}.log",
                                         suite.case_timeout)
                         version = worker.hello.get("backend_version")
+                        if worker.hello.get("code_paths"):        # under --isa
+                            version = f"{version} [{worker.hello['code_paths']}]"
                     if not worker.hello["available"]:
                         row.update(status="unavailable", reason=worker.hello["reason"])
                     else:

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from grubench import interrupts
+from grubench import interrupts, isa
 from grubench.handlers import HANDLERS
 from grubench.threads import THREAD_ENV_VARS, pin_threads, thread_env
 
@@ -87,6 +87,8 @@ def serve(backend_name: str | None, threads: int, requests, replies) -> None:
                      backend_version=backend.version)
     hello.update(pinned=pin_threads(threads), thread_env={
         name: os.environ.get(name) for name in (*THREAD_ENV_VARS, "OMP_WAIT_POLICY")})
+    if os.environ.get(isa.ISA_ENV):          # --isa: say what the libraries really run
+        hello["code_paths"] = isa.code_paths()
     replies.write(json.dumps(hello, default=str) + "\n")
     replies.flush()
     state: dict = {}

@@ -49,3 +49,48 @@ def test_avx512_and_native_on_an_avx512_machine():
     assert ran["openblas"] == ["SkylakeX"]
     native = _ran("native")
     assert "+avx512f" in native["numba_features"].split(",")
+
+
+def test_every_variable_a_restriction_sets_is_in_the_fingerprint():
+    for chosen in isa.RESTRICTIONS.values():
+        assert set(chosen.env) <= set(machine.ISA_ENV_VARS), chosen.name
+
+
+def test_a_restricted_run_records_its_isa(monkeypatch):
+    env = isa.worker_env("avx2", {}) if {"avx2", "fma"} <= machine.cpu_flags() else None
+    if env is None:
+        pytest.skip("needs an AVX2 x86 CPU")
+    assert env[isa.ISA_ENV] == "avx2"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    context = machine.context()
+    assert context["isa_restriction"] == "avx2"
+    assert machine.short_name(context).endswith("cores, avx2 code paths)")
+    assert machine.fingerprint()["isa_env"]["NUMBA_CPU_NAME"] == "haswell"
+
+
+@pytest.mark.skipif(not {"avx2", "fma"} <= machine.cpu_flags(), reason="needs an AVX2 x86 CPU")
+def test_run_isa_avx2_reaches_the_workers(tmp_path, monkeypatch):
+    import numba as _numba  # noqa: F401 - the parent's numba must not matter
+    from grubench import cli
+
+    out = tmp_path / "out"
+    for name in isa.RESTRICTIONS["avx2"].env:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(isa.ISA_ENV, raising=False)
+    status = cli.main(["run", "--suite", "quick", "--backends", "numba-cpu", "--mode",
+                       "inference", "--size", "3,2,4,8", "--isa", "avx2", "--out", str(out),
+                       "--no-progress", "--min-runs", "1", "--min-time", "0.001"])
+    assert status == 0
+    document = json.loads((out / "results.json").read_text())
+    assert document["machine"]["isa_restriction"] == "avx2"
+    assert all(row["machine"].endswith("avx2 code paths)") for row in document["results"])
+    # what the worker really ran, in its backend version
+    assert all(row["backend_version"].endswith(
+        "[avx2 code paths: numba haswell, OpenBLAS Haswell]") for row in document["results"])
+
+
+def test_isa_with_cluster_is_refused():
+    from grubench import cli
+
+    assert cli.main(["run", "--isa", "avx2", "--cluster", "local:2", "--no-progress"]) == 2
