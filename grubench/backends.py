@@ -154,6 +154,11 @@ class Backend:
         options = {**self.entry.options, **self.tuned(args, skip=choices), **choices}
         return self._module.prepare(args, **options)
 
+    @property
+    def tunes(self) -> bool:
+        """Whether the backend has options the tuning may choose (for some cases)."""
+        return self.available and hasattr(self._module, "tunable")
+
     def tunable(self, args: RNNArgs) -> dict[str, tuple[str, ...]]:
         """The options the tuning may choose for ``args``, each with its usable values (the
         default first): what the kernel module's ``tunable(args)`` says; {} without one."""

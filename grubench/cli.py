@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "grubench.training.cli",
     "grubench.history.cli",
     "grubench.compare",
+    "grubench.tune",
 ]
 
 DEFAULT_COMMAND = "run"

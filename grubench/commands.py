@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from grubench import history, isa, suites
+from grubench import history, isa, suites, tuning
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -239,6 +239,10 @@ def handle_list(args) -> int:
         state = "available" if backend.available else f"unavailable: {backend.why_unavailable}"
         if backend.entry.unsupported:
             state += f"; does not run: {', '.join(backend.entry.unsupported)}"
+        if backend.tunes:
+            cache = tuning.machine_cache()
+            state += ("; tuning off" if cache is None else
+                      f"; tuned here: {cache.count(name)} case(s), see `grubench tune`")
         print(f"  {name:<{width}}  [{backend.device}] {backend.description} ({state})")
     print("\nsuites:")
     for name in suites.names():

@@ -14,6 +14,8 @@ HANDLERS = {
     "reference": "grubench.measure:run_reference",
     # interleaved case/calibration ratios (grubench regress and its A/B test)
     "regress": "grubench.calibrated:run_request",
+    # which code path of a backend is fastest for a case (grubench tune)
+    "tune": "grubench.tune:run_request",
     # one training run (grubench train)
     "train": "grubench.training.runner:run_request",
 }

@@ -88,6 +88,9 @@ class TuningCache:
     def put(self, backend: str, option: str, key: str, choice: Choice) -> None:
         self.choices.setdefault(backend, {}).setdefault(option, {})[key] = choice
 
+    def forget(self, backend: str, option: str, key: str) -> None:
+        self.choices.get(backend, {}).get(option, {}).pop(key, None)
+
     def count(self, backend: str) -> int:
         return sum(len(keys) for keys in self.choices.get(backend, {}).values())
 
