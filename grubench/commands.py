@@ -5,6 +5,7 @@ Heavy modules (pandas, the runner) are imported inside the handlers so ``--help`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -112,14 +113,29 @@ def add_isa_option(parser: argparse.ArgumentParser) -> None:
                              "(default: native)")
 
 
-def apply_isa(args) -> None:
-    """Restrict this process's workers to ``--isa`` (they inherit its environment; each
-    library reads its variable when it loads, so nothing here has loaded them yet)."""
-    if getattr(args, "isa", isa.NATIVE) != isa.NATIVE:
-        if getattr(args, "cluster", None):
-            raise ValueError("--isa restricts this machine's workers; it cannot be combined "
-                             "with --cluster")
-        os.environ.update(isa.worker_env(args.isa))
+@contextlib.contextmanager
+def isa_restricted(args):
+    """Restrict the workers started inside to ``--isa``: they inherit this process's
+    environment, which is set for the block and put back after it (each library reads its
+    variable when it loads, in the worker)."""
+    chosen = getattr(args, "isa", isa.NATIVE)
+    if chosen == isa.NATIVE:
+        yield
+        return
+    if getattr(args, "cluster", None):
+        raise ValueError("--isa restricts this machine's workers; it cannot be combined "
+                         "with --cluster")
+    restricted = isa.worker_env(chosen)
+    before = {name: os.environ.get(name) for name in restricted}
+    os.environ.update(restricted)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _run(args, cells=None, write: bool = True):
@@ -132,16 +148,16 @@ def _run(args, cells=None, write: bool = True):
         from grubench.runner import run_suite
     if args.baseline is not None:
         suites.check_names("baseline backend", [args.baseline], backends.names())
-    apply_isa(args)
     started = time.monotonic()
-    frame = run_suite(
-        args.suite, backends=args.backends, cells=cells or args.cells,
-        variants=None if args.variant is None else _both(suites.VARIANTS)(args.variant),
-        modes=None if args.mode is None else _both(suites.MODES)(args.mode),
-        sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
-        min_time=args.min_time, baseline=args.baseline, scale=args.scale,
-        out=args.out if write else None,
-        progress=not args.no_progress, case_timeout=args.timeout, **on_cluster)
+    with isa_restricted(args):
+        frame = run_suite(
+            args.suite, backends=args.backends, cells=cells or args.cells,
+            variants=None if args.variant is None else _both(suites.VARIANTS)(args.variant),
+            modes=None if args.mode is None else _both(suites.MODES)(args.mode),
+            sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
+            min_time=args.min_time, baseline=args.baseline, scale=args.scale,
+            out=args.out if write else None,
+            progress=not args.no_progress, case_timeout=args.timeout, **on_cluster)
     return frame, time.monotonic() - started
 
 

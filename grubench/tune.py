@@ -72,7 +72,7 @@ def handle(args) -> int:
     import tempfile
     from pathlib import Path
 
-    from grubench.commands import apply_isa
+    from grubench.commands import isa_restricted
 
     backends.load_plugins()
     suite = suites.get(args.suite)
@@ -84,8 +84,7 @@ def handle(args) -> int:
     tunable = [n for n in names if backends.get(n).tunes]
     if not tuning.enabled():
         raise ValueError(f"tuning is off ({tuning.DIR_ENV}=off)")
-    apply_isa(args)
-    with tempfile.TemporaryDirectory(prefix="grubench-tune-") as scratch:
+    with isa_restricted(args), tempfile.TemporaryDirectory(prefix="grubench-tune-") as scratch:
         print(render(tune(suite, tunable, args.force, Path(scratch))))
     return 0
 

@@ -82,6 +82,8 @@ def test_run_isa_avx2_reaches_the_workers(tmp_path, monkeypatch):
                        "inference", "--size", "3,2,4,8", "--isa", "avx2", "--out", str(out),
                        "--no-progress", "--min-runs", "1", "--min-time", "0.001"])
     assert status == 0
+    # the restriction was the workers': this process's environment is as it was
+    assert isa.ISA_ENV not in os.environ and "NUMBA_CPU_NAME" not in os.environ
     document = json.loads((out / "results.json").read_text())
     assert document["machine"]["isa_restriction"] == "avx2"
     assert all(row["machine"].endswith("avx2 code paths)") for row in document["results"])

@@ -35,8 +35,8 @@ from .team import aligned_empty, run_team, share, team_size
 from .tiles import PANEL_ROWS, pack_panels
 
 __all__ = ["NumbaPrepared", "PRODUCTS", "availability", "cached_njit", "gru_backward",
-           "gru_forward", "lstm_backward", "lstm_forward", "prepare", "products", "team_size",
-           "tunable", "version", "why_not_mkl"]
+           "gru_forward", "lstm_backward", "lstm_forward", "prepare", "team_size",
+           "tunable", "usable_products", "version", "why_not_mkl"]
 
 
 def availability() -> tuple[bool, str | None]:
@@ -96,10 +96,10 @@ class NumbaPrepared(Prepared):
         self._pack_for(product)
 
     def _pack_for(self, product: str) -> None:
-        """The per-step products' operands for ``product`` (see :func:`products`): MKL's
+        """The per-step products' operands for ``product`` (see :func:`usable_products`): MKL's
         are packed once per worker of the team this run uses (self.workers)."""
         a = self.args
-        usable = products(a)
+        usable = usable_products(a)
         if product not in usable:
             why = why_not_mkl(a) if product == "mkl" else "unknown product"
             raise ValueError(f"product {product!r} is not usable here ({why}); usable: "
@@ -228,7 +228,7 @@ def why_not_mkl(args: RNNArgs) -> str | None:
     return None
 
 
-def products(args: RNNArgs) -> tuple[str, ...]:
+def usable_products(args: RNNArgs) -> tuple[str, ...]:
     """The per-step products usable for ``args`` here, the default first."""
     return PRODUCTS if why_not_mkl(args) is None else PRODUCTS[:1]
 
@@ -236,13 +236,13 @@ def products(args: RNNArgs) -> tuple[str, ...]:
 def tunable(args: RNNArgs) -> dict[str, tuple[str, ...]]:
     """The options grubench's tuning may choose for ``args`` (each with more than one
     usable value), for :func:`prepare`."""
-    usable = products(args)
+    usable = usable_products(args)
     return {"product": usable} if len(usable) > 1 else {}
 
 
 def prepare(args: RNNArgs, product: str = "tiles") -> NumbaPrepared:
     """``product``: the per-step products, "tiles" (numba-cpu's own) or "mkl" (MKL's
-    packed GEMM, where :func:`products` lists it)."""
+    packed GEMM, where :func:`usable_products` lists it)."""
     ok, why = availability()
     if not ok:
         raise BackendUnavailable(why)

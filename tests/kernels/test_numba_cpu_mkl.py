@@ -31,7 +31,7 @@ def test_mkl_computes_what_the_tiles_compute(threads, cell, variant, dtype):
     case = Case(cell, 6, 16, 5, 64, variant=variant, mode="training", dtype=dtype,
                 variable_lengths=True)
     args = case.make_args(seed=2)
-    assert numba_cpu.products(args) == ("tiles", "mkl")
+    assert numba_cpu.usable_products(args) == ("tiles", "mkl")
     results = {}
     for product in ("tiles", "mkl"):
         prepared = numba_cpu.prepare(args, product)
@@ -61,7 +61,7 @@ def test_mkl_is_really_called():
 def test_mkl_refused_where_threads_split_units(threads):
     # B = 2 < 2 threads * PANEL_ROWS with a step big enough to share: units are split
     args = Case("gru", 3, 2, 8, 256).make_args()
-    assert numba_cpu.products(args) == ("tiles",)
+    assert numba_cpu.usable_products(args) == ("tiles",)
     with pytest.raises(ValueError, match=r"product 'mkl' is not usable here \(the threads "
                                          r"split the hidden units \(a small batch\)\); usable: tiles"):
         numba_cpu.prepare(args, "mkl")
@@ -70,7 +70,7 @@ def test_mkl_refused_where_threads_split_units(threads):
 def test_without_mkl_only_the_tiles(monkeypatch):
     monkeypatch.setattr(mkl, "library", lambda: (None, "MKL is not installed"))
     args = Case("lstm", 3, 4, 5, 8).make_args()
-    assert numba_cpu.products(args) == ("tiles",)
+    assert numba_cpu.usable_products(args) == ("tiles",)
     with pytest.raises(ValueError, match=r"\(MKL is not installed\); usable: tiles"):
         numba_cpu.prepare(args, "mkl")
     with pytest.raises(ValueError, match=r"'blas' is not usable here \(unknown product\)"):
