@@ -179,9 +179,9 @@ class Backend:
                 continue
             key = tuning.case_key(args)
             stored = cache.get(self.name, option, key)
-            if stored is not None and stored.value in values:
-                chosen[option] = stored.value
-            elif tuning.call_flops(args) <= measure_flops:
+            if (stored is not None and stored.value in values
+                    or tuning.call_flops(args) <= measure_flops):
+                # choose reads a stored choice back, and measures only where none is
                 chosen[option] = tuning.choose(
                     cache, self.name, option, key,
                     {value: self._candidate(args, option, value) for value in values})
