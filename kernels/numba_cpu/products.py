@@ -35,12 +35,8 @@ def matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
     for p in range(first, first + count):
         column = out_col + (p - first) * PANEL_COLS
         cols = min(PANEL_COLS, N - (p - first) * PANEL_COLS)
-        if B == 1:      # small batches: one tile of all rows
-            _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 1)
-        elif B == 2:
-            _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 2)
-        elif B == 3:
-            _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, 3)
+        if B < PANEL_ROWS:      # small batches: one tile of all rows
+            _panel_tile(a, 0, k0, K, panels, block, p, out, column, cols, B)
         else:
             for row in range(0, last_tile + 1, PANEL_ROWS):
                 _panel_tile(a, row, k0, K, panels, block, p, out, column, cols,
@@ -105,12 +101,9 @@ def weight_gradient(team, d, x, out, accumulate):
         for block in range(start, stop, GRADIENT_ROWS):
             block_stop = min(block + GRADIENT_ROWS, stop)
             for i0 in range(0, whole, PANEL_COLS):
-                g = block
-                while g + PANEL_ROWS <= block_stop:
-                    _gradient_tile(d, m0, g, x, i0, depth, out, add, PANEL_ROWS)
-                    g += PANEL_ROWS
-                for row in range(g, block_stop):    # only where N % PANEL_ROWS
-                    _gradient_tile(d, m0, row, x, i0, depth, out, add, 1)
+                for g in range(block, block_stop, PANEL_ROWS):  # the last: fewer rows
+                    _gradient_tile(d, m0, g, x, i0, depth, out, add,
+                                   min(PANEL_ROWS, block_stop - g))
     if whole < K and start < stop:
         gemm(d[:, start:stop].T, x[:, whole:], out[start:stop, whole:],
              1.0 if accumulate else 0.0)

@@ -555,6 +555,79 @@ def test_panel_tiles_compile_to_packed_fused_multiply_adds():
                for line in assembly.splitlines())
 
 
+#: the assembly of matmul_nt and weight_gradient (float32, every row count of a tile)
+#: compiled for numba's target of the process, printed as JSON with the target's tile
+TILE_ASSEMBLY_SCRIPT = """
+import json
+import numba, numpy as np
+from grubench.kernels.numba_cpu import products, tiles
+def matmul(a, panels, out):
+    products.matmul_nt(a, 0, a.shape[1], panels, 0, 0, out.shape[1], out, 0)
+def gradient(d, x, out):
+    products.weight_gradient((0, 1, np.zeros(8, np.int64)), d, x, out, False)
+listing = []
+for function, arguments in (
+        (matmul, (np.zeros((8, 8), np.float32), tiles.pack_panels(np.zeros((1, 32, 8), np.float32)),
+                  np.zeros((8, 32), np.float32))),
+        (gradient, (np.zeros((8, 16), np.float32), np.zeros((8, 32), np.float32),
+                    np.zeros((16, 32), np.float32)))):
+    twin = numba.njit(cache=False)(function)
+    twin(*arguments)
+    listing += twin.inspect_asm(twin.signatures[0]).splitlines()
+print(json.dumps({"tile": list(tiles.TILE), "assembly": listing}))
+"""
+
+LABEL = re.compile(r"^\.?[\w.$]+:$")
+
+
+def fma_loops(assembly):
+    """The innermost loops (a label, then a jump back to it with no label between) that
+    run fused multiply-adds: the micro-kernels' depth loops, as LLVM unrolled them."""
+    labels, loops = {}, []
+    for i, line in enumerate(assembly):
+        text = line.strip()
+        if LABEL.match(text):
+            labels[text[:-1]] = i
+        jump = re.match(r"^j\w+\s+(\S+)$", text)
+        if jump and jump.group(1) in labels:
+            body = [line.strip() for line in assembly[labels[jump.group(1)] + 1:i]]
+            if not any(LABEL.match(line) for line in body) \
+                    and any(line.startswith("vfmadd") for line in body):
+                loops.append(body)
+    return loops
+
+
+def vector_stack_traffic(loop):
+    """A loop's vector loads and stores on the stack: spilled accumulators or panel
+    vectors (the tiles keep all of theirs in registers)."""
+    return [line for line in loop if "(%rsp)" in line and re.search(r"%[xyz]mm", line)]
+
+
+@pytest.mark.skipif(not (host_has_fma() and llvm_host_features().get("avx2", False)),
+                    reason="reads x86 AVX2 assembly; this CPU has no AVX2 and FMA")
+@pytest.mark.parametrize("target", ["haswell", "host"])
+def test_tiles_keep_their_accumulators_in_registers(target):
+    """Each tile's depth loop runs on registers only: the target's tile shape
+    (tiles.TILE_SHAPES) fits its vector registers, here compiled for AVX2 (Haswell: 16
+    ymm registers, no zmm) and for this CPU. The AVX-512 shape compiled for AVX2 spilled
+    4 accumulators in every 4-row tile."""
+    env = dict(os.environ)
+    if target == "haswell":
+        env.update(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")
+    done = subprocess.run([sys.executable, "-c", TILE_ASSEMBLY_SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assembly = result["assembly"]
+    if target == "haswell":
+        assert tuple(result["tile"]) == tiles.TILE_SHAPES["ymm"]
+        assert not any("zmm" in line for line in assembly)
+    loops = fma_loops(assembly)
+    # matmul_nt's tiles of 1-8 rows and the gradient's of 6 and 4 rows
+    assert len(loops) >= 4
+    assert [vector_stack_traffic(loop) for loop in loops] == [[] for _ in loops]
+
+
 @pytest.mark.parametrize("beta", [0.0, 1.0])
 def test_gemm_takes_transposed_views_and_column_blocks(beta):
     rng = np.random.default_rng(0)
