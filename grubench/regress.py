@@ -24,14 +24,16 @@ baseline, a base revision that does not exist or build (or another usage error).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
+from unittest import mock
 
-from grubench import ab, history, machine
+from grubench import ab, history, machine, tuning
 from grubench.baseline import (BASELINE_DIR, BaselineError, baseline_document,
                                baseline_path, load_baseline)
 from grubench.calibrated import measure
@@ -64,6 +66,11 @@ CI_SUITE = tuple(Task(case, "numba-cpu") for case in (
 # ----------------------------------------------------------------------------- command
 
 SUITES = {"ci": CI_SUITE}
+
+#: The gate's workers run with tuning off, so each backend runs its default code path
+#: (numba-cpu: its own tiles, not MKL's packed GEMM) whatever this machine's tuning cache
+#: holds: a choice tuned between two runs would otherwise change what the gate compares.
+PINNED_PATHS_ENV = {tuning.DIR_ENV: "off"}
 
 
 def add_subcommand(subparsers) -> None:
@@ -105,6 +112,11 @@ def add_subcommand(subparsers) -> None:
 
 
 def handle(args) -> int:
+    with mock.patch.dict(os.environ, PINNED_PATHS_ENV):   # the workers inherit it
+        return gate(args)
+
+
+def gate(args) -> int:
     if args.suite not in SUITES:
         raise ValueError(f"unknown regress suite {args.suite!r}; valid: {', '.join(SUITES)}")
     if args.tolerance is not None and not 0 < args.tolerance < 10:

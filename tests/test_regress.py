@@ -305,3 +305,17 @@ def test_update_writes_this_machines_baseline_with_its_fingerprint(tmp_path, tin
     assert cli.main(["regress", "--update", "--pairs", "3"]) == 1   # one case unavailable
     path = tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json"
     assert baselines.load_baseline(path)["fingerprint"] == machine.fingerprint()
+
+
+def test_the_gate_measures_the_default_code_paths_whatever_is_tuned(monkeypatch):
+    """Its workers inherit tuning off (numba-cpu then runs its tiles, as
+    test_tuning_off_leaves_the_default checks), and the environment is put back after."""
+    import os
+
+    from grubench import tuning
+    monkeypatch.setenv(tuning.DIR_ENV, "/somewhere/tuned")
+    seen = []
+    monkeypatch.setattr(regress, "gate", lambda args: seen.append(
+        os.environ[tuning.DIR_ENV]) or 0)
+    assert regress.handle(None) == 0
+    assert seen == ["off"] and os.environ[tuning.DIR_ENV] == "/somewhere/tuned"
