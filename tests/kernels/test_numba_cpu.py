@@ -237,6 +237,24 @@ def test_a_fresh_compile_gives_the_bits_recorded_on_this_machine(fresh_and_cache
     assert bits == recorded[machine_key()]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(tiles.TILE == tiles.TILE_SHAPES["ymm"],
+                    reason="needs a CPU whose tile differs from AVX2's (AVX-512)")
+def test_a_cache_filled_for_one_target_is_not_served_to_another(tmp_path):
+    """The tile's shape follows numba's target CPU, and numba keys every cache entry on
+    that target (its CPU name and features): kernels compiled with this CPU's tile are
+    compiled again for Haswell's, never loaded."""
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    cache_use = []
+    for target in ({}, dict(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES="")):
+        done = subprocess.run([sys.executable, "-c", TRAINING_STEPS_SCRIPT,
+                               str(tmp_path / "out.npz")], env={**environment, **target},
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        cache_use.append(json.loads(done.stdout.splitlines()[-1]))
+    assert cache_use == [[0, 4], [0, 4]]              # (hits, misses): both compiled
+
+
 def test_a_cache_entry_is_stale_once_any_module_of_the_package_changes(tmp_path):
     """A compiled kernel holds the code of the helpers it calls from other modules, so its
     entry's stamp covers the source of every module, not only its own file's."""
@@ -504,9 +522,9 @@ def call_matmul_nt(a, k0, K, panels, block, unit, N, out, out_col):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("B", [1, 2, 3, 4, 5, 7, 8, 9])
 def test_matmul_nt_matches_numpy_on_every_tile_and_panel_path(B, dtype):
-    """Row tiles (B < 4 in one tile; 4-row tiles and an overlapping last one), whole and
-    partial panels (R = 40 = 32 + 8), a block other than the first, a depth offset k0,
-    and outputs written only inside their columns."""
+    """Row tiles (B < PANEL_ROWS in one tile; full tiles and an overlapping last one),
+    whole and partial panels (R = 40 = 32 + 8), a block other than the first, a depth
+    offset k0, and outputs written only inside their columns."""
     rng = np.random.default_rng(B)
     blocks, R, depth = 2, 40, 37
     weights = rng.standard_normal((blocks, R, depth)).astype(dtype)
