@@ -202,41 +202,16 @@ class Network:
                            lengths=_validate_lengths(lengths, T, B))
 
     def _validate_params(self, params, dtype) -> dict[str, np.ndarray]:
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of arrays by torch name, got "
-                            f"{type(params).__name__}")
-        shapes = self.spec.parameter_shapes()
-        missing = [name for name in shapes if name not in params]
-        unknown = [name for name in params if name not in shapes]
-        if missing or unknown:
-            raise ValueError(f"params do not match the network: missing {missing or 'none'}, "
-                             f"unexpected {unknown or 'none'}")
-        checked = {}
-        for name, shape in shapes.items():
-            value = _as_float_array(name, params[name])
-            _check_shape(name, value, shape, "(torch.nn." + self.spec.spec.torch_class
-                         + "'s shape)")
-            if value.dtype != dtype:
-                raise TypeError(f"{name} has dtype {value.dtype}; x has {dtype}")
-            checked[name] = value
-        if not self.spec.bias:
-            rows = self.spec.spec.n_gates * self.spec.hidden_size
-            zeros = np.zeros(rows, dtype)
-            for _layer, _direction, suffix in self.spec.layers():
-                checked[f"bias_ih{suffix}"] = checked[f"bias_hh{suffix}"] = zeros
-        return checked
+        return check_params(self.spec, params, dtype)
 
     def _layer_args(self, args: NetworkArgs, layer: int, direction: int,
                     layer_input) -> RNNArgs:
         """The contract call of (layer, direction) on ``layer_input`` (time-major, already
         reversed for the reverse direction)."""
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
         state = layer * self.spec.directions + direction
-        p = args.params
+        weights = direction_weights(self.spec, args.params, layer, direction)
         return validate(self.spec.cell, layer_input, args.h0[state],
-                        None if args.c0 is None else args.c0[state],
-                        p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
-                        p[f"bias_ih{suffix}"], p[f"bias_hh{suffix}"],
+                        None if args.c0 is None else args.c0[state], **weights,
                         reset_after=self.reset_after, lengths=args.lengths)
 
     # ------------------------------------------------------------------ running
@@ -376,14 +351,14 @@ class Network:
             d_input = results[0]["x"]
             if spec.directions == 2:
                 d_input = d_input + args.reverse_time(results[1]["x"])
-            for (_, direction, suffix), layer_grads in zip(
-                    [key for key in spec.layers() if key[0] == layer], results, strict=True):
+            for direction, layer_grads in enumerate(results):
+                names = spec.parameter_names(layer, direction)
                 state = layer * spec.directions + direction
                 grads["h0"][state] = layer_grads["h0"]
                 if spec.cell == "lstm":
                     grads["c0"][state] = layer_grads["c0"]
                 for name in ("w_ih", "w_hh") + (("b_ih", "b_hh") if spec.bias else ()):
-                    grads[_TORCH_NAMES[name] + suffix] = layer_grads[name]
+                    grads[names[name]] = layer_grads[name]
             if layer > 0 and saved.masks[layer - 1] is not None:
                 d_input = d_input * saved.masks[layer - 1]
             d_output = d_input
@@ -402,4 +377,47 @@ class Network:
         return value
 
 
-_TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+def check_params(spec: NetworkSpec, params, dtype=None) -> dict[str, np.ndarray]:
+    """A network's parameters by torch name (``spec.parameter_shapes()``) checked: no name
+    missing or unexpected, every array of floats in torch's shape (and ``dtype``, when
+    given). Returns them as arrays, with zero biases where the spec has none. TypeError
+    or ValueError naming the parameter (and both shapes)."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays by torch name, got "
+                        f"{type(params).__name__}")
+    shapes = spec.parameter_shapes()
+    missing = [name for name in shapes if name not in params]
+    unknown = [name for name in params if name not in shapes]
+    if missing or unknown:
+        raise ValueError(f"params do not match the network ({_describe(spec)}): missing "
+                         f"{missing or 'none'}, unexpected {unknown or 'none'}")
+    checked = {}
+    for name, shape in shapes.items():
+        value = _as_float_array(name, params[name])
+        _check_shape(name, value, shape, f"(torch.nn.{spec.spec.torch_class}'s shape)")
+        if dtype is not None and value.dtype != dtype:
+            raise TypeError(f"{name} has dtype {value.dtype}; x has {dtype}")
+        checked[name] = value
+    if not spec.bias:
+        first_weight = next(iter(checked.values()))
+        zeros = np.zeros(spec.spec.n_gates * spec.hidden_size,
+                         first_weight.dtype if dtype is None else dtype)
+        for layer, direction, _suffix in spec.layers():
+            names = spec.parameter_names(layer, direction)
+            checked[names["b_ih"]] = checked[names["b_hh"]] = zeros
+    return checked
+
+
+def direction_weights(spec: NetworkSpec, params: dict, layer: int,
+                      direction: int) -> dict[str, np.ndarray]:
+    """One layer and direction's ``w_ih, w_hh, b_ih, b_hh`` (the single-layer contract's
+    names) from checked ``params`` by torch name."""
+    return {name: params[torch_name]
+            for name, torch_name in spec.parameter_names(layer, direction).items()}
+
+
+def _describe(spec: NetworkSpec) -> str:
+    """E.g. '2 layers, bidirectional, bias' for error messages."""
+    layers = f"{spec.num_layers} layer" + ("s" if spec.num_layers > 1 else "")
+    return ", ".join([layers, "bidirectional" if spec.bidirectional else "one direction",
+                      "bias" if spec.bias else "no bias"])
