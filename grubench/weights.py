@@ -24,9 +24,9 @@ torch name, ``weight_ih_l{k}[_reverse]``...) convert layer by layer and directio
 direction through the single-layer converters above:
 
 * Keras: one ``Bidirectional(GRU/LSTM(H, return_sequences=True))`` per layer (a plain
-  GRU/LSTM layer when not bidirectional), stacked; the flat list of ``model.get_weights()``
-  holds per layer the forward layer's ``[kernel, recurrent_kernel, bias]`` then the
-  backward layer's (no bias with ``use_bias=False``).
+  GRU/LSTM layer when not bidirectional), stacked; each layer's ``get_weights()`` holds
+  the forward layer's ``[kernel, recurrent_kernel, bias]`` then the backward layer's (no
+  bias with ``use_bias=False``).
 * ONNX: one GRU/LSTM node per layer with ``direction="bidirectional"`` (or "forward"),
   W [D, G*H, I_k], R [D, G*H, H], B [D, 2*G*H], direction 0 forward, 1 reverse (torch's
   ``_reverse`` set); ``initial_h``/``Y_h`` [D, B, H] are torch's h0/h_n rows of that layer.
@@ -243,50 +243,54 @@ def _torch_named(spec: NetworkSpec, layer: int, direction: int,
 
 
 def to_keras_network(spec: NetworkSpec, params: dict, *,
-                     reset_after: bool = True) -> list[np.ndarray]:
-    """torch-named parameters -> the flat ``model.get_weights()`` list of a Keras model
-    stacking one ``Bidirectional(GRU/LSTM(H, return_sequences=True))`` per layer (a plain
-    GRU/LSTM layer without ``bidirectional``), for ``model.set_weights``. Per layer and
-    direction (forward, then backward) :func:`to_keras`'s ``[kernel, recurrent_kernel,
-    bias]``; no bias without ``spec.bias`` (Keras' ``use_bias=False``)."""
+                     reset_after: bool = True) -> list[list[np.ndarray]]:
+    """torch-named parameters -> per layer the weights of one Keras
+    ``Bidirectional(GRU/LSTM(H, return_sequences=True))`` (a plain GRU/LSTM layer without
+    ``bidirectional``), for that layer's ``set_weights``: the forward direction's
+    :func:`to_keras` ``[kernel, recurrent_kernel, bias]``, then the backward's; no bias
+    without ``spec.bias`` (Keras' ``use_bias=False``). A model of these layers alone
+    takes them joined: ``model.set_weights([a for layer in layers for a in layer])``."""
     params = check_params(spec, params)
-    arrays = []
+    layers = [[] for _ in range(spec.num_layers)]
     for layer, direction, _suffix in spec.layers():
         kernel, recurrent_kernel, bias = to_keras(
             spec.cell, direction_weights(spec, params, layer, direction),
             reset_after=reset_after)
-        arrays += [kernel, recurrent_kernel] + ([bias] if spec.bias else [])
-    return arrays
+        layers[layer] += [kernel, recurrent_kernel] + ([bias] if spec.bias else [])
+    return layers
 
 
-def from_keras_network(spec: NetworkSpec, weights, *,
+def from_keras_network(spec: NetworkSpec, layers, *,
                        reset_after: bool = True) -> dict[str, np.ndarray]:
-    """The flat ``model.get_weights()`` list of the Keras model :func:`to_keras_network`
-    describes -> torch-named parameters. ValueError naming the array (its index, layer and
-    direction) and both shapes where the list does not fit ``spec``."""
-    weights = list(weights)
-    per_layer = [_keras_shapes(spec, layer, reset_after) for layer in range(spec.num_layers)]
-    expected = sum(len(shapes) for shapes in per_layer) * spec.directions
-    if len(weights) != expected:
-        raise ValueError(
-            f"Keras weights hold {len(weights)} arrays; expected {expected} = "
-            f"{spec.num_layers} layers x {spec.directions} directions x "
-            f"[{', '.join(per_layer[0])}] (bidirectional={spec.bidirectional}, "
-            f"bias={spec.bias})")
-    params, arrays = {}, iter(enumerate(weights))
-    for layer, direction, _suffix in spec.layers():
-        layer_arrays = {}
-        for name, (shape, meaning) in per_layer[layer].items():
-            index, array = next(arrays)
-            what = (f"Keras weights[{index}] ({name} of layer {layer} "
-                    f"{_direction_name(direction)})")
-            layer_arrays[name] = _as_float(what, array)
-            _check_shape(what, layer_arrays[name], shape, meaning)
-        if not spec.bias:       # use_bias=False: a zero bias converts to zero biases
-            layer_arrays["bias"] = np.zeros(_keras_bias_shape(spec, reset_after)[0],
-                                            layer_arrays["kernel"].dtype)
-        converted = from_keras(spec.cell, **layer_arrays, reset_after=reset_after)
-        params.update(_torch_named(spec, layer, direction, converted))
+    """Per layer the ``get_weights()`` of the Keras layers :func:`to_keras_network`
+    describes -> torch-named parameters. ValueError naming the array (its layer, index
+    and direction) and both shapes where they do not fit ``spec``."""
+    layers = [list(weights) for weights in layers]
+    if len(layers) != spec.num_layers:
+        raise ValueError(f"Keras weights of {len(layers)} layers; expected "
+                         f"{spec.num_layers}, a list of arrays per layer")
+    params = {}
+    for layer, weights in enumerate(layers):
+        shapes = _keras_shapes(spec, layer, reset_after)
+        if len(weights) != len(shapes) * spec.directions:
+            raise ValueError(
+                f"Keras layer {layer} has {len(weights)} arrays; expected "
+                f"{len(shapes) * spec.directions} = {spec.directions} directions x "
+                f"[{', '.join(shapes)}] (bidirectional={spec.bidirectional}, "
+                f"bias={spec.bias})")
+        for direction in range(spec.directions):
+            arrays = {}
+            for index, (name, (shape, meaning)) in enumerate(shapes.items(),
+                                                             direction * len(shapes)):
+                what = (f"Keras layer {layer} weights[{index}] ({name}, "
+                        f"{_direction_name(direction)})")
+                arrays[name] = _as_float(what, weights[index])
+                _check_shape(what, arrays[name], shape, meaning)
+            if not spec.bias:       # use_bias=False: a zero bias converts to zero biases
+                arrays["bias"] = np.zeros(_keras_bias_shape(spec, reset_after)[0],
+                                          arrays["kernel"].dtype)
+            converted = from_keras(spec.cell, **arrays, reset_after=reset_after)
+            params.update(_torch_named(spec, layer, direction, converted))
     return params
 
 

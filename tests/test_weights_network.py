@@ -106,9 +106,10 @@ def test_keras_round_trips(cell, reset_after, layers, bidirectional, bias):
     again = to_keras_network(spec, from_keras_network(spec, keras_weights,
                                                       reset_after=reset_after),
                              reset_after=reset_after)
-    assert len(again) == len(keras_weights)
-    for index, (array, array_again) in enumerate(zip(keras_weights, again)):
-        assert np.array_equal(array_again, array), f"Keras weights[{index}]"
+    assert [len(weights) for weights in again] == [len(weights) for weights in keras_weights]
+    for layer, (weights, weights_again) in enumerate(zip(keras_weights, again)):
+        for index, (array, array_again) in enumerate(zip(weights, weights_again)):
+            assert np.array_equal(array_again, array), f"layer {layer} weights[{index}]"
 
     params = random_params(spec, seed=4)
     back = from_keras_network(spec, to_keras_network(spec, params, reset_after=reset_after),
@@ -155,18 +156,19 @@ def test_onnx_nodes_hold_each_layer_and_direction_in_order(cell):
 
 
 @pytest.mark.parametrize("cell, reset_after", VARIANTS, ids=VARIANT_IDS)
-def test_keras_list_holds_each_layer_forward_then_backward(cell, reset_after):
+def test_keras_lists_hold_each_layer_forward_then_backward(cell, reset_after):
     spec = network_spec(cell, 3, True)
-    weights = to_keras_network(spec, labelled_params(spec), reset_after=reset_after)
-    assert len(weights) == 3 * 2 * 3
-    expected = []
-    for layer, direction, _suffix in spec.layers():
-        label = 100.0 * layer + 10 * direction
-        two_biases = (cell, reset_after) == ("gru", True)
-        expected += [[label + 0], [label + 1],
-                     [label + 2, label + 3] if two_biases else [2 * label + 5]]
-    assert [sorted(np.unique(array).tolist()) for array in weights] == expected
-    assert weights[3 * 3].shape == (2 * H, 3 * H if cell == "gru" else 4 * H)   # layer 1
+    layers = to_keras_network(spec, labelled_params(spec), reset_after=reset_after)
+    assert len(layers) == 3
+    two_biases = (cell, reset_after) == ("gru", True)
+    for layer, weights in enumerate(layers):
+        expected = []
+        for direction in (0, 1):
+            label = 100.0 * layer + 10 * direction
+            expected += [[label + 0], [label + 1],
+                         [label + 2, label + 3] if two_biases else [2 * label + 5]]
+        assert [sorted(np.unique(array).tolist()) for array in weights] == expected
+    assert layers[1][0].shape == (2 * H, spec.spec.n_gates * H)     # reads both directions
 
 
 def test_onnx_node_attributes_name_direction_and_reset():
@@ -219,15 +221,18 @@ def changed(sequence, index, value):
     (lambda: from_onnx_network(network_spec("gru", 2, True, bias=False),
                                to_onnx_network(SPEC, PARAMS)), ValueError,
      "ONNX layer 0 B is nonzero; the network has no bias"),
-    (lambda: from_keras_network(SPEC, to_keras_network(SPEC, PARAMS)[:-1]), ValueError,
-     "Keras weights hold 11 arrays; expected 12 = 2 layers x 2 directions x "
-     "[kernel, recurrent_kernel, bias]"),
+    (lambda: from_keras_network(SPEC, to_keras_network(SPEC, PARAMS)[:1]), ValueError,
+     "Keras weights of 1 layers; expected 2, a list of arrays per layer"),
+    (lambda: from_keras_network(SPEC, changed(to_keras_network(SPEC, PARAMS), 1,
+                                              to_keras_network(SPEC, PARAMS)[1][:3])),
+     ValueError, "Keras layer 1 has 3 arrays; expected 6 = 2 directions x "
+                 "[kernel, recurrent_kernel, bias] (bidirectional=True, bias=True)"),
     (lambda: from_keras_network(SPEC, to_keras_network(SPEC, PARAMS), reset_after=False),
-     ValueError, "Keras weights[2] (bias of layer 0 forward) has shape (2, 18); expected "
+     ValueError, "Keras layer 0 weights[2] (bias, forward) has shape (2, 18); expected "
                  "(18,) = (3*H,) (reset_after=False)"),
-    (lambda: from_keras_network(SPEC, changed(to_keras_network(SPEC, PARAMS), 6,
-                                              np.zeros((4, 18)))),
-     ValueError, "Keras weights[6] (kernel of layer 1 forward) has shape (4, 18); expected "
+    (lambda: from_keras_network(SPEC, changed(to_keras_network(SPEC, PARAMS), 1, changed(
+        to_keras_network(SPEC, PARAMS)[1], 3, np.zeros((4, 18))))),
+     ValueError, "Keras layer 1 weights[3] (kernel, reverse) has shape (4, 18); expected "
                  "(12, 18) = (directions*H, 3*H)"),
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_bad_weights_are_named(call, error, words):
@@ -409,18 +414,24 @@ def keras_outputs(model, spec, arrays):
 @pytest.mark.parametrize("cell, reset_after", VARIANTS, ids=VARIANT_IDS)
 def test_keras_network_matches_reference(keras, cell, reset_after, layers, bidirectional,
                                          bias):
-    """Both ways: our parameters converted into the model (model.set_weights), and the
-    model's own weights drawn afresh converted to ours, give the reference Network's
-    outputs in Keras (full-length sequences: Keras pads differently from torch)."""
+    """Both ways: our parameters converted into the model (model.set_weights), and each
+    Keras layer's weights drawn afresh (layer.set_weights) converted to ours, give the
+    reference Network's outputs in Keras (full-length sequences: Keras pads differently
+    from torch)."""
     spec = network_spec(cell, layers, bidirectional, bias)
     arrays = inputs(spec)
     model = keras_model(keras, spec, reset_after)
     params = random_params(spec, seed=10)
-    model.set_weights(to_keras_network(spec, params, reset_after=reset_after))
+    keras_weights = to_keras_network(spec, params, reset_after=reset_after)
+    model.set_weights([array for weights in keras_weights for array in weights])
     assert_outputs_close(keras_outputs(model, spec, arrays),
                          reference_network(spec, params, arrays, reset_after=reset_after))
 
-    model.set_weights(random_like(model.get_weights(), seed=11))
-    params = from_keras_network(spec, model.get_weights(), reset_after=reset_after)
+    recurrent_layers = [layer for layer in model.layers if layer.weights]
+    assert len(recurrent_layers) == spec.num_layers
+    for layer in recurrent_layers:
+        layer.set_weights(random_like(layer.get_weights(), seed=11))
+    params = from_keras_network(spec, [layer.get_weights() for layer in recurrent_layers],
+                                reset_after=reset_after)
     assert_outputs_close(keras_outputs(model, spec, arrays),
                          reference_network(spec, params, arrays, reset_after=reset_after))
