@@ -209,8 +209,15 @@ def from_onnx(cell: str, W, R, B=None) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- networks
 
-def _direction_name(direction: int) -> str:
-    return "reverse" if direction else "forward"
+def _network(spec) -> NetworkSpec:
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    return spec
+
+
+def _layer_input(layer: int) -> str:
+    """What layer ``layer``'s input width is, for error messages."""
+    return "I" if layer == 0 else "directions*H"
 
 
 def _keras_bias_shape(spec: NetworkSpec, reset_after: bool) -> tuple[tuple, str]:
@@ -225,8 +232,8 @@ def _keras_shapes(spec: NetworkSpec, layer: int,
                   reset_after: bool) -> dict[str, tuple[tuple, str]]:
     """One Keras layer's arrays in get_weights() order: their shapes and what they are."""
     G, H = spec.spec.n_gates, spec.hidden_size
-    width = "I" if layer == 0 else "directions*H"
-    shapes = {"kernel": ((spec.layer_input_size(layer), G * H), f"({width}, {G}*H)"),
+    shapes = {"kernel": ((spec.layer_input_size(layer), G * H),
+                         f"({_layer_input(layer)}, {G}*H)"),
               "recurrent_kernel": ((H, G * H), f"(H, {G}*H)")}
     if spec.bias:
         shapes["bias"] = _keras_bias_shape(spec, reset_after)
@@ -250,7 +257,7 @@ def to_keras_network(spec: NetworkSpec, params: dict, *,
     :func:`to_keras` ``[kernel, recurrent_kernel, bias]``, then the backward's; no bias
     without ``spec.bias`` (Keras' ``use_bias=False``). A model of these layers alone
     takes them joined: ``model.set_weights([a for layer in layers for a in layer])``."""
-    params = check_params(spec, params)
+    params = check_params(_network(spec), params)
     layers = [[] for _ in range(spec.num_layers)]
     for layer, direction, _suffix in spec.layers():
         kernel, recurrent_kernel, bias = to_keras(
@@ -265,6 +272,7 @@ def from_keras_network(spec: NetworkSpec, layers, *,
     """Per layer the ``get_weights()`` of the Keras layers :func:`to_keras_network`
     describes -> torch-named parameters. ValueError naming the array (its layer, index
     and direction) and both shapes where they do not fit ``spec``."""
+    _network(spec)
     layers = [list(weights) for weights in layers]
     if len(layers) != spec.num_layers:
         raise ValueError(f"Keras weights of {len(layers)} layers; expected "
@@ -283,7 +291,7 @@ def from_keras_network(spec: NetworkSpec, layers, *,
             for index, (name, (shape, meaning)) in enumerate(shapes.items(),
                                                              direction * len(shapes)):
                 what = (f"Keras layer {layer} weights[{index}] ({name}, "
-                        f"{_direction_name(direction)})")
+                        f"{'reverse' if direction else 'forward'})")
                 arrays[name] = _as_float(what, weights[index])
                 _check_shape(what, arrays[name], shape, meaning)
             if not spec.bias:       # use_bias=False: a zero bias converts to zero biases
@@ -297,7 +305,7 @@ def from_keras_network(spec: NetworkSpec, layers, *,
 def onnx_node_attributes(spec: NetworkSpec, *, reset_after: bool = True) -> dict:
     """The attributes of each layer's ONNX GRU/LSTM node: ``hidden_size``, ``direction``
     and, for a cell with a reset-before variant (GRU), ``linear_before_reset``."""
-    attributes = {"hidden_size": spec.hidden_size,
+    attributes = {"hidden_size": _network(spec).hidden_size,
                   "direction": "bidirectional" if spec.bidirectional else "forward"}
     if "reset_before" in spec.spec.variants:
         attributes["linear_before_reset"] = int(reset_after)
@@ -307,8 +315,8 @@ def onnx_node_attributes(spec: NetworkSpec, *, reset_after: bool = True) -> dict
 def _onnx_shapes(spec: NetworkSpec, layer: int) -> dict[str, tuple[tuple, str]]:
     """One ONNX node's W, R, B: their shapes and what they are."""
     D, G, H = spec.directions, spec.spec.n_gates, spec.hidden_size
-    width = "I" if layer == 0 else "directions*H"
-    return {"W": ((D, G * H, spec.layer_input_size(layer)), f"[directions, {G}*H, {width}]"),
+    return {"W": ((D, G * H, spec.layer_input_size(layer)),
+                  f"[directions, {G}*H, {_layer_input(layer)}]"),
             "R": ((D, G * H, H), f"[directions, {G}*H, H]"),
             "B": ((D, 2 * G * H), f"[directions, 2*{G}*H] = [Wb, Rb]")}
 
@@ -318,7 +326,7 @@ def to_onnx_network(spec: NetworkSpec, params: dict) -> list[dict[str, np.ndarra
     GRU/LSTM node (attributes: :func:`onnx_node_attributes`); direction d of W, R, B is
     :func:`to_onnx` of that layer's forward (d = 0) or ``_reverse`` (d = 1) parameters. No
     B without ``spec.bias`` (ONNX reads an absent B as zeros)."""
-    params = check_params(spec, params)
+    params = check_params(_network(spec), params)
     nodes = []
     for layer in range(spec.num_layers):
         directions = [to_onnx(spec.cell, direction_weights(spec, params, layer, direction))
@@ -334,6 +342,7 @@ def from_onnx_network(spec: NetworkSpec, nodes) -> dict[str, np.ndarray]:
     :func:`to_onnx_network` returns) -> torch-named parameters. ValueError naming the
     input (layer and name) and both shapes where they do not fit ``spec``; a nonzero B
     for a spec without bias is an error (torch's network has nowhere to keep it)."""
+    _network(spec)
     nodes = list(nodes)
     if len(nodes) != spec.num_layers:
         raise ValueError(f"ONNX weights of {len(nodes)} layers; expected {spec.num_layers}, "

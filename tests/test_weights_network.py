@@ -195,6 +195,8 @@ def changed(sequence, index, value):
 
 
 @pytest.mark.parametrize("call, error, words", [
+    (lambda: to_onnx_network("gru", PARAMS), TypeError, "spec must be a NetworkSpec, got str"),
+    (lambda: from_keras_network(None, []), TypeError, "spec must be a NetworkSpec"),
     (lambda: to_onnx_network(SPEC, without_reverse(PARAMS)), ValueError,
      "missing ['weight_ih_l0_reverse', 'weight_hh_l0_reverse', 'bias_ih_l0_reverse'"),
     (lambda: to_keras_network(network_spec("gru", 3, True), PARAMS), ValueError,
