@@ -177,15 +177,14 @@ class NetworkSpec:
         suffix, e.g. ``_l1_reverse``."""
         for layer in range(self.num_layers):
             for direction in range(self.directions):
-                yield layer, direction, f"_l{layer}" + ("_reverse" if direction else "")
+                yield layer, direction, _suffix(layer, direction)
 
     def parameter_names(self, layer: int, direction: int) -> dict[str, str]:
         """torch's names of one layer and direction's parameters, by the cell's names:
         ``{"w_ih": "weight_ih_l1_reverse", ...}``. The biases are named even without
         ``bias`` (the network then runs them as zeros)."""
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
-        return {name: TORCH_PARAMETER_PREFIXES[name] + suffix
-                for name in TORCH_PARAMETER_PREFIXES}
+        return {name: prefix + _suffix(layer, direction)
+                for name, prefix in TORCH_PARAMETER_PREFIXES.items()}
 
     def parameter_shapes(self) -> dict[str, tuple]:
         """torch.nn.GRU/LSTM's parameters, in its order: ``weight_ih_l{k}[_reverse]``,
@@ -202,6 +201,11 @@ class NetworkSpec:
 
     def parameter_count(self) -> int:
         return sum(_product(shape) for shape in self.parameter_shapes().values())
+
+
+def _suffix(layer: int, direction: int) -> str:
+    """torch's parameter-name suffix of a layer and direction: ``_l1``, ``_l1_reverse``."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
 
 
 def _product(shape: tuple) -> int:
