@@ -21,10 +21,12 @@ that the torch.nn worker then loads, so both time the same numbers.
 
 The outputs and every gradient (each parameter's, and each input's that needs one) are
 compared on one extra call in eval mode (dropout off), within grubench.tolerances'
-forward and gradient tolerances for the parameters' dtype. ``--overhead`` also times
-each swapped module's bare network (grubench.kernels.network.Network on the NumPy arrays
-the module saw) in the grubench.nn worker: the rest of the model's time is spent outside
-grubench's kernels.
+forward and gradient tolerances for the parameters' dtype. ``--overhead`` also times, in
+the grubench.nn worker, the swapped modules' bare networks (grubench.kernels.network.
+Network on the NumPy arrays the modules saw) in ABBA-ordered pairs with the model's call
+(grubench.timing.interleaved_ratios): "outside the networks" is 1 - the median of
+bare/model, the share of the model's time not spent in grubench's networks (for a model
+that is one GRU, grubench.nn's own overhead).
 
 Results: ``model.json`` (rows with the machine context and commit) and ``model.md``
 in ``--out``. A user's mistake (a bad dotted path, a factory that raises or returns
@@ -217,15 +219,15 @@ class _Runner:
         return arrays
 
 
-def _bare_networks(module, paths: list[str], inputs: tuple, training: bool, min_runs: int,
-                   min_time: float) -> float:
-    """Seconds of the swapped modules' networks alone (medians, summed): each
-    grubench.kernels.network.Network on the NumPy arrays its module received."""
+def _bare_networks(module, paths: list[str], inputs: tuple, training: bool):
+    """A call running the swapped modules' networks alone, one after the other: each
+    grubench.kernels.network.Network on the NumPy arrays its module received from
+    ``inputs`` (forward_train and backward with a random upstream gradient in training)."""
     import numpy as np
     import torch
     from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-    from grubench import backends, timing
+    from grubench import backends
     from grubench.kernels.network import Network
 
     seen = {}
@@ -248,28 +250,24 @@ def _bare_networks(module, paths: list[str], inputs: tuple, training: bool, min_
     finally:
         for hook in hooks:
             hook.remove()
-    total = 0.0
+    calls = []
     for key, child in children.items():
         x, states, lengths = seen[key]
         network = Network(backends.get(child.backend_name), child.spec,
                           reset_after=child.reset_after, dropout=child.dropout)
         params = {name: p.detach().numpy() for name, p in child.named_parameters()}
         seed = 0 if child.training and child.dropout > 0 else None
-        if training:
-            y = network.forward(x, params, *states, lengths=lengths)[0]
-            dy = np.random.default_rng(0).standard_normal(y.shape).astype(y.dtype)
+        y = network.forward(x, params, *states, lengths=lengths)[0]
+        dy = np.random.default_rng(0).standard_normal(y.shape).astype(y.dtype)
 
-            def call():
-                _outputs, saved = network.forward_train(x, params, *states, lengths=lengths,
-                                                        dropout_seed=seed)
-                network.backward(saved, dy)
-        else:
-            def call():
-                network.forward(x, params, *states, lengths=lengths)
-        call()                                   # compiled and warm
-        samples = timing.measure(call, lambda: None, min_runs=min_runs, min_time=min_time)
-        total += timing.summarize(samples).median_s
-    return total
+        def call(network=network, x=x, params=params, states=states, lengths=lengths, dy=dy):
+            if not training:
+                return network.forward(x, params, *states, lengths=lengths)
+            _outputs, saved = network.forward_train(x, params, *states, lengths=lengths,
+                                                    dropout_seed=seed)
+            return network.backward(saved, dy)
+        calls.append(call)
+    return lambda: [call() for call in calls]
 
 
 def run_request(_backend, request: dict, _state: dict) -> dict:
@@ -283,6 +281,8 @@ def run_request(_backend, request: dict, _state: dict) -> dict:
 
 
 def _measure(request: dict) -> dict:
+    import statistics
+
     import numpy as np
     import torch
 
@@ -329,10 +329,12 @@ def _measure(request: dict) -> dict:
                inputs=[list(t.shape) for t in _tensors(inputs)],
                first_call_s=first_s, median_s=stats.median_s, iqr_s=stats.iqr_s,
                min_s=stats.min_s, runs=stats.runs, unstable=stats.unstable,
-               samples_s=samples, networks_s=None)
+               samples_s=samples, networks_share=None)
     if request["overhead"] and swapped:
-        row["networks_s"] = _bare_networks(module, swapped, inputs, training,
-                                           request["min_runs"], request["min_time"])
+        # Pairs of calls in ABBA order in this worker, so that both see the same load.
+        ratios = timing.interleaved_ratios(_bare_networks(module, swapped, inputs, training),
+                                           call, pairs=max(request["min_runs"], 8))
+        row.update(networks_share=statistics.median(ratios), networks_ratios=ratios)
     return row
 
 
@@ -368,22 +370,21 @@ def summary(rows: list[dict], settings: dict) -> Table:
     """Both versions' times and the speedup."""
     by_variant = {row["variant"]: row for row in rows}
     theirs = by_variant["torch.nn"]["median_s"]
+    swapped = by_variant["grubench.nn"]["recurrent"]
     unit, scale = pick_unit([row["median_s"] for row in rows], TIME_UNITS)
     body = []
     for row in rows:
-        networks = row.get("networks_s")
+        share = row.get("networks_share")
         body.append([row["variant"], row["backend_version"],
-                     f"{row['median_s'] / scale:.2f}", f"{row['iqr_s'] / scale:.2f}",
+                     f"{row['median_s'] / scale:.3g}", f"{row['iqr_s'] / scale:.3g}",
                      str(row["runs"]), f"{theirs / row['median_s']:.2f}x",
-                     "-" if networks is None else f"{networks / scale:.2f}",
-                     "-" if networks is None else f"{1 - networks / row['median_s']:.1%}"])
+                     "-" if share is None else f"{1 - share:.1%}"])
     title = (f"grubench model {settings['factory']}: {settings['mode']}, "
              f"{rows[0]['dtype']}, {settings['threads']} thread"
              f"{'s' * (settings['threads'] > 1)}")
     return Table(title, ["recurrent layers", "backend", f"median ({unit})", f"IQR ({unit})",
-                         "runs", "speedup vs torch.nn", f"bare networks ({unit})",
-                         "outside them"],
-                 body, footer=f"swapped: {', '.join(by_variant['grubench.nn']['recurrent'])}; "
+                         "runs", "speedup vs torch.nn", "outside the networks"],
+                 body, footer=f"swapped: {', '.join(p or '(the model itself)' for p in swapped)}; "
                               f"inputs {rows[0]['inputs']}; {rows[0]['parameters']:,} "
                               f"parameters", left=2)
 
