@@ -113,6 +113,7 @@ def run_cli(capsys, *argv):
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_command_times_both_versions_and_writes_the_report(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(modelbench.Path(__file__).parents[1])   # the worker imports tests.*
     code, out, err = run_cli(capsys, f"{FACTORIES}:tiny", "--overhead", "--out",
@@ -133,8 +134,12 @@ def test_command_times_both_versions_and_writes_the_report(tmp_path, capsys, mon
 
 @pytest.mark.parametrize("factory, message", [
     ("nocolon", "FACTORY must be a dotted path"),
-    (f"{FACTORIES}:no_recurrent", "no torch.nn.GRU or torch.nn.LSTM inside"),
-    (f"{FACTORIES}:projected", "proj_size=2 is not supported"),
+    pytest.param(f"{FACTORIES}:raises", "raised RuntimeError: no data here",
+                 marks=pytest.mark.slow),
+    pytest.param(f"{FACTORIES}:no_recurrent", "no torch.nn.GRU or torch.nn.LSTM inside",
+                 marks=pytest.mark.slow),
+    pytest.param(f"{FACTORIES}:projected", "proj_size=2 is not supported",
+                 marks=pytest.mark.slow),
 ])
 def test_command_errors_are_one_line_and_exit_2(factory, message, tmp_path, capsys,
                                                 monkeypatch):
