@@ -19,8 +19,8 @@ class Tagger(nn.Module):
                  bidirectional: bool, cell: str):
         super().__init__()
         self.embedding = nn.Embedding(vocabulary, width)
-        recurrent = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
-        self.rnn = recurrent(width, width, num_layers=layers, bidirectional=bidirectional)
+        self.rnn = recurrent_class(cell)(width, width, num_layers=layers,
+                                         bidirectional=bidirectional)
         self.linear = nn.Linear((2 if bidirectional else 1) * width, classes)
 
     def forward(self, tokens):
@@ -28,9 +28,11 @@ class Tagger(nn.Module):
         return self.linear(y)
 
 
-def _check_cell(cell: str) -> None:
+def recurrent_class(cell: str):
+    """torch.nn.GRU or torch.nn.LSTM by cell name."""
     if cell not in ("gru", "lstm"):
         raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+    return nn.GRU if cell == "gru" else nn.LSTM
 
 
 def tagger(batch: int = 1, steps: int = 100, width: int = 256, layers: int = 2,
@@ -38,7 +40,6 @@ def tagger(batch: int = 1, steps: int = 100, width: int = 256, layers: int = 2,
            cell: str = "gru"):
     """embedding -> ``layers``-layer (bidirectional) ``cell`` of ``width`` -> linear; a
     batch of ``batch`` random sequences of ``steps`` tokens."""
-    _check_cell(cell)
     module = Tagger(vocabulary, width, classes, layers, bidirectional, cell)
     return module, (torch.randint(vocabulary, (steps, batch)),)
 
@@ -46,7 +47,6 @@ def tagger(batch: int = 1, steps: int = 100, width: int = 256, layers: int = 2,
 def rnn(steps: int = 100, batch: int = 16, input: int = 256, hidden: int = 256,  # noqa: A002
         layers: int = 1, bidirectional: bool = False, cell: str = "gru"):
     """One torch.nn.GRU (or LSTM) alone on x of shape (steps, batch, input)."""
-    _check_cell(cell)
-    module = {"gru": nn.GRU, "lstm": nn.LSTM}[cell](input, hidden, num_layers=layers,
-                                                     bidirectional=bidirectional)
+    module = recurrent_class(cell)(input, hidden, num_layers=layers,
+                                   bidirectional=bidirectional)
     return module, (torch.randn(steps, batch, input, requires_grad=True),)

@@ -41,7 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grubench.tables import Table, pick_unit, render_markdown, render_text, TIME_UNITS
+from grubench.tables import TIME_UNITS, Table, pick_unit, render_markdown, render_text
 
 STEM = "model"
 VARIANTS = ("grubench.nn", "torch.nn")
@@ -308,7 +308,7 @@ def _measure(request: dict) -> dict:
     try:
         arrays = runner.results(training)
     except ModelError:
-        raise
+        raise                                # already says what is wrong
     except Exception as error:
         raise ModelError(f"the model's forward{'+backward' * training} with {variant} "
                          f"raised {type(error).__name__}: {error}") from None
