@@ -273,6 +273,7 @@ def test_a_baseline_of_another_machine_is_not_used_for_a_verdict(tmp_path, tiny_
     assert "no baseline for this machine; record one with --update" in out
 
 
+@pytest.mark.slow
 def test_the_baseline_of_this_machine_is_found_by_its_fingerprint(tmp_path, tiny_suite,
                                                                   monkeypatch, capsys):
     from grubench import cli, machine
@@ -297,6 +298,7 @@ def test_without_a_baseline_and_without_history_the_gate_passes_and_says_why(
     assert out[1] == "no baseline for this machine; record one with --update"
 
 
+@pytest.mark.slow
 def test_update_writes_this_machines_baseline_with_its_fingerprint(tmp_path, tiny_suite,
                                                                     monkeypatch, capsys):
     from grubench import cli, machine
@@ -305,3 +307,116 @@ def test_update_writes_this_machines_baseline_with_its_fingerprint(tmp_path, tin
     assert cli.main(["regress", "--update", "--pairs", "3"]) == 1   # one case unavailable
     path = tmp_path / f"regress-{machine.fingerprint_id(machine.fingerprint())}.json"
     assert baselines.load_baseline(path)["fingerprint"] == machine.fingerprint()
+
+
+# The command's logic with the measurement replaced by fixed ratios: no worker, no timing.
+TWO_SUITE = {"ci": (Task(Case("gru", 4, 1, 4, 4), "numpy"),
+                    Task(Case("gru", 4, 1, 4, 8), "numpy"))}
+KEY_A, KEY_B = (task.key for task in TWO_SUITE["ci"])
+
+
+@pytest.fixture
+def fixed_ratios(monkeypatch):
+    """``regress.measure`` answering from ``answers`` (one mapping key -> ratio, or -> a
+    failure status, per call, in order); each call's (keys, pairs) is kept in ``calls``."""
+    monkeypatch.setattr(regress, "SUITES", TWO_SUITE)
+    calls, answers = [], []
+
+    def measure(tasks, pairs, log_dir):
+        keys = [task.key for task in tasks]
+        answer = answers[len(calls)]
+        calls.append((keys, pairs))
+        return {key: ({"key": key, "status": "ok", "reason": None, "ratio": answer[key],
+                       "case_s": 0.001}
+                      if isinstance(answer[key], float) else
+                      {"key": key, "status": answer[key], "reason": "boom"})
+                for key in keys}
+
+    monkeypatch.setattr(regress, "measure", measure)
+    return calls, answers
+
+
+def test_against_a_baseline_a_confirmed_slowdown_exits_1_with_its_changes(
+        tmp_path, fixed_ratios, capsys):
+    """Baseline a=1.0, b=2.0; first a=1.5 (+50%, over the 25% tolerance), b=2.2 (+10%);
+    a is re-measured alone with twice the pairs, 1.4: +40% against the same baseline."""
+    from grubench import cli, machine
+
+    calls, answers = fixed_ratios
+    answers += [{KEY_A: 1.5, KEY_B: 2.2}, {KEY_A: 1.4}]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"schema": baselines.SCHEMA,
+                                    "fingerprint": machine.fingerprint(),
+                                    "cases": {KEY_A: {"ratio": 1.0}, KEY_B: {"ratio": 2.0}}}))
+    out_json = tmp_path / "verdicts.json"
+    assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5", "--json",
+                     str(out_json), "--no-history"]) == 1
+    assert calls == [([KEY_A, KEY_B], 5), ([KEY_A], 10)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["case", "baseline", "current", "change", "verdict"]
+    assert lines[2].split() == [KEY_A, "1", "1.4", "+40.0%", "regression", "(first", "+50.0%,",
+                                "re-measured)"]
+    assert lines[3].split() == [KEY_B, "2", "2.2", "+10.0%", "ok"]
+    assert lines[4] == ("ratio = case time / calibration product time, same worker, "
+                        "interleaved; tolerance +25%")
+    assert lines[5].startswith("REGRESSION (")
+    written = json.loads(out_json.read_text())
+    assert written["exit_code"] == 1 and written["tolerance"] == 0.25
+    assert written["compared_with"] == "baseline"
+    by_key = {v["key"]: v for v in written["verdicts"]}
+    assert by_key[KEY_A]["change"] == pytest.approx(0.4, abs=1e-12)
+    assert by_key[KEY_A]["first_change"] == pytest.approx(0.5, abs=1e-12)
+    assert by_key[KEY_B]["change"] == pytest.approx(0.1, abs=1e-12)
+    assert by_key[KEY_B]["verdict"] == "ok"
+
+
+def test_against_a_baseline_the_tolerance_option_decides_and_nothing_is_remeasured(
+        tmp_path, fixed_ratios, capsys):
+    """+50% under --tolerance 0.6 is ok and -70% faster: no re-measurement, exit 0; the
+    default pairs."""
+    from grubench import cli, machine
+
+    calls, answers = fixed_ratios
+    answers += [{KEY_A: 1.5, KEY_B: 0.6}]
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"schema": baselines.SCHEMA,
+                                    "fingerprint": machine.fingerprint(),
+                                    "cases": {KEY_A: {"ratio": 1.0}, KEY_B: {"ratio": 2.0}}}))
+    assert cli.main(["regress", "--baseline", str(baseline), "--tolerance", "0.6",
+                     "--no-history"]) == 0
+    assert calls == [([KEY_A, KEY_B], regress.DEFAULT_PAIRS)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split() == [KEY_A, "1", "1.5", "+50.0%", "ok"]
+    assert lines[3].split() == [KEY_B, "2", "0.6", "-70.0%", "faster"]
+    assert lines[4].endswith("tolerance +60%")
+    assert lines[5].startswith("no regression (")
+
+
+def test_update_records_each_measured_ratio_and_names_what_failed(tmp_path, fixed_ratios,
+                                                                   capsys):
+    from grubench import cli, machine
+
+    calls, answers = fixed_ratios
+    answers += [{KEY_A: 1.25, KEY_B: "crashed"}]
+    path = tmp_path / "b.json"
+    assert cli.main(["regress", "--update", "--baseline", str(path), "--pairs", "4"]) == 1
+    assert calls == [([KEY_A, KEY_B], 4)]
+    document = baselines.load_baseline(path)
+    assert document["cases"] == {KEY_A: {"ratio": 1.25, "case_s": 0.001}}
+    assert document["tolerance"] == regress.DEFAULT_TOLERANCE
+    assert document["fingerprint"] == machine.fingerprint()
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"baseline {path} written with 1 cases (")
+    assert out[1] == f"  not recorded: {KEY_B}: crashed: boom"
+
+
+def test_update_with_every_case_measured_exits_0(tmp_path, fixed_ratios):
+    from grubench import cli
+
+    _, answers = fixed_ratios
+    answers += [{KEY_A: 1.0, KEY_B: 3.0}]
+    path = tmp_path / "b.json"
+    assert cli.main(["regress", "--update", "--baseline", str(path), "--tolerance", "0.3"]) == 0
+    document = baselines.load_baseline(path)
+    assert document["tolerance"] == 0.3
+    assert {k: v["ratio"] for k, v in document["cases"].items()} == {KEY_A: 1.0, KEY_B: 3.0}
