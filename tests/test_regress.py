@@ -112,6 +112,8 @@ FINGERPRINT = {"vendor": "V", "cpu_model": "M", "isa": "avx2", "cores": 2}
      "no valid 'cases'"),
     (json.dumps({"schema": baselines.SCHEMA, "fingerprint": FINGERPRINT,
                  "cases": {"a": {"ratio": True}}}), "no valid 'cases'"),
+    (json.dumps({"schema": baselines.SCHEMA, "fingerprint": FINGERPRINT,
+                 "cases": {"a": {"ratio": 0}}}), "no valid 'cases'"),
 ])
 def test_missing_or_corrupt_baseline(tmp_path, content, message):
     path = tmp_path / "baseline.json"
@@ -147,7 +149,9 @@ def test_case_keys_name_every_field_that_changes_the_time():
 
 
 def test_task_entries_round_trip():
-    for task in regress.CI_SUITE:
+    others = (Task(Case("gru", 3, 2, 5, 7, dtype="float64"), "numpy", threads=2),
+              Task(Case("lstm", 3, 2, 5, 7, mode="training"), "torch-cpu", threads=4))
+    for task in (*regress.CI_SUITE, *others):
         assert baselines.task_of(json.loads(json.dumps(baselines.task_entry(task)))) == task
 
 
@@ -420,3 +424,48 @@ def test_update_with_every_case_measured_exits_0(tmp_path, fixed_ratios):
     document = baselines.load_baseline(path)
     assert document["tolerance"] == 0.3
     assert {k: v["ratio"] for k, v in document["cases"].items()} == {KEY_A: 1.0, KEY_B: 3.0}
+
+
+def test_a_long_note_is_cut_to_100_characters_in_the_table():
+    kept, cut = "k" * 100, "c" * 101
+    lines = render_table([Verdict("a", 1.0, None, "failed", kept),
+                          Verdict("b", 1.0, None, "failed", cut)], TOL).splitlines()
+    assert lines[2].endswith(f"failed ({kept})")
+    assert lines[3].endswith(f"failed ({'c' * 97}...)")
+
+
+def test_the_verdict_table_of_every_kind_of_case():
+    """Each verdict the gate gives, its figures and note as the table prints them."""
+    remeasured = []
+
+    def remeasure(keys):
+        remeasured.extend(keys)
+        return {"a": (1.0, 1.4), "e": (2.0, 2.1)}    # b's re-measurement failed
+
+    baseline = {"a": 1.0, "b": 2.0, "c": 1.0, "d": 1.0, "e": 2.0}
+    current = {"a": ok(1.5), "b": ok(3.0), "d": {"status": "crashed", "reason": "boom"},
+               "e": ok(2.6), "f": ok(0.5),
+               "g": {**ok(0.25), "base_failure": "the base revision: crashed"}}
+    verdicts = compare(baseline, current, TOL, remeasure)
+    assert remeasured == ["a", "b", "e"]
+    assert [(v.key, v.baseline_ratio, v.current_ratio, v.verdict, v.first_change)
+            for v in verdicts] == [("a", 1.0, 1.4, "regression", 0.5),
+                                   ("b", 2.0, None, "slower-unconfirmed", 0.5),
+                                   ("c", 1.0, None, "missing", None),
+                                   ("d", 1.0, None, "failed", None),
+                                   ("e", 2.0, 2.1, "slower-unconfirmed", pytest.approx(0.3)),
+                                   ("f", None, 0.5, "new", None),
+                                   ("g", None, 0.25, "new", None)]
+    within = "the re-measurement was within the tolerance"
+    assert render_table(verdicts, TOL).splitlines() == [
+        "case  baseline  current  change  verdict",
+        "----  --------  -------  ------  " + "-" * len(f"slower-unconfirmed (first +50.0%; {within})"),
+        "a     1         1.4      +40.0%  regression (first +50.0%, re-measured)",
+        f"b     2         -        -       slower-unconfirmed (first +50.0%; {within})",
+        "c     1         -        -       missing (in the baseline, not measured)",
+        "d     1         -        -       failed (crashed: boom)",
+        f"e     2         2.1      +5.0%   slower-unconfirmed (first +30.0%; {within})",
+        "f     -         0.5      -       new (not in the baseline)",
+        "g     -         0.25     -       new (the base revision: crashed)",
+        "ratio = case time / calibration product time, same worker, interleaved; "
+        "tolerance +25%"]
