@@ -469,3 +469,134 @@ def test_the_verdict_table_of_every_kind_of_case():
         "g     -         0.25     -       new (the base revision: crashed)",
         "ratio = case time / calibration product time, same worker, interleaved; "
         "tolerance +25%"]
+
+
+# grubench.calibrated with the timing and the worker replaced: what it reports of them.
+
+class CountingBackend:
+    """A backend whose prepared case records which step the measurement runs."""
+    available = True
+
+    def __init__(self):
+        self.steps = []
+
+    def prepare(self, args):
+        self.args = args
+        steps = self.steps
+
+        class Prepared:
+            def forward(self):
+                steps.append("forward")
+
+            def training_step(self):
+                steps.append("training_step")
+
+            def synchronize(self):
+                steps.append("synchronize")
+
+        return Prepared()
+
+
+@pytest.mark.parametrize("mode, step", [("inference", "forward"), ("training", "training_step")])
+def test_a_task_is_the_median_of_its_pair_ratios_against_its_calibration(monkeypatch, mode,
+                                                                        step):
+    seen = {}
+
+    def interleaved_ratios(call, reference, pairs, clock):
+        seen.update(pairs=pairs, clock=clock, product=reference().shape)
+        call()
+        return [3.0, 1.0, 2.0, 10.0]            # median of an even count: (2 + 3) / 2
+
+    monkeypatch.setattr(timing, "interleaved_ratios", interleaved_ratios)
+    monkeypatch.setattr(timing, "block_time", lambda call, calls, clock: 0.125)
+    monkeypatch.delenv(calibrated.SLOWDOWN_ENV, raising=False)
+    backend = CountingBackend()
+    task = Task(Case("gru", 5, 3, 4, 6, mode=mode), "fake")
+    row = calibrated.measure_task(backend, task, 7)
+    assert row == {"key": task.key, "status": "ok", "reason": None, "ratio": 2.5,
+                   "ratios": [3.0, 1.0, 2.0, 10.0], "case_s": 0.125}
+    # the calibration product: (T*B, I+H) x (I+H, 3H), timed by process CPU time
+    assert seen == {"pairs": 7, "clock": timing.PROCESS_TIME, "product": (15, 18)}
+    assert backend.steps == [step, "synchronize"] * 2      # the warm-up, then the timed call
+    assert backend.args.dy is not None          # with upstream gradients, as the baselines
+
+
+def test_an_unavailable_backend_is_a_row_saying_why():
+    class Missing:
+        available = False
+        why_unavailable = "not installed here"
+
+    task = Task(Case("gru", 5, 3, 4, 6), "fake")
+    assert calibrated.measure_task(Missing(), task, 7) == {
+        "key": task.key, "status": "unavailable", "reason": "not installed here"}
+
+
+def test_slowed_spins_until_factor_times_the_calls_clock_time(monkeypatch):
+    now = [0.0]
+
+    def clock():                     # each reading advances the clock by 1
+        now[0] += 1
+        return now[0] - 1
+
+    def run():
+        now[0] += 10
+        return "result"
+
+    monkeypatch.setattr(calibrated, "CLOCK", clock)
+    assert calibrated.slowed(run, 3.0)() == "result"
+    # start 0, the call ends at 11: the deadline 3 * 11 = 33 is the first reading not below
+    assert now[0] == 34
+
+
+def test_tasks_are_grouped_by_backend_and_threads():
+    tasks = [Task(Case("gru", 4, 1, 4, 4), "numpy", 2), Task(Case("gru", 4, 1, 4, 4), "numpy"),
+             Task(Case("gru", 5, 1, 4, 4), "numpy", 2), Task(Case("gru", 4, 1, 4, 4), "a")]
+    assert [(worker, [t.case.T for t in group]) for worker, group in
+            calibrated.by_worker(tasks)] == [(("a", 1), [4]), (("numpy", 1), [4]),
+                                             (("numpy", 2), [4, 5])]
+
+
+def test_measure_gives_every_task_a_row_and_replaces_a_crashed_worker(monkeypatch, tmp_path,
+                                                                      capsys):
+    from grubench.worker import WorkerFailed
+
+    started, closed = [], []
+
+    class FakeWorker:
+        def __init__(self, backend, threads, log_path, timeout, **start):
+            started.append((backend, threads, log_path, timeout))
+            self.hello = {"available": backend != "gone", "reason": "not here"}
+
+        def request(self, message, timeout):
+            assert message["kind"] == "regress" and message["pairs"] == 9
+            if message["task"]["T"] == 13:
+                raise WorkerFailed("crashed", "worker died (signal SIGSEGV)")
+            return {"status": "ok", "reason": None, "ratio": message["task"]["T"] / 8}
+
+        def close(self, kill):
+            closed.append(kill)
+
+    monkeypatch.setattr(calibrated, "Worker", FakeWorker)
+    tasks = [Task(Case("gru", T, 1, 4, 4), backend, threads) for T, backend, threads in
+             ((4, "numpy", 1), (13, "numpy", 1), (6, "numpy", 1), (4, "numpy", 2),
+              (4, "gone", 1))]
+    rows = calibrated.measure(tasks, 9, tmp_path)
+    assert {key: (row["status"], row.get("ratio"), row["reason"]) for key, row in rows.items()} \
+        == {tasks[0].key: ("ok", 0.5, None),
+            tasks[1].key: ("crashed", None, "worker died (signal SIGSEGV)"),
+            tasks[2].key: ("ok", 0.75, None),
+            tasks[3].key: ("ok", 0.5, None),
+            tasks[4].key: ("unavailable", None, "not here")}
+    assert all(rows[key]["key"] == key for key in rows)
+    timeout = calibrated.CASE_TIMEOUT_S
+    assert started == [("gone", 1, tmp_path / "regress-gone-1.log", timeout),
+                       ("numpy", 1, tmp_path / "regress-numpy-1.log", timeout),
+                       ("numpy", 1, tmp_path / "regress-numpy-1.log", timeout),  # after the crash
+                       ("numpy", 2, tmp_path / "regress-numpy-2.log", timeout)]
+    assert closed == [True, True, True]      # each live worker, killed at its group's end
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"  {tasks[4].key}: unavailable: not here",
+                   f"  {tasks[0].key}: ratio 0.5",
+                   f"  {tasks[1].key}: crashed: worker died (signal SIGSEGV)",
+                   f"  {tasks[2].key}: ratio 0.75",
+                   f"  {tasks[3].key}: ratio 0.5"]
