@@ -235,7 +235,7 @@ def test_bad_regress_arguments_exit_2(capsys):
     assert cli.main(["regress", "--pairs", "1"]) == 2
 
 
-def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, tiny_suite, capsys):
+def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, fixed_ratios, capsys):
     from grubench import cli, machine
 
     baseline = tmp_path / "other.json"
@@ -244,6 +244,7 @@ def test_a_baseline_of_other_cases_is_refused_not_passed(tmp_path, tiny_suite, c
                                     "cases": {"some/other/case": {"ratio": 1.0}}}))
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "3"]) == 2
     assert "holds none of the ci suite's cases" in capsys.readouterr().err
+    assert fixed_ratios[0] == []            # nothing measured
 
 
 def test_update_into_an_unwritable_folder_fails_before_measuring(tiny_suite, capsys,
@@ -327,6 +328,7 @@ def fixed_ratios(monkeypatch):
     calls, answers = [], []
 
     def measure(tasks, pairs, log_dir):
+        assert log_dir.is_dir()             # the workers' logs go there
         keys = [task.key for task in tasks]
         answer = answers[len(calls)]
         calls.append((keys, pairs))
@@ -341,10 +343,16 @@ def fixed_ratios(monkeypatch):
 
 
 def test_against_a_baseline_a_confirmed_slowdown_exits_1_with_its_changes(
-        tmp_path, fixed_ratios, capsys):
+        tmp_path, fixed_ratios, monkeypatch, capsys):
     """Baseline a=1.0, b=2.0; first a=1.5 (+50%, over the 25% tolerance), b=2.2 (+10%);
     a is re-measured alone with twice the pairs, 1.4: +40% against the same baseline."""
-    from grubench import cli, machine
+    import time
+
+    from grubench import cli, history, machine
+
+    recorded = []
+    monkeypatch.setattr(history, "record", lambda document, args: recorded.append(
+        (document, args.no_history)))
 
     calls, answers = fixed_ratios
     answers += [{KEY_A: 1.5, KEY_B: 2.2}, {KEY_A: 1.4}]
@@ -353,10 +361,20 @@ def test_against_a_baseline_a_confirmed_slowdown_exits_1_with_its_changes(
                                     "fingerprint": machine.fingerprint(),
                                     "cases": {KEY_A: {"ratio": 1.0}, KEY_B: {"ratio": 2.0}}}))
     out_json = tmp_path / "verdicts.json"
+    started = time.perf_counter()
     assert cli.main(["regress", "--baseline", str(baseline), "--pairs", "5", "--json",
                      str(out_json), "--no-history"]) == 1
+    took = time.perf_counter() - started
     assert calls == [([KEY_A, KEY_B], 5), ([KEY_A], 10)]
-    lines = capsys.readouterr().out.splitlines()
+    # the first measurement goes to the history (which --no-history then declines)
+    assert [({k: v["ratio"] for k, v in d["cases"].items()}, d["tolerance"],
+             d["fingerprint"], no_history) for d, no_history in recorded] == [
+        ({KEY_A: 1.5, KEY_B: 2.2}, 0.25, machine.fingerprint(), True)]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"grubench regress: against {baseline}: 2 cases, 5 pairs each",
+        "grubench regress: re-measuring 1 slower case(s)"]
+    lines = captured.out.splitlines()
     assert lines[0].split() == ["case", "baseline", "current", "change", "verdict"]
     assert lines[2].split() == [KEY_A, "1", "1.4", "+40.0%", "regression", "(first", "+50.0%,",
                                 "re-measured)"]
@@ -367,6 +385,7 @@ def test_against_a_baseline_a_confirmed_slowdown_exits_1_with_its_changes(
     written = json.loads(out_json.read_text())
     assert written["exit_code"] == 1 and written["tolerance"] == 0.25
     assert written["compared_with"] == "baseline"
+    assert 0 <= written["seconds"] <= took
     by_key = {v["key"]: v for v in written["verdicts"]}
     assert by_key[KEY_A]["change"] == pytest.approx(0.4, abs=1e-12)
     assert by_key[KEY_A]["first_change"] == pytest.approx(0.5, abs=1e-12)
@@ -398,19 +417,28 @@ def test_against_a_baseline_the_tolerance_option_decides_and_nothing_is_remeasur
 
 def test_update_records_each_measured_ratio_and_names_what_failed(tmp_path, fixed_ratios,
                                                                    capsys):
+    import time
+
     from grubench import cli, machine
 
     calls, answers = fixed_ratios
     answers += [{KEY_A: 1.25, KEY_B: "crashed"}]
     path = tmp_path / "b.json"
+    started = time.perf_counter()
     assert cli.main(["regress", "--update", "--baseline", str(path), "--pairs", "4"]) == 1
+    took = time.perf_counter() - started
     assert calls == [([KEY_A, KEY_B], 4)]
+    captured = capsys.readouterr()
+    assert captured.err == "grubench regress: 2 cases, 4 pairs each\n"
     document = baselines.load_baseline(path)
     assert document["cases"] == {KEY_A: {"ratio": 1.25, "case_s": 0.001}}
     assert document["tolerance"] == regress.DEFAULT_TOLERANCE
     assert document["fingerprint"] == machine.fingerprint()
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"baseline {path} written with 1 cases (")
+    assert document["machine"]["cpu_model"] == machine.context()["cpu_model"]
+    out = captured.out.splitlines()
+    head, seconds = out[0].rsplit(" (", 1)
+    assert head == f"baseline {path} written with 1 cases"
+    assert seconds.endswith(" s)") and 0 <= int(seconds[:-3]) <= round(took)
     assert out[1] == f"  not recorded: {KEY_B}: crashed: boom"
 
 
@@ -600,3 +628,139 @@ def test_measure_gives_every_task_a_row_and_replaces_a_crashed_worker(monkeypatc
                    f"  {tasks[1].key}: crashed: worker died (signal SIGSEGV)",
                    f"  {tasks[2].key}: ratio 0.75",
                    f"  {tasks[3].key}: ratio 0.5"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tolerance", "0"], "--tolerance must be a fraction between 0 and 10, got 0.0"),
+    (["--tolerance", "10"], "--tolerance must be a fraction between 0 and 10, got 10.0"),
+    (["--pairs", "2"], "--pairs must be at least 3, got 2"),
+    (["--rounds", "1"], "--rounds must be at least 2, got 1"),
+    (["--update", "--against", "HEAD"],
+     "--update records a baseline; it does not go with --against"),
+])
+def test_each_bad_regress_setting_exits_2_naming_it(argv, message, capsys):
+    from grubench import cli
+
+    assert cli.main(["regress", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"grubench: error: {message}"
+
+
+@pytest.fixture
+def fixed_ab(monkeypatch, tmp_path):
+    """The A/B path with the base revision's install and the measurement replaced: the
+    base at ``tmp_path``, commit 0123456789abcdef; ``answers`` are (base ratios, current
+    ratios) per ``ab.measure`` call, each call's (keys, site, rounds, pairs) in ``calls``;
+    the documents given to the history in ``recorded``."""
+    import contextlib
+
+    from grubench import ab, history
+
+    monkeypatch.setattr(regress, "SUITES", TWO_SUITE)
+    calls, answers, recorded, installed = [], [], [], []
+
+    @contextlib.contextmanager
+    def base_install(rev):
+        installed.append(rev)
+        yield "0123456789abcdef", tmp_path
+
+    def measure(tasks, site, rounds, pairs, log_dir):
+        assert log_dir.is_dir()
+        keys = [task.key for task in tasks]
+        base, current = answers[len(calls)]
+        calls.append((keys, site, rounds, pairs))
+        return base, {key: {"key": key, "status": "ok", "reason": None, "ratio": ratio}
+                      for key, ratio in current.items()}
+
+    monkeypatch.setattr(ab, "base_install", base_install)
+    monkeypatch.setattr(ab, "sigterm_as_interrupt", contextlib.nullcontext)
+    monkeypatch.setattr(ab, "default_base", lambda: "merge-base-rev")
+    monkeypatch.setattr(ab, "measure", measure)
+    monkeypatch.setattr(history, "record", lambda document, args: recorded.append(document))
+    return calls, answers, recorded, installed
+
+
+def test_the_ab_gate_remeasures_both_sides_and_confirms_a_regression(fixed_ab, tmp_path,
+                                                                     capsys):
+    """Base a=1.0, b=2.0, current a=1.3 (+30%, over the 15% A/B tolerance), b=2.1 (+5%);
+    a again with twice the turns: base 1.1, current 1.5: +36.4%, a regression."""
+    from grubench import cli
+
+    calls, answers, recorded, installed = fixed_ab
+    answers += [({KEY_A: 1.0, KEY_B: 2.0}, {KEY_A: 1.3, KEY_B: 2.1}),
+                ({KEY_A: 1.1}, {KEY_A: 1.5})]
+    assert cli.main(["regress", "--against", "v1", "--pairs", "4", "--rounds", "3"]) == 1
+    assert installed == ["v1"]
+    assert calls == [([KEY_A, KEY_B], tmp_path, 3, 4), ([KEY_A], tmp_path, 6, 4)]
+    assert [(sorted(d["cases"].items()), d["tolerance"]) for d in recorded] == [
+        ([(KEY_A, {"ratio": 1.3, "case_s": None}), (KEY_B, {"ratio": 2.1, "case_s": None})],
+         0.15)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "base: v1 = 0123456789ab"
+    assert lines[1].split() == ["case", "base", "current", "change", "verdict"]
+    assert lines[3].split() == [KEY_A, "1.1", "1.5", "+36.4%", "regression", "(first",
+                                "+30.0%,", "re-measured)"]
+    assert lines[4].split() == [KEY_B, "2", "2.1", "+5.0%", "ok"]
+    assert lines[5].endswith("tolerance +15%")
+    assert lines[6].startswith("REGRESSION (")
+
+
+def test_the_ab_gate_without_a_revision_uses_the_merge_base(fixed_ab, capsys):
+    from grubench import cli
+
+    calls, answers, _, installed = fixed_ab
+    answers += [({KEY_A: 1.0, KEY_B: 2.0}, {KEY_A: 1.1, KEY_B: 2.0})]
+    assert cli.main(["regress", "--against", "--tolerance", "0.2"]) == 0
+    assert installed == ["merge-base-rev"]
+    assert [(rounds, pairs) for _, _, rounds, pairs in calls] == [
+        (regress.AB_ROUNDS, regress.AB_PAIRS)]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "base: the merge-base with main (HEAD~1 on main) = 0123456789ab"
+    assert lines[3].split() == [KEY_A, "1", "1.1", "+10.0%", "ok"]
+    assert lines[5].endswith("tolerance +20%")
+    assert lines[6].startswith("no regression (")
+
+
+def test_without_a_baseline_the_gate_falls_back_to_the_ab_test(fixed_ab, tmp_path,
+                                                                monkeypatch, capsys):
+    from grubench import ab, cli
+
+    calls, answers, _, installed = fixed_ab
+    answers += [({KEY_A: 1.0, KEY_B: 2.0}, {KEY_A: 1.0, KEY_B: 2.0})]
+    monkeypatch.setattr(baselines, "BASELINE_DIR", tmp_path / "none")
+    monkeypatch.setattr(ab, "has_history", lambda: True)
+    assert cli.main(["regress"]) == 0
+    assert installed == ["merge-base-rev"] and len(calls) == 1
+
+
+def test_no_base_revision_passes_and_says_nothing_was_gated(fixed_ab, monkeypatch, capsys):
+    from grubench import ab, cli
+
+    calls, _, _, installed = fixed_ab
+    monkeypatch.setattr(ab, "default_base", lambda: None)
+    assert cli.main(["regress", "--against"]) == 0
+    assert capsys.readouterr().out.strip() == ("grubench regress: no base revision to "
+                                               "compare with (first commit or shallow "
+                                               "clone); nothing gated")
+    assert installed == [] and calls == []
+
+
+def test_a_base_revision_that_cannot_be_installed_exits_2(fixed_ab, monkeypatch, capsys):
+    from grubench import ab, cli
+
+    def base_install(rev):
+        raise ab.RevisionError(f"revision {rev!r} does not exist")
+
+    monkeypatch.setattr(ab, "base_install", base_install)
+    assert cli.main(["regress", "--against", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == ("grubench regress: revision 'nope' does not "
+                                               "exist")
+
+
+def test_a_corrupt_baseline_named_by_the_user_exits_2_naming_it(tmp_path, capsys):
+    from grubench import cli
+
+    path = tmp_path / "b.json"
+    path.write_text("{not json")
+    assert cli.main(["regress", "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"grubench regress: baseline {path} is not valid JSON: ")
