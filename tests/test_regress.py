@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from grubench import baseline as baselines
@@ -368,8 +369,10 @@ def test_against_a_baseline_a_confirmed_slowdown_exits_1_with_its_changes(
     assert calls == [([KEY_A, KEY_B], 5), ([KEY_A], 10)]
     # the first measurement goes to the history (which --no-history then declines)
     assert [({k: v["ratio"] for k, v in d["cases"].items()}, d["tolerance"],
-             d["fingerprint"], no_history) for d, no_history in recorded] == [
-        ({KEY_A: 1.5, KEY_B: 2.2}, 0.25, machine.fingerprint(), True)]
+             d["fingerprint"], d["machine"]["cpu_model"], no_history)
+            for d, no_history in recorded] == [
+        ({KEY_A: 1.5, KEY_B: 2.2}, 0.25, machine.fingerprint(),
+         machine.context()["cpu_model"], True)]
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
         f"grubench regress: against {baseline}: 2 cases, 5 pairs each",
@@ -531,22 +534,60 @@ def test_a_task_is_the_median_of_its_pair_ratios_against_its_calibration(monkeyp
     seen = {}
 
     def interleaved_ratios(call, reference, pairs, clock):
-        seen.update(pairs=pairs, clock=clock, product=reference().shape)
+        product = reference()
+        seen.update(pairs=pairs, clock=clock, product=(product.shape, product.dtype))
         call()
         return [3.0, 1.0, 2.0, 10.0]            # median of an even count: (2 + 3) / 2
 
+    def block_time(call, calls, clock):
+        seen.update(block=(calls, clock))
+        call()
+        return 0.125
+
     monkeypatch.setattr(timing, "interleaved_ratios", interleaved_ratios)
-    monkeypatch.setattr(timing, "block_time", lambda call, calls, clock: 0.125)
+    monkeypatch.setattr(timing, "block_time", block_time)
     monkeypatch.delenv(calibrated.SLOWDOWN_ENV, raising=False)
     backend = CountingBackend()
-    task = Task(Case("gru", 5, 3, 4, 6, mode=mode), "fake")
+    case = Case("gru", 5, 3, 4, 6, mode=mode, variable_lengths=True)
+    task = Task(case, "fake")
     row = calibrated.measure_task(backend, task, 7)
     assert row == {"key": task.key, "status": "ok", "reason": None, "ratio": 2.5,
                    "ratios": [3.0, 1.0, 2.0, 10.0], "case_s": 0.125}
-    # the calibration product: (T*B, I+H) x (I+H, 3H), timed by process CPU time
-    assert seen == {"pairs": 7, "clock": timing.PROCESS_TIME, "product": (15, 18)}
-    assert backend.steps == [step, "synchronize"] * 2      # the warm-up, then the timed call
-    assert backend.args.dy is not None          # with upstream gradients, as the baselines
+    # the calibration product: float32 (T*B, I+H) x (I+H, 3H), timed by process CPU time;
+    # the case's own time: 3 calls on the same clock
+    assert seen == {"pairs": 7, "clock": timing.PROCESS_TIME,
+                    "product": ((15, 18), np.float32), "block": (3, timing.PROCESS_TIME)}
+    assert backend.steps == [step, "synchronize"] * 3      # warm-up, timed pair, case time
+    # the inputs every baseline was measured on: seed 0 (it draws the lengths), gradients
+    inputs = case.make_args(seed=0, with_grads=True)
+    assert np.array_equal(backend.args.lengths, inputs.lengths)
+    assert np.array_equal(backend.args.x, inputs.x)
+    assert backend.args.dy is not None
+
+
+@pytest.mark.parametrize("value, factor", [(None, None), ("", None), ("1", None),
+                                           ("4", 4.0), ("2", 2.0)])
+def test_the_injected_slowdown_applies_only_when_set_and_not_1(monkeypatch, value, factor):
+    slowed = []
+    monkeypatch.setattr(calibrated, "slowed", lambda run, by: slowed.append((run, by)) or run)
+    monkeypatch.setattr(timing, "interleaved_ratios", lambda call, reference, pairs, clock: [1.0])
+    if value is None:
+        monkeypatch.delenv(calibrated.SLOWDOWN_ENV, raising=False)
+    else:
+        monkeypatch.setenv(calibrated.SLOWDOWN_ENV, value)
+    calibrated.measure_task(CountingBackend(), Task(Case("gru", 2, 1, 2, 2), "fake"), 3)
+    assert [by for _, by in slowed] == ([] if factor is None else [factor])
+    assert all(callable(run) for run, _ in slowed)
+
+
+def test_a_worker_answers_a_regress_request_with_the_tasks_row(monkeypatch):
+    monkeypatch.setattr(timing, "interleaved_ratios",
+                        lambda call, reference, pairs, clock: [float(pairs)])
+    monkeypatch.delenv(calibrated.SLOWDOWN_ENV, raising=False)
+    task = Task(Case("lstm", 2, 1, 2, 3, dtype="float64"), "fake", 2)
+    row = calibrated.run_request(CountingBackend(), {"task": baselines.task_entry(task),
+                                                     "pairs": 5}, {})
+    assert (row["key"], row["status"], row["ratio"]) == (task.key, "ok", 5.0)
 
 
 def test_an_unavailable_backend_is_a_row_saying_why():
@@ -560,7 +601,7 @@ def test_an_unavailable_backend_is_a_row_saying_why():
 
 
 def test_slowed_spins_until_factor_times_the_calls_clock_time(monkeypatch):
-    now = [0.0]
+    now = [100.0]
 
     def clock():                     # each reading advances the clock by 1
         now[0] += 1
@@ -572,8 +613,9 @@ def test_slowed_spins_until_factor_times_the_calls_clock_time(monkeypatch):
 
     monkeypatch.setattr(calibrated, "CLOCK", clock)
     assert calibrated.slowed(run, 3.0)() == "result"
-    # start 0, the call ends at 11: the deadline 3 * 11 = 33 is the first reading not below
-    assert now[0] == 34
+    # start 100, the call ends at 111: the deadline 100 + 3 * 11 = 133 is the first reading
+    # not below it
+    assert now[0] == 134
 
 
 def test_tasks_are_grouped_by_backend_and_threads():
@@ -597,6 +639,7 @@ def test_measure_gives_every_task_a_row_and_replaces_a_crashed_worker(monkeypatc
 
         def request(self, message, timeout):
             assert message["kind"] == "regress" and message["pairs"] == 9
+            assert timeout == calibrated.CASE_TIMEOUT_S
             if message["task"]["T"] == 13:
                 raise WorkerFailed("crashed", "worker died (signal SIGSEGV)")
             return {"status": "ok", "reason": None, "ratio": message["task"]["T"] / 8}
@@ -668,14 +711,17 @@ def fixed_ab(monkeypatch, tmp_path):
         keys = [task.key for task in tasks]
         base, current = answers[len(calls)]
         calls.append((keys, site, rounds, pairs))
-        return base, {key: {"key": key, "status": "ok", "reason": None, "ratio": ratio}
+        return base, {key: ({"key": key, "status": "ok", "reason": None, "ratio": ratio}
+                            if isinstance(ratio, float) else
+                            {"key": key, "status": ratio, "reason": "boom"})
                       for key, ratio in current.items()}
 
     monkeypatch.setattr(ab, "base_install", base_install)
     monkeypatch.setattr(ab, "sigterm_as_interrupt", contextlib.nullcontext)
     monkeypatch.setattr(ab, "default_base", lambda: "merge-base-rev")
     monkeypatch.setattr(ab, "measure", measure)
-    monkeypatch.setattr(history, "record", lambda document, args: recorded.append(document))
+    monkeypatch.setattr(history, "record",
+                        lambda document, args: recorded.append((document, args.no_history)))
     return calls, answers, recorded, installed
 
 
@@ -683,7 +729,7 @@ def test_the_ab_gate_remeasures_both_sides_and_confirms_a_regression(fixed_ab, t
                                                                      capsys):
     """Base a=1.0, b=2.0, current a=1.3 (+30%, over the 15% A/B tolerance), b=2.1 (+5%);
     a again with twice the turns: base 1.1, current 1.5: +36.4%, a regression."""
-    from grubench import cli
+    from grubench import cli, machine
 
     calls, answers, recorded, installed = fixed_ab
     answers += [({KEY_A: 1.0, KEY_B: 2.0}, {KEY_A: 1.3, KEY_B: 2.1}),
@@ -691,10 +737,16 @@ def test_the_ab_gate_remeasures_both_sides_and_confirms_a_regression(fixed_ab, t
     assert cli.main(["regress", "--against", "v1", "--pairs", "4", "--rounds", "3"]) == 1
     assert installed == ["v1"]
     assert calls == [([KEY_A, KEY_B], tmp_path, 3, 4), ([KEY_A], tmp_path, 6, 4)]
-    assert [(sorted(d["cases"].items()), d["tolerance"]) for d in recorded] == [
+    assert [(sorted(d["cases"].items()), d["tolerance"], d["fingerprint"],
+             d["machine"]["cpu_model"], no_history) for d, no_history in recorded] == [
         ([(KEY_A, {"ratio": 1.3, "case_s": None}), (KEY_B, {"ratio": 2.1, "case_s": None})],
-         0.15)]
-    lines = capsys.readouterr().out.splitlines()
+         0.15, machine.fingerprint(), machine.context()["cpu_model"], False)]
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "grubench regress: A/B against v1 (0123456789ab) on this machine: 2 cases, 3 turns "
+        "per side of 4 pairs",
+        "grubench regress: re-measuring 1 slower case(s), both sides"]
+    lines = captured.out.splitlines()
     assert lines[0] == "base: v1 = 0123456789ab"
     assert lines[1].split() == ["case", "base", "current", "change", "verdict"]
     assert lines[3].split() == [KEY_A, "1.1", "1.5", "+36.4%", "regression", "(first",
@@ -764,3 +816,33 @@ def test_a_corrupt_baseline_named_by_the_user_exits_2_naming_it(tmp_path, capsys
     assert cli.main(["regress", "--baseline", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"grubench regress: baseline {path} is not valid JSON: ")
+
+
+def test_a_ratio_worker_starts_its_worker_with_the_environment_given(monkeypatch, tmp_path):
+    """The A/B test's base side runs in a worker with another environment."""
+    started = []
+
+    class FakeWorker:
+        def __init__(self, backend, threads, log_path, timeout, **start):
+            started.append(start)
+            self.hello = {"available": True}
+
+        def request(self, message, timeout):
+            return {"status": "ok", "reason": None, "ratio": 1.0}
+
+    monkeypatch.setattr(calibrated, "Worker", FakeWorker)
+    worker = calibrated.RatioWorker("numpy", 1, tmp_path / "log", env={"PYTHONPATH": "base"})
+    worker.measure(Task(Case("gru", 2, 1, 2, 2), "numpy"), 3)
+    assert started == [{"env": {"PYTHONPATH": "base"}}]
+
+
+def test_an_ab_remeasurement_that_fails_leaves_the_case_unconfirmed(fixed_ab, capsys):
+    from grubench import cli
+
+    _, answers, _, _ = fixed_ab
+    answers += [({KEY_A: 1.0, KEY_B: 2.0}, {KEY_A: 1.3, KEY_B: 2.0}),
+                ({KEY_A: 1.0}, {KEY_A: "crashed"})]
+    assert cli.main(["regress", "--against", "v1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[:4] == [KEY_A, "1", "-", "-"]
+    assert "slower-unconfirmed (first +30.0%;" in lines[3]
