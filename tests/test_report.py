@@ -410,3 +410,45 @@ def test_cell_comparison_leaves_a_figure_measured_on_one_cell_only_out():
     table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
     assert table.rows == [["torch-cpu", "10,2,4,8", "336 / 448", "-", "8 / 20 (2.50x)", "-",
                            "-"]]
+
+
+def test_accuracy_flags_only_errors_above_the_target_of_the_mode():
+    """float32 targets (grubench.tolerances): 1e-6 forward, 1e-4 with gradients; a value
+    at the target is not above it."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, rel_err=1e-6),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, rel_err=1.1e-6),
+        row("torch-cpu", "gru", "training", (10, 1, 4, 8), 1e-3, rel_err=2e-5),
+        row("numba-cpu", "gru", "training", (10, 1, 4, 8), 1e-3, rel_err=1.1e-4),
+    ]))
+    inference, training = report.metric_tables(frame, "accuracy")
+    assert inference.rows == [["torch-cpu", "*1.0e-06"], ["numba-cpu", "1.1e-06 !"]]
+    assert training.rows == [["torch-cpu", "*2.0e-05"], ["numba-cpu", "1.1e-04 !"]]
+
+
+def test_a_figure_without_its_reference_is_shown_without_the_annotation(results):
+    """No GEMM ceiling measured: no (N%); no analytic bytes: no " / N"."""
+    frame = results.copy()
+    frame["gemm_fraction"] = float("nan")
+    frame["expected_alloc_bytes"] = float("nan")
+    assert report.metric_tables(frame, "gflops")[0].rows[0][1] == "0.00288"
+    assert report.metric_tables(frame, "memory")[0].rows[0][1] == "*1"
+
+
+def test_machine_table_keeps_the_run_order_and_marks_a_machine_without_the_case():
+    """Rows in the order the run measured them (not sorted), a case measured on one machine
+    only left out wherever it comes, "-" where a machine lacks a case others measured."""
+    a, b, c = "a (CPU A, 2 cores)", "b (CPU B, 8 cores)", "c (CPU C, 4 cores)"
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3, machine=c),  # c only
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1.234e-3, machine=a),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2.468e-3, machine=c),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 4e-3, machine=a),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, machine=b),
+    ]))
+    table = report.machine_table(frame)
+    assert table.header == ["backend", "case", "c", "a", "b"]
+    assert table.rows == [
+        ["torch-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "2.47", "1.23 (0.50x)",
+         "-"],
+        ["numba-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "-", "4", "1"]]
