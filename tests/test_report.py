@@ -452,3 +452,49 @@ def test_machine_table_keeps_the_run_order_and_marks_a_machine_without_the_case(
         ["torch-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "2.47", "1.23 (0.50x)",
          "-"],
         ["numba-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "-", "4", "1"]]
+
+
+def test_problems_table_counts_each_backend_status_and_reason_once():
+    def failed(backend, T, status, reason):
+        return row(backend, "gru", "inference", (T, 1, 4, 8), None, status=status,
+                   reason=reason)
+
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (1, 1, 4, 8), 1e-3),
+        failed("numba-cpu", 2, "crashed", "signal SIGSEGV"),
+        failed("numba-cpu", 3, "crashed", "signal SIGBUS"),
+        failed("numba-cpu", 4, "crashed", "signal SIGSEGV"),
+        failed("torch-cpu", 5, "crashed", "signal SIGSEGV"),
+        failed("numba-cpu", 6, "timeout", "signal SIGSEGV"),
+    ]))
+    table = report.problems_table(frame)
+    assert table.title == "cases not measured"
+    assert table.header == ["backend", "status", "cases", "reason"]
+    assert table.rows == [["numba-cpu", "crashed", "2", "signal SIGSEGV"],
+                          ["numba-cpu", "crashed", "1", "signal SIGBUS"],
+                          ["torch-cpu", "crashed", "1", "signal SIGSEGV"],
+                          ["numba-cpu", "timeout", "1", "signal SIGSEGV"]]
+
+
+def test_time_cells_without_a_speedup_or_with_unstable_stored_as_1(results):
+    """A row without a baseline median has no (Nx); "unstable" read back as 1 is flagged;
+    a backend not measured at a size leaves that cell empty (and a size measured once has
+    no best); the default metric is time."""
+    frame = results.copy()
+    frame["speedup"] = [float("nan")] + list(frame["speedup"][1:])
+    frame["unstable"] = [1, 0, 0, 0, 0, 0]
+    frame = frame.drop(index=3)                  # numba-cpu's second size
+    gru = report.metric_tables(frame)[0]
+    assert gru.title.endswith("median time (ms)")
+    assert gru.rows == [["torch-cpu", "2 !", "4 (1.00x)"],
+                        ["numba-cpu", "*0.5 (4.00x)", ""]]
+
+
+def test_machine_table_footer_names_every_machine():
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, machine="a (CPU A, 2 cores)"),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 5e-3, machine="b (CPU B, 8 cores)"),
+    ]))
+    assert report.machine_table(frame).footer == (
+        "(Nx) = time / time on a (above 1x: slower); machines: a (CPU A, 2 cores); "
+        "b (CPU B, 8 cores)")
