@@ -338,7 +338,7 @@ def test_ceiling_lines_give_the_median_and_range_of_the_workers():
 
 @pytest.mark.parametrize("value, metric, text", [
     (999.0, "time", "999"), (1234.5, "time", "1234"), (0.012345, "time", "0.0123"),
-    (3.14159e-7, "accuracy", "3.1e-07"),
+    (3.14159e-7, "accuracy", "3.1e-07"), (1000.0, "time", "1000"), (50.5, "time", "50.5"),
 ])
 def test_format_value(value, metric, text):
     assert report.format_value(value, report.METRICS[metric]) == text
@@ -498,3 +498,22 @@ def test_machine_table_footer_names_every_machine():
     assert report.machine_table(frame).footer == (
         "(Nx) = time / time on a (above 1x: slower); machines: a (CPU A, 2 cores); "
         "b (CPU B, 8 cores)")
+
+
+def test_titles_footers_and_cells_of_a_two_thread_table():
+    """"2 threads"; no unit in an accuracy title; the time footer; "-" for a measured row
+    without a figure."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, threads=2),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, threads=2, rel_err=None),
+        row("numba-cpu", "gru", "inference", (10, 2, 4, 8), 1e-3, threads=2),
+    ]))
+    time_table = report.metric_tables(frame, "time")[0]
+    assert time_table.title == ("gru reset_after · inference · float32 · 2 threads · median "
+                                "time (ms)")
+    assert time_table.footer.startswith("* best; (Nx) = speedup vs torch-cpu; ! = unstable")
+    assert time_table.rows == [["torch-cpu", "2 (1.00x)", ""],
+                               ["numba-cpu", "*1 (2.00x)", "1"]]
+    accuracy = report.metric_tables(frame, "accuracy")[0]
+    assert accuracy.title.endswith("· 2 threads · relative error vs float64 reference")
+    assert accuracy.rows == [["torch-cpu", "1.0e-07", ""], ["numba-cpu", "-", "1.0e-07"]]
