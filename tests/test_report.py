@@ -517,3 +517,9 @@ def test_titles_footers_and_cells_of_a_two_thread_table():
     accuracy = report.metric_tables(frame, "accuracy")[0]
     assert accuracy.title.endswith("· 2 threads · relative error vs float64 reference")
     assert accuracy.rows == [["torch-cpu", "1.0e-07", ""], ["numba-cpu", "-", "1.0e-07"]]
+
+
+def test_a_backend_without_the_first_size_keeps_its_later_ones(results):
+    frame = results.drop(index=2)                # numba-cpu's first size
+    gru = report.metric_tables(frame, "time")[0]
+    assert gru.rows == [["torch-cpu", "2 (1.00x)", "4 (1.00x)"], ["numba-cpu", "", "crashed"]]
