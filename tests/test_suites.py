@@ -146,6 +146,15 @@ def test_deepbench_holds_the_published_sizes():
     assert sums(training) == (19, 14249, 640, 38400, 38400)
     assert sums(inference) == (54, 38247, 126, 112128, 112128)
     assert sums(lstm) == (22, 1000, 1128, 36096, 36096)
+    assert [(g.cells, g.modes) for g in (training, inference, lstm)] == [
+        (("gru",), ("training",)), (("gru",), ("inference",)),
+        (("lstm",), ("inference", "training"))]       # one LSTM size set for both modes
+    deepbench = suites.get("deepbench", scale=0.5)
+    assert (deepbench.name, deepbench.description) == (
+        "deepbench", "DeepBench GRU/LSTM sizes, I = H, T x 0.5")
+    # large cases: 3 runs, no minimum time, half an hour each, any device's backends
+    assert (deepbench.min_runs, deepbench.min_time, deepbench.case_timeout,
+            deepbench.device) == (3, 0.0, 1800.0, None)
     # T scaled and rounded, at least 1: 1500, 750, 375, 187 -> 150, 75, 38, 19; 1 -> 1
     scaled = suites.get("deepbench", scale=0.1).groups[0]
     assert sum(size[0] for size in scaled.sizes) == 4 * (150 + 75 + 38 + 19) + 1 + 150 + 150
