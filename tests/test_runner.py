@@ -7,6 +7,7 @@ import pytest
 
 from grubench import runner, schema, suites
 from grubench.accuracy import ReferenceCache
+from grubench.case import Case, Task
 
 from fake_backends import install  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -221,3 +222,27 @@ def test_progress_bar_on_a_terminal_redraws_one_line():
     quiet = io.StringIO()
     runner.Progress(1, stream=quiet, enabled=False).update("c")
     assert quiet.getvalue() == ""
+
+
+def test_progress_line_of_one_row_names_it_and_its_median_in_ms():
+    class Recorder:
+        def update(self, text, outcome):
+            self.seen = (text, outcome)
+
+    progress = Recorder()
+    row = dict(Task(Case("gru", 3, 2, 4, 5), "numpy", 2).as_row(), status="ok",
+               median_s=1.234e-3)
+    runner.show_progress(progress, row)
+    assert progress.seen == ("numpy t2 gru inference 3,2,4,5", "1.23 ms")
+    runner.show_progress(progress, {**row, "status": "crashed"}, where="node-a: ")
+    assert progress.seen == ("node-a: numpy t2 gru inference 3,2,4,5", "crashed")
+
+
+def test_a_slow_backend_is_timed_up_to_its_cap_inclusive():
+    import dataclasses
+
+    case = Case("gru", 3, 2, 4, 5)
+    suite = dataclasses.replace(suites.get("quick"), slow_backends={"numpy": case.flops()})
+    assert runner.skip_reason(suite, "numpy", case) is None
+    assert runner.skip_reason(suite, "numpy", Case("gru", 4, 2, 4, 5)).startswith(
+        "numpy is timed only up to")

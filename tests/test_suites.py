@@ -134,3 +134,34 @@ def test_toml_case_timeout_and_seed_are_read(tmp_path):
     path.write_text("sizes = [[2,1,4,4]]\ncase_timeout = 12.5\nseed = 7\n")
     suite = suites.load_toml(path)
     assert suite.case_timeout == 12.5 and suite.seed == 7
+
+
+def test_deepbench_holds_the_published_sizes():
+    """DeepBench's GRU training (19 sizes, N = 32 but two), GRU inference (54, N = 1, 2, 4)
+    and LSTM (22) sizes, (T, N, I = H, H); sums by hand from DeepBench's tables."""
+    training, inference, lstm = suites.get("deepbench").groups
+
+    def sums(group):
+        return (len(group.sizes), *(sum(size[i] for size in group.sizes) for i in range(4)))
+    assert sums(training) == (19, 14249, 640, 38400, 38400)
+    assert sums(inference) == (54, 38247, 126, 112128, 112128)
+    assert sums(lstm) == (22, 1000, 1128, 36096, 36096)
+    assert [(g.cells, g.modes) for g in (training, inference, lstm)] == [
+        (("gru",), ("training",)), (("gru",), ("inference",)),
+        (("lstm",), ("inference", "training"))]       # one LSTM size set for both modes
+    deepbench = suites.get("deepbench", scale=0.5)
+    assert (deepbench.name, deepbench.description) == (
+        "deepbench", "DeepBench GRU/LSTM sizes, I = H, T x 0.5")
+    # large cases: 3 runs, no minimum time, half an hour each, any device's backends
+    assert (deepbench.min_runs, deepbench.min_time, deepbench.case_timeout,
+            deepbench.device) == (3, 0.0, 1800.0, None)
+    # T scaled and rounded, at least 1: 1500, 750, 375, 187 -> 150, 75, 38, 19; 1 -> 1
+    scaled = suites.get("deepbench", scale=0.1).groups[0]
+    assert sum(size[0] for size in scaled.sizes) == 4 * (150 + 75 + 38 + 19) + 1 + 150 + 150
+
+
+def test_a_suites_dtype_reaches_every_case_and_a_cell_without_the_variants_gets_its_default():
+    suite = suites.get("quick").with_overrides(dtype="float64")
+    assert {case.dtype for case in suite.cases()} == {"float64"}
+    assert suites.cell_variants("gru", ("-",)) == ("reset_after",)
+    assert suites.cell_variants("lstm", ("reset_after", "reset_before")) == ("-",)
