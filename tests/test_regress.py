@@ -492,7 +492,8 @@ def test_the_verdict_table_of_every_kind_of_case():
         "case  baseline  current  change  verdict",
         "----  --------  -------  ------  " + "-" * len(f"slower-unconfirmed (first +50.0%; {within})"),
         "a     1         1.4      +40.0%  regression (first +50.0%, re-measured)",
-        f"b     2         -        -       slower-unconfirmed (first +50.0%; {within})",
+        "b     2         -        -       slower-unconfirmed (first +50.0%; "
+        "the re-measurement failed)",
         "c     1         -        -       missing (in the baseline, not measured)",
         "d     1         -        -       failed (crashed: boom)",
         f"e     2         2.1      +5.0%   slower-unconfirmed (first +30.0%; {within})",
