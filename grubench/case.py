@@ -66,6 +66,19 @@ def draw_lengths(distribution: str, T: int, B: int, rng: np.random.Generator
     raise ValueError(f"lengths must be one of {', '.join(LENGTHS)}, got {distribution!r}")
 
 
+def network_parts(layers: int, directions: int, lengths: str) -> list[str]:
+    """What sets a case apart from one full-length layer in one direction, in words (empty
+    for such a case): ["2 layers", "bidirectional", "lengths uniform"]."""
+    parts = [f"{layers} layers"] if layers > 1 else []
+    parts += ["bidirectional"] if directions == 2 else []
+    return parts + ([f"lengths {lengths}"] if lengths != "full" else [])
+
+
+def _given(value, default):
+    """``value``, or ``default`` where a row has none (None, or NaN in a DataFrame)."""
+    return default if value is None or value != value else value
+
+
 @dataclass(frozen=True)
 class NetworkInputs:
     """A network case's seeded inputs, time-major, parameters by torch name
@@ -153,7 +166,8 @@ class Case:
         """The case of a results row or a worker request (any mapping with
         :data:`CASE_FIELDS`; the network fields are optional (:data:`NETWORK_DEFAULTS`),
         and an older row's ``variable_lengths`` means lengths ``any``)."""
-        network = {name: row.get(name, default) for name, default in NETWORK_DEFAULTS.items()}
+        network = {name: _given(row.get(name), default)
+                   for name, default in NETWORK_DEFAULTS.items()}
         return cls(row["cell"], int(row["T"]), int(row["B"]), int(row["I"]), int(row["H"]),
                    variant=row["variant"], mode=row["mode"], dtype=row["dtype"],
                    variable_lengths=bool(row.get("variable_lengths", False)),
@@ -197,10 +211,8 @@ class Case:
 
     def network_parts(self) -> list[str]:
         """What sets the case apart from one full-length layer in one direction, in words
-        (empty for such a case): ["2 layers", "bidirectional", "lengths uniform"]."""
-        parts = [f"{self.layers} layers"] if self.layers > 1 else []
-        parts += ["bidirectional"] if self.directions == 2 else []
-        return parts + ([f"lengths {self.lengths}"] if self.variable_lengths else [])
+        (:func:`network_parts`)."""
+        return network_parts(self.layers, self.directions, self.lengths)
 
     @property
     def key(self) -> str:

@@ -72,13 +72,13 @@ class TorchPrepared(Prepared):
     name; :func:`prepare_network`). Gradients are keyed by ``grad_names``, in the order of
     x, the initial states and the module's parameters."""
 
-    def __init__(self, args, device: str, *, input_size: int, hidden_size: int,
-                 num_layers: int, bidirectional: bool, params: dict, states: list,
+    def __init__(self, args, device: str, *, torch_class: str, input_size: int,
+                 hidden_size: int, num_layers: int, bidirectional: bool, params: dict, states: list,
                  lengths, upstream: tuple | None, grad_names: list[str], squeeze: bool):
         super().__init__(args)
         self.device = torch.device(device)
         tensor = self.from_numpy
-        module_type = getattr(torch.nn, args.spec.torch_class)
+        module_type = getattr(torch.nn, torch_class)
         self.module = module_type(input_size, hidden_size, num_layers=num_layers,
                                   bidirectional=bidirectional).to(
             device=self.device, dtype=getattr(torch, args.x.dtype.name))
@@ -201,8 +201,8 @@ def prepare(args: RNNArgs, device: str = "cpu") -> TorchPrepared:
     params = {f"{torch_name}_l0": getattr(args, name) for name, torch_name in
               (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"),
                ("b_hh", "bias_hh"))}
-    return TorchPrepared(args, device, input_size=args.I, hidden_size=args.H, num_layers=1,
-                         bidirectional=False, params=params, states=states,
+    return TorchPrepared(args, device, torch_class=args.spec.torch_class, input_size=args.I,
+                         hidden_size=args.H, num_layers=1, bidirectional=False, params=params, states=states,
                          lengths=args.lengths, upstream=upstream,
                          grad_names=list(args.inputs()), squeeze=True)
 
@@ -218,7 +218,8 @@ def prepare_network(inputs, device: str = "cpu") -> TorchPrepared:
                                   "loop of tensor ops per layer that torch users do not run")
     spec = inputs.spec
     states = [inputs.h0] + ([] if inputs.c0 is None else [inputs.c0])
-    return TorchPrepared(inputs, device, input_size=spec.input_size,
+    return TorchPrepared(inputs, device, torch_class=spec.spec.torch_class,
+                         input_size=spec.input_size,
                          hidden_size=spec.hidden_size, num_layers=spec.num_layers,
                          bidirectional=spec.bidirectional, params=inputs.params,
                          states=states, lengths=inputs.lengths,
