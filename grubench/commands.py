@@ -12,7 +12,7 @@ import sys
 import time
 
 from grubench import history, isa, suites, tuning
-from grubench.case import LENGTHS
+from grubench.case import LENGTHS, network_parts
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -289,10 +289,13 @@ def handle_list(args) -> int:
         suite = suites.get(name)
         print(f"  {name}: {suite.description}; {len(suite.cases())} cases per backend, "
               f"threads {list(suite.threads)}, baseline {suite.baseline}")
-        for group in suite.groups:
+        for group in suite.all_groups():
             sizes = " ".join(",".join(map(str, s)) for s in group.sizes[:8])
             more = f" ... ({len(group.sizes)} sizes)" if len(group.sizes) > 8 else ""
-            print(f"      {'/'.join(group.cells)} {'/'.join(group.modes)}: {sizes}{more}")
+            network = "".join(f", {part}" for part in network_parts(
+                group.layers, group.directions, group.lengths))
+            print(f"      {'/'.join(group.cells)} {'/'.join(group.modes)}{network}: "
+                  f"{sizes}{more}")
     print("  or a .toml file: see `python -m grubench run --help` and grubench/suites.py")
     return 0
 

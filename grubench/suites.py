@@ -6,8 +6,9 @@ count, plus the timing settings. Built-in suites:
 
 * ``quick``: CI smoke test, tiny sizes, < 30 s.
 * ``default``: what ``python -m grubench`` runs; < 2 minutes on a 2-core machine with
-  compilation. Besides single layers at full length, one stacked bidirectional case and
-  one case of variable lengths. The ``numpy`` backend (the float64-capable oracle, slow by design) is only
+  compilation. Besides single layers at full length, as extras (left out when a run
+  gives its own sizes or cells), one stacked bidirectional case and one case of variable
+  lengths beside its full-length twin. The ``numpy`` backend (the float64-capable oracle, slow by design) is only
   timed on cases up to ``slow_backend_max_flops`` so it cannot eat the budget.
 * ``deepbench``: DeepBench's GRU and LSTM inference and training sizes (input size =
   hidden size); ``scale`` multiplies T (e.g. 0.01 on a CPU).
@@ -76,12 +77,19 @@ class Suite:
     case_timeout: float = 300.0
     seed: int = 0
     slow_backends: dict = field(default_factory=lambda: {"numpy": 2e8})
+    #: Groups measured after ``groups`` at their own sizes and cells: a sample (the
+    #: default suite's network and variable-length cases) that a run choosing its own
+    #: sizes or cells leaves out rather than multiplies.
+    extras: tuple[Group, ...] = ()
+
+    def all_groups(self) -> tuple[Group, ...]:
+        return self.groups + self.extras
 
     def cases(self) -> list[Case]:
-        """Every case of the suite, in group order, without duplicates. A cell runs the
-        group's variants it has, or its only one (LSTM: "-")."""
+        """Every case of the suite, in group order (then the extras), without duplicates.
+        A cell runs the group's variants it has, or its only one (LSTM: "-")."""
         seen: dict[Case, None] = {}
-        for group in self.groups:
+        for group in self.all_groups():
             for size in group.sizes:
                 for cell in group.cells:
                     for variant in cell_variants(cell, group.variants):
@@ -93,20 +101,24 @@ class Suite:
         return list(seen)
 
     def sizes(self) -> list[Size]:
-        return list(dict.fromkeys(s for g in self.groups for s in g.sizes))
+        return list(dict.fromkeys(s for g in self.all_groups() for s in g.sizes))
 
     def with_overrides(self, *, cells=None, variants=None, modes=None, sizes=None,
                        layers=None, directions=None, lengths=None, **settings) -> "Suite":
         """This suite with its groups' cells/variants/modes/sizes and network (layers,
         directions, lengths) replaced where given, and other settings (dtype, threads,
-        min_runs, ...) replaced where not None."""
+        min_runs, ...) replaced where not None. Sizes or cells given leave the extras
+        out."""
         names = {k: tuple(v) for k, v in dict(cells=cells, variants=variants, modes=modes,
                                                sizes=sizes).items() if v is not None}
         network = {k: v for k, v in dict(layers=layers, directions=directions,
                                           lengths=lengths).items() if v is not None}
-        groups = tuple(replace(g, **names, **network) for g in self.groups)
+        groups, extras = ([replace(g, **names, **network) for g in part]
+                          for part in (self.groups, self.extras))
+        if sizes is not None or cells is not None:
+            extras = ()
         settings = {k: v for k, v in settings.items() if v is not None}
-        return replace(self, groups=groups, **settings)
+        return replace(self, groups=tuple(groups), extras=tuple(extras), **settings)
 
 
 def check_network(layers=None, directions=None, lengths=None) -> None:
@@ -157,8 +169,8 @@ def _builtin(scale: float) -> dict[str, Suite]:
         "default": Suite("default", "GRU and LSTM, small to medium sizes, 1 thread; a "
                                     "2-layer bidirectional GRU and a GRU of variable lengths",
                          groups=(Group(((100, 1, 64, 64), (100, 16, 256, 256),
-                                        (20, 64, 512, 512))),
-                                 Group(((50, 16, 128, 128),), cells=("gru",),
+                                        (20, 64, 512, 512))),),
+                         extras=(Group(((50, 16, 128, 128),), cells=("gru",),
                                        modes=("training",), layers=2, directions=2),
                                  # lengths uniform, and its full-length twin: what lengths
                                  # cost (or save) each backend, and torch's packing

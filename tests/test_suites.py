@@ -52,13 +52,14 @@ def test_overrides_replace_sizes_and_settings():
     suite = suites.get("default").with_overrides(sizes=[(5, 1, 2, 3)], cells=["gru"],
                                                  modes=["training"], threads=(1, 2),
                                                  min_runs=None)
-    # the default suite's groups, each at the one size: a single layer, the network,
-    # the variable-length case (its full-length twin is the single layer)
-    assert [c.key for c in suite.cases()] == [
-        "gru/reset_after/training/5,1,2,3/float32",
-        "gru/reset_after/layers2/bidirectional/training/5,1,2,3/float32",
-        "gru/reset_after/lengths-uniform/training/5,1,2,3/float32"]
+    # the extras (the network and lengths sample) are left out: the run asked for sizes
+    assert [c.key for c in suite.cases()] == ["gru/reset_after/training/5,1,2,3/float32"]
     assert suite.threads == (1, 2) and suite.min_runs == 5
+    # other overrides reach the extras too
+    inference = suites.get("default").with_overrides(modes=["inference"], dtype="float64")
+    assert sum(c.is_network for c in inference.cases()) == 1
+    assert {(c.mode, c.dtype) for c in inference.cases()} == {("inference", "float64")}
+    assert suites.get("default").with_overrides(cells=["gru"]).extras == ()
 
 
 def test_network_overrides_apply_to_every_group():
