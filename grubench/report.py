@@ -118,8 +118,9 @@ def _size_label(row) -> str:
 
 
 def _network_field(row, name: str):
-    value = row.get(name)
-    return NETWORK_DEFAULTS[name] if value is None or pd.isna(value) else value
+    """A row's layers, directions or lengths (the default where it has none)."""
+    value, default = row.get(name), NETWORK_DEFAULTS[name]
+    return default if value is None or pd.isna(value) else type(default)(value)
 
 
 def _ok(frame: pd.DataFrame) -> pd.Series:

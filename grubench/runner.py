@@ -231,8 +231,9 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
         if column not in frame:
             frame[column] = None
     for name, default in NETWORK_DEFAULTS.items():     # rows made without them
-        frame[name] = [default if value is None or pd.isna(value) else value
-                       for value in frame[name]]
+        frame[name] = pd.Series([default if value is None or pd.isna(value)
+                                 else type(default)(value) for value in frame[name]],
+                                index=frame.index, dtype=object)
     cases = [Case.from_row(row) for _, row in frame.iterrows()]
     frame["parameters"] = [c.parameter_count for c in cases]
     frame["expected_bytes"] = [c.expected_bytes() for c in cases]
