@@ -74,9 +74,14 @@ def network_parts(layers: int, directions: int, lengths: str) -> list[str]:
     return parts + ([f"lengths {lengths}"] if lengths != "full" else [])
 
 
-def _given(value, default):
-    """``value``, or ``default`` where a row has none (None, or NaN in a DataFrame)."""
-    return default if value is None or value != value else value
+def network_fields(row) -> dict:
+    """A results row's layers, directions and lengths (any mapping; a field it lacks, or
+    holds as None or NaN, takes its :data:`NETWORK_DEFAULTS` value), typed as a Case's."""
+    fields = {}
+    for name, default in NETWORK_DEFAULTS.items():
+        value = row.get(name)
+        fields[name] = default if value is None or value != value else type(default)(value)
+    return fields
 
 
 @dataclass(frozen=True)
@@ -166,13 +171,11 @@ class Case:
         """The case of a results row or a worker request (any mapping with
         :data:`CASE_FIELDS`; the network fields are optional (:data:`NETWORK_DEFAULTS`),
         and an older row's ``variable_lengths`` means lengths ``any``)."""
-        network = {name: _given(row.get(name), default)
-                   for name, default in NETWORK_DEFAULTS.items()}
+        network = network_fields(row)
         return cls(row["cell"], int(row["T"]), int(row["B"]), int(row["I"]), int(row["H"]),
                    variant=row["variant"], mode=row["mode"], dtype=row["dtype"],
                    variable_lengths=bool(row.get("variable_lengths", False)),
-                   layers=int(network["layers"]), directions=int(network["directions"]),
-                   lengths=network["lengths"])
+                   **network)
 
     def as_row(self) -> dict:
         """The case's fields under their results-row names (a worker request's too)."""

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from grubench.case import NETWORK_DEFAULTS, network_parts
+from grubench.case import network_fields, network_parts
 from grubench.schema import CASE_KEY
 from grubench.tables import Table, case_name, render_text
 
@@ -41,7 +41,7 @@ class Row:
 
 
 def case_label(row) -> str:
-    network = network_parts(*(row.get(k, default) for k, default in NETWORK_DEFAULTS.items()))
+    network = network_parts(**network_fields(row))
     return (f"{row['backend']} {case_name(row['cell'], row['variant'])} {row['mode']} "
             f"{row['T']},{row['B']},{row['I']},{row['H']}"
             + "".join(f" {part}" for part in network) + f" {row['dtype']} t{row['threads']}")
@@ -83,7 +83,7 @@ def compare_frames(a, b, confidence: float = DEFAULT_CONFIDENCE) -> list[Row]:
     def measured(frame):
         ok = frame[(frame["status"] == "ok") & frame["median_s"].notna()]
         # rows made before the network fields existed are single full-length layers
-        return {tuple(row.get(k, NETWORK_DEFAULTS.get(k)) for k in key): row
+        return {tuple({**row, **network_fields(row)}[k] for k in key): row
                 for _, row in ok.iterrows()}
 
     rows_a, rows_b = measured(a), measured(b)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from grubench.accuracy import rel_err_target
 from grubench.backends import REGISTRY
-from grubench.case import LENGTHS, MODES, NETWORK_DEFAULTS, network_parts
+from grubench.case import LENGTHS, MODES, NETWORK_DEFAULTS, network_fields, network_parts
 from grubench.files import read_json, write_atomic
 from grubench.kernels.cells import cell
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
@@ -119,8 +119,7 @@ def _size_label(row) -> str:
 
 def _network_field(row, name: str):
     """A row's layers, directions or lengths (the default where it has none)."""
-    value, default = row.get(name), NETWORK_DEFAULTS[name]
-    return default if value is None or pd.isna(value) else type(default)(value)
+    return network_fields(row)[name]
 
 
 def _ok(frame: pd.DataFrame) -> pd.Series:

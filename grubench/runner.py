@@ -60,7 +60,7 @@ import pandas as pd
 from grubench import backends as registry
 from grubench import interrupts, machine, report, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
-from grubench.case import NETWORK_DEFAULTS, Case, Task
+from grubench.case import NETWORK_DEFAULTS, Case, Task, network_fields
 from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.progress import Progress
@@ -230,10 +230,11 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
-    for name, default in NETWORK_DEFAULTS.items():     # rows made without them
-        frame[name] = pd.Series([default if value is None or pd.isna(value)
-                                 else type(default)(value) for value in frame[name]],
-                                index=frame.index, dtype=object)
+    network = [network_fields(row) for row in          # rows made without them
+               frame[list(NETWORK_DEFAULTS)].to_dict("records")]
+    for name in NETWORK_DEFAULTS:
+        frame[name] = pd.Series([fields[name] for fields in network], index=frame.index,
+                                dtype=object)
     cases = [Case.from_row(row) for _, row in frame.iterrows()]
     frame["parameters"] = [c.parameter_count for c in cases]
     frame["expected_bytes"] = [c.expected_bytes() for c in cases]
