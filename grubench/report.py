@@ -112,7 +112,7 @@ def format_value(value: float, metric: Metric) -> str:
 
 def _size_label(row) -> str:
     """T,B,I,H, and the network where it is not one full-length layer in one direction."""
-    parts = network_parts(*(_network_field(row, name) for name in NETWORK_DEFAULTS))
+    parts = network_parts(**network_fields(row))
     return f"{row['T']},{row['B']},{row['I']},{row['H']}" + (
         f" ({', '.join(parts)})" if parts else "")
 
@@ -468,7 +468,9 @@ _NUMBERS = ("median_s", "iqr_s", "min_s", "runs", "compile_s", "peak_bytes", "rs
 
 
 def _row_problem(row: dict) -> str | None:
-    """What makes one results row unreadable, or None."""
+    """What makes one results row unreadable, or None. A row written before the network
+    fields existed is a single full-length layer."""
+    row = {**NETWORK_DEFAULTS, **row}
     missing = [c for c in _REQUIRED if c not in row]
     if missing:
         return f"lacks the fields {', '.join(missing)}"
