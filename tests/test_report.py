@@ -185,12 +185,74 @@ GOOD_ROW = dict(backend="numpy", cell="gru", variant="reset_after", mode="infere
     ({**GOOD_ROW, "median_s": "fast"}, "result 2: median_s must be a number, got 'fast'"),
     ({**GOOD_ROW, "T": 0}, "result 2: T must be a positive integer, got 0"),
     ({**GOOD_ROW, "threads": True}, "result 2: threads must be a positive integer"),
+    ({**GOOD_ROW, "layers": 0}, "result 2: layers must be a positive integer, got 0"),
+    ({**GOOD_ROW, "directions": 3}, "result 2: directions must be 1 or 2, got 3"),
+    ({**GOOD_ROW, "lengths": "ragged"}, "result 2: lengths must be one of full, uniform"),
 ])
 def test_each_results_row_is_checked(tmp_path, bad, message):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"schema": schema.SCHEMA, "results": [GOOD_ROW, bad]}))
     with pytest.raises(ValueError, match=message):
         report.load_results(path)
+
+
+def test_rows_written_before_the_network_fields_load_as_single_full_layers(tmp_path):
+    path = tmp_path / "results.json"
+    network = {**GOOD_ROW, "layers": 2, "directions": 2, "lengths": "sorted"}
+    path.write_text(json.dumps({"schema": schema.SCHEMA, "results": [GOOD_ROW, network]}))
+    frame = report.load_results(path)
+    assert list(zip(frame["layers"], frame["directions"], frame["lengths"])) == [
+        (1, 1, "full"), (2, 2, "sorted")]
+
+
+def network_rows():
+    """GRU 20,8,16,16 inference: torch-cpu packed and padded, numba-cpu with and without
+    lengths; one 2-layer bidirectional row."""
+    size = (20, 8, 16, 16)
+    return runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", size, 4e-3),
+        row("numba-cpu", "gru", "inference", size, 1e-3),
+        row("torch-cpu", "gru", "inference", size, 6e-3, lengths="uniform"),
+        row("torch-cpu-padded", "gru", "inference", size, 3e-3, lengths="uniform"),
+        row("numba-cpu", "gru", "inference", size, 0.8e-3, lengths="uniform"),
+        row("numba-cpu", "gru", "inference", size, 2e-3, layers=2, directions=2),
+    ]))
+
+
+def test_lengths_table_says_what_packing_costs_torch_and_lengths_cost_us():
+    table = report.lengths_table(network_rows())
+    assert table.header == ["case", "backend", "median (ms)", "vs full lengths",
+                            "vs torch-cpu-padded"]
+    case = "gru reset_after inference 20,8,16,16 (lengths uniform) float32 t1"
+    assert table.rows == [
+        [case, "torch-cpu", "6", "1.50x", "2.00x"],
+        [case, "torch-cpu-padded", "3", "-", "-"],
+        [case, "numba-cpu", "0.8", "0.80x", "0.27x"],
+    ]
+    assert "what packing costs torch" in table.footer
+    assert report.lengths_table(network_rows().iloc[:2]) is None
+
+
+def test_network_cases_are_told_apart_in_the_tables():
+    frame = network_rows()
+    (time,) = report.metric_tables(frame, "time")
+    assert time.header == ["backend", "20,8,16,16", "20,8,16,16 (lengths uniform)",
+                           "20,8,16,16 (2 layers, bidirectional)"]
+    numba = next(r for r in time.rows if r[0] == "numba-cpu")
+    assert numba[1:] == ["*1 (4.00x)", "*0.8 (7.50x)", "2"]   # speedups case by case
+    text = report.render_report(frame)
+    assert "variable lengths · median time (ms)" in text
+    assert "variable lengths" not in report.render_report(frame.iloc[:2])
+
+
+def test_machine_table_tells_network_cases_apart():
+    frame = network_rows()
+    frame = pd.concat([frame.assign(machine="a (CPU A, 2 cores)"),
+                       frame.assign(machine="b (CPU B, 8 cores)")], ignore_index=True)
+    cases = [tuple(r[:2]) for r in report.machine_table(frame).rows]
+    assert ("numba-cpu", "gru reset_after inference 20,8,16,16 (2 layers, bidirectional) "
+                         "float32 t1") in cases
+    assert len(cases) == len(set(cases)) == 6
 
 
 def test_missing_results_file(tmp_path):
