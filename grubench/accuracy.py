@@ -22,6 +22,8 @@ from grubench.files import write_atomic
 from grubench import backends
 from grubench.case import Case
 from grubench.kernels.cells import cell
+from grubench.kernels.contract import RNNArgs
+from grubench.prepare import case_inputs, prepare_inputs
 from grubench.tolerances import (FLOAT64, FORWARD_REL_ERR_TARGET, GRADIENT_REL_ERR_TARGET,
                                   errors)
 
@@ -73,17 +75,16 @@ def rel_err_target(dtype: str, training: bool) -> float:
     return GRADIENT_REL_ERR_TARGET if training else FORWARD_REL_ERR_TARGET
 
 
-def compute_reference(case: Case, seed: int) -> dict[str, np.ndarray]:
-    """The float64 reference arrays of a case's inputs (``case.make_args(seed)``)."""
-    args = as_float64(case.make_args(seed))
-    prepared = backends.get("numpy").prepare(args)
+def compute_reference(case: Case, seed: int, ignore_lengths: bool = False
+                      ) -> dict[str, np.ndarray]:
+    """The float64 reference arrays of a case's inputs (``case.make_args(seed)``; without
+    their lengths when ``ignore_lengths``, for a backend that runs every sequence to T).
+    A stacked or bidirectional case: the NumPy reference's kernels in a Network."""
+    inputs = case_inputs(case, seed, ignore_lengths)
+    inputs = as_float64(inputs) if isinstance(inputs, RNNArgs) else inputs.astype(np.float64)
+    prepared = prepare_inputs(backends.get("numpy"), inputs)
     result = prepared.training_step() if case.training else prepared.forward()
     return named_arrays(case.cell, prepared.to_numpy(result), case.training)
-
-
-def case_request(case: Case) -> dict:
-    """A case as a worker request carries it (read back with Case.from_row)."""
-    return {**case.as_row(), "variable_lengths": case.variable_lengths}
 
 
 class ReferenceSkipped(RuntimeError):
@@ -110,18 +111,18 @@ class ReferenceCache:
                     f"{self.max_flops:.0e} training FLOPs")
         return None
 
-    def path(self, case: Case, seed: int) -> Path:
-        key = f"{case.key}/seed{seed}".encode()
+    def path(self, case: Case, seed: int, ignore_lengths: bool = False) -> Path:
+        key = f"{case.key}/seed{seed}{'/to-T' if ignore_lengths else ''}".encode()
         return self.directory / f"reference-{hashlib.sha1(key).hexdigest()[:16]}.npz"
 
-    def ensure(self, case: Case, seed: int) -> Path:
-        """The path of the reference file, computing it if it is not cached yet;
-        ReferenceSkipped (with the note) when the case is above the FLOP cap or its
-        reference failed or took longer than the timeout."""
+    def ensure(self, case: Case, seed: int, ignore_lengths: bool = False) -> Path:
+        """The path of the reference file (of :func:`compute_reference`), computing it if
+        it is not cached yet; ReferenceSkipped (with the note) when the case is above the
+        FLOP cap or its reference failed or took longer than the timeout."""
         from grubench.worker import Worker, WorkerFailed
 
         note = self.skip_reason(case)
-        path = self.path(case, seed)
+        path = self.path(case, seed, ignore_lengths)
         note = note or self._failed.get(path)
         if note:
             raise ReferenceSkipped(note)
@@ -131,8 +132,8 @@ class ReferenceCache:
                     self._worker = Worker("numpy", 1, self.directory / "reference.log",
                                           self.timeout)
                 reply = self._worker.request(
-                    dict(kind="reference", case=case_request(case), seed=seed,
-                         path=str(path)), self.timeout)
+                    dict(kind="reference", case=case.as_row(), seed=seed,
+                         path=str(path), ignore_lengths=ignore_lengths), self.timeout)
                 if reply["status"] != "ok":
                     raise WorkerFailed(reply["status"], reply["reason"])
             except WorkerFailed as failure:
@@ -150,12 +151,13 @@ class ReferenceCache:
             self._worker = None
 
 
-def write_reference(path: str | Path, case: Case, seed: int) -> None:
+def write_reference(path: str | Path, case: Case, seed: int, ignore_lengths: bool = False
+                    ) -> None:
     """Compute a case's reference (one BLAS thread) and write it atomically."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
-        arrays = compute_reference(case, seed)
+        arrays = compute_reference(case, seed, ignore_lengths)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())

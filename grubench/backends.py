@@ -8,10 +8,13 @@
 Each entry names a module of :mod:`grubench.kernels` that defines ``availability()``,
 ``version()`` and ``prepare(args)`` (with optional keyword options such as a device), and
 :class:`Backend` builds the convenience API over it. An entry also declares the backend's
-capabilities: its device, the memory counter that sees its allocations, and the modes and
-dtypes it cannot run (an inference-only backend: ``unsupported={"training": why}``); an
-entry that declares nothing runs on the CPU, is measured by tracemalloc and runs every
-mode and dtype. Kernel modules are imported on first use, so listing backends costs
+capabilities: its device, the memory counter that sees its allocations, the modes and
+dtypes it cannot run (an inference-only backend: ``unsupported={"training": why}``), how it
+runs stacked and bidirectional cases (``networks``: layer by layer through
+grubench.kernels.network, or its module's own ``prepare_network``; ``unsupported=
+{"networks": why}`` when it cannot) and whether it ignores sequence lengths; an entry that
+declares nothing runs on the CPU, is measured by tracemalloc, runs every mode, dtype and
+network layer by layer, and honours lengths. Kernel modules are imported on first use, so listing backends costs
 nothing and a missing optional package only makes its backend unavailable, with the
 reason.
 
@@ -50,13 +53,23 @@ class Entry:
     unsupported: dict = field(default_factory=dict)
     #: The grubench.memory counter that sees its allocations ("none": no counter does).
     memory: str = "tracemalloc"
+    #: How a stacked or bidirectional case runs: "layered" (grubench.kernels.network's
+    #: Network calls ``prepare`` per layer and direction) or "native" (the module's own
+    #: ``prepare_network(inputs)``).
+    networks: str = "layered"
+    #: Runs every sequence to T whatever the case's lengths (a padded baseline): only
+    #: variable-length cases are run, and accuracy is taken against the reference run to T.
+    ignores_lengths: bool = False
 
     def __post_init__(self):
-        unknown = sorted(set(self.unsupported) - {*MODES, *DTYPES})
+        unknown = sorted(set(self.unsupported) - {*MODES, *DTYPES, "networks"})
         if unknown:
             raise ValueError(f"backend entry {self.module!r}: unsupported names "
-                             f"{', '.join(unknown)}; expected modes ({', '.join(MODES)}) "
-                             f"or dtypes ({', '.join(DTYPES)})")
+                             f"{', '.join(unknown)}; expected modes ({', '.join(MODES)}), "
+                             f"dtypes ({', '.join(DTYPES)}) or networks")
+        if self.networks not in ("layered", "native"):
+            raise ValueError(f"backend entry {self.module!r}: networks must be 'layered' "
+                             f"or 'native', got {self.networks!r}")
         if self.memory not in COUNTERS:
             raise ValueError(f"backend entry {self.module!r}: unknown memory counter "
                              f"{self.memory!r}; expected one of {', '.join(COUNTERS)}")
@@ -71,10 +84,11 @@ class Entry:
         """The dtypes it runs."""
         return tuple(dtype for dtype in DTYPES if dtype not in self.unsupported)
 
-    def why_unsupported(self, mode: str, dtype) -> str | None:
+    def why_unsupported(self, mode: str, dtype, network: bool = False) -> str | None:
         """Why this backend cannot run a case of ``mode`` and ``dtype`` (a name or a NumPy
-        dtype), or None."""
-        return self.unsupported.get(mode) or self.unsupported.get(np.dtype(dtype).name)
+        dtype), stacked or bidirectional when ``network``, or None."""
+        return (self.unsupported.get(mode) or self.unsupported.get(np.dtype(dtype).name)
+                or (self.unsupported.get("networks") if network else None))
 
 
 # Memory counters: NumPy and Numba allocate through Python's tracked allocator
@@ -83,10 +97,17 @@ class Entry:
 # other devices have no per-call counter.
 REGISTRY: dict[str, Entry] = {
     "numpy": Entry("reference", "exact NumPy reference (the oracle of every test)"),
-    "torch-cpu": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on the CPU",
-                       {"device": "cpu"}, memory="torch-profiler"),
+    "torch-cpu": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on the CPU (variable "
+                       "lengths as a PackedSequence)", {"device": "cpu"},
+                       memory="torch-profiler", networks="native"),
+    "torch-cpu-padded": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on the CPU on the "
+                              "padded batch without lengths (every sequence run to T): "
+                              "the baseline of packing; runs variable-length cases only",
+                              {"device": "cpu"}, memory="torch-profiler", networks="native",
+                              ignores_lengths=True),
     "torch-cuda": Entry("torch_nn", "torch.nn.GRU / torch.nn.LSTM on CUDA (cuDNN)",
-                        {"device": "cuda"}, device="cuda", memory="torch-cuda-allocator"),
+                        {"device": "cuda"}, device="cuda", memory="torch-cuda-allocator",
+                        networks="native"),
     "numba-cpu": Entry("numba_cpu", "fused @njit GRU/LSTM kernels (float32 gate math for float32, "
                        "weight products on packed panels, weight gradients on tiles (narrow) or "
                        "OpenBLAS (wide), steps shared among numba's threads)"),
@@ -153,6 +174,14 @@ class Backend:
                                      f"{self.why_unavailable}")
         options = {**self.entry.options, **self.tuned(args, skip=choices), **choices}
         return self._module.prepare(args, **options)
+
+    def prepare_network(self, inputs):
+        """A stacked/bidirectional case's inputs (grubench.case.NetworkInputs) laid out
+        for a backend whose entry runs networks natively (grubench.prepare)."""
+        if not self.available:
+            raise BackendUnavailable(f"backend {self.name!r} is unavailable: "
+                                     f"{self.why_unavailable}")
+        return self._module.prepare_network(inputs, **self.entry.options)
 
     @property
     def tunes(self) -> bool:

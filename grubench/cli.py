@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "grubench.history.cli",
     "grubench.compare",
     "grubench.tune",
+    "grubench.modelbench",
 ]
 
 DEFAULT_COMMAND = "run"

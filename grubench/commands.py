@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import sys
 import time
 
-from grubench import history, isa, suites, tuning
+from grubench import history, isa, suites, tuning, worker
+from grubench.case import LENGTHS, network_parts
 from grubench.threads import cpu_count
 
 DEFAULT_OUT = "reports/latest"
@@ -58,6 +58,16 @@ def _positive(kind, most: float | None = None, why: str = ""):
     return parse
 
 
+def _one_of(kind: str, valid):
+    """An argparse type: one of ``valid`` names, or an error naming them."""
+    def parse(text: str):
+        try:
+            return suites.check_names(kind, [text], valid)[0]
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
+
+
 def _both(choices):
     """'both' -> every choice, else the one named."""
     return lambda value: tuple(choices) if value in (None, "both") else (value,)
@@ -84,6 +94,17 @@ def add_case_options(parser: argparse.ArgumentParser, cells: bool = True,
     parser.add_argument("--size", type=_size, action="append", metavar="T,B,I,H",
                         help="a problem size; repeat for several; replaces the suite's")
     parser.add_argument("--dtype", choices=suites.DTYPES, help="default: the suite's")
+    parser.add_argument("--layers", type=_positive(int), metavar="N",
+                        help="stacked layers, as torch.nn.GRU's num_layers (default: the "
+                             "suite's, 1)")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="two directions per layer (default: the suite's, one)")
+    parser.add_argument("--lengths", type=_one_of("lengths", LENGTHS),
+                        metavar="|".join(LENGTHS),
+                        help="how sequence lengths are drawn: full (all T), uniform in "
+                             "[T/2, T], sorted (uniform, longest first), short-tail (a "
+                             "quarter of the batch at most T/4 long), any (uniform in "
+                             "[0, T]) (default: the suite's)")
     parser.add_argument("--threads", nargs="+", metavar="N",
                         type=_positive(int, cpu_count(), " (this machine's CPUs; more only "
                                                          "measures oversubscription)"),
@@ -125,17 +146,8 @@ def isa_restricted(args):
     if getattr(args, "cluster", None):
         raise ValueError("--isa restricts this machine's workers; it cannot be combined "
                          "with --cluster")
-    restricted = isa.worker_env(chosen)
-    before = {name: os.environ.get(name) for name in restricted}
-    os.environ.update(restricted)
-    try:
+    with worker.inherited_env(isa.worker_env(chosen)):
         yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _run(args, cells=None, write: bool = True):
@@ -157,7 +169,9 @@ def _run(args, cells=None, write: bool = True):
             sizes=args.size, dtype=args.dtype, threads=args.threads, min_runs=args.min_runs,
             min_time=args.min_time, baseline=args.baseline, scale=args.scale,
             out=args.out if write else None,
-            progress=not args.no_progress, case_timeout=args.timeout, **on_cluster)
+            progress=not args.no_progress, case_timeout=args.timeout,
+            layers=args.layers, directions=2 if args.bidirectional else None,
+            lengths=args.lengths, **on_cluster)
     return frame, time.monotonic() - started
 
 
@@ -265,10 +279,13 @@ def handle_list(args) -> int:
         suite = suites.get(name)
         print(f"  {name}: {suite.description}; {len(suite.cases())} cases per backend, "
               f"threads {list(suite.threads)}, baseline {suite.baseline}")
-        for group in suite.groups:
+        for group in suite.all_groups():
             sizes = " ".join(",".join(map(str, s)) for s in group.sizes[:8])
             more = f" ... ({len(group.sizes)} sizes)" if len(group.sizes) > 8 else ""
-            print(f"      {'/'.join(group.cells)} {'/'.join(group.modes)}: {sizes}{more}")
+            network = "".join(f", {part}" for part in network_parts(
+                group.layers, group.directions, group.lengths))
+            print(f"      {'/'.join(group.cells)} {'/'.join(group.modes)}{network}: "
+                  f"{sizes}{more}")
     print("  or a .toml file: see `python -m grubench run --help` and grubench/suites.py")
     return 0
 

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from grubench.case import network_fields, network_parts
 from grubench.schema import CASE_KEY
 from grubench.tables import Table, case_name, render_text
 
@@ -40,8 +41,10 @@ class Row:
 
 
 def case_label(row) -> str:
+    network = network_parts(**network_fields(row))
     return (f"{row['backend']} {case_name(row['cell'], row['variant'])} {row['mode']} "
-            f"{row['T']},{row['B']},{row['I']},{row['H']} {row['dtype']} t{row['threads']}")
+            f"{row['T']},{row['B']},{row['I']},{row['H']}"
+            + "".join(f" {part}" for part in network) + f" {row['dtype']} t{row['threads']}")
 
 
 def _samples(value) -> list[float]:
@@ -79,7 +82,9 @@ def compare_frames(a, b, confidence: float = DEFAULT_CONFIDENCE) -> list[Row]:
 
     def measured(frame):
         ok = frame[(frame["status"] == "ok") & frame["median_s"].notna()]
-        return {tuple(row[k] for k in key): row for _, row in ok.iterrows()}
+        # rows made before the network fields existed are single full-length layers
+        return {tuple({**row, **network_fields(row)}[k] for k in key): row
+                for _, row in ok.iterrows()}
 
     rows_a, rows_b = measured(a), measured(b)
     common = [k for k in rows_a if k in rows_b]

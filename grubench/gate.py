@@ -71,9 +71,10 @@ def compare(baseline: dict[str, float], current: dict[str, dict], tolerance: flo
                 verdicts[key] = Verdict(key, base, ratio, "regression",
                                         f"first {change:+.1%}, re-measured", change)
             else:
+                again_note = ("the re-measurement failed" if ratio is None
+                              else "the re-measurement was within the tolerance")
                 verdicts[key] = Verdict(key, base, ratio, "slower-unconfirmed",
-                                        f"first {change:+.1%}; the re-measurement was "
-                                        f"within the tolerance", change)
+                                        f"first {change:+.1%}; {again_note}", change)
     return [verdicts[key] for key in sorted(verdicts)]
 
 

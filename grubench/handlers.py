@@ -18,4 +18,6 @@ HANDLERS = {
     "tune": "grubench.tune:run_request",
     # one training run (grubench train)
     "train": "grubench.training.runner:run_request",
+    # one version of a user's torch model, timed and its results saved (grubench model)
+    "model": "grubench.modelbench:run_request",
 }

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from grubench import accuracy, memory, timing
 from grubench.case import Case
+from grubench.prepare import prepare_case
 
 
 def run_case(backend, request: dict, state: dict) -> dict:
     """Measure one case in this process: compile call, accuracy, timing, memory (by the
-    counter the backend's registry entry declares)."""
+    counter the backend's registry entry declares). A stacked or bidirectional case runs
+    as its backend runs networks (grubench.prepare)."""
     case = Case.from_row(request["case"])
-    args = case.make_args(request["seed"])
-    prepared = backend.prepare(args)
+    prepared = prepare_case(backend, case, request["seed"])
     call = prepared.training_step if case.training else prepared.forward
 
     row: dict = {}
@@ -43,5 +44,6 @@ def run_case(backend, request: dict, state: dict) -> dict:
 def run_reference(_backend, request: dict, _state: dict) -> dict:
     """The float64 reference of a case into request["path"] (grubench.accuracy): a
     worker computes it, so the runner can bound it by the case timeout and kill it."""
-    accuracy.write_reference(request["path"], Case.from_row(request["case"]), request["seed"])
+    accuracy.write_reference(request["path"], Case.from_row(request["case"]), request["seed"],
+                             ignore_lengths=request.get("ignore_lengths", False))
     return dict(status="ok")

@@ -24,16 +24,14 @@ baseline, a base revision that does not exist or build (or another usage error).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
-from unittest import mock
 
-from grubench import ab, history, machine, tuning
+from grubench import ab, history, machine, tuning, worker
 from grubench.baseline import (BASELINE_DIR, BaselineError, baseline_document,
                                baseline_path, load_baseline)
 from grubench.calibrated import measure
@@ -112,7 +110,7 @@ def add_subcommand(subparsers) -> None:
 
 
 def handle(args) -> int:
-    with mock.patch.dict(os.environ, PINNED_PATHS_ENV):   # the workers inherit it
+    with worker.inherited_env(PINNED_PATHS_ENV):
         return gate(args)
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
-from grubench.case import MODES
+from grubench.backends import REGISTRY
+from grubench.case import LENGTHS, MODES, NETWORK_DEFAULTS, network_fields, network_parts
 from grubench.files import read_json, write_atomic
 from grubench.kernels.cells import cell
 from grubench.schema import CASE_KEY, COLUMNS, JSON_ONLY_COLUMNS, SCHEMA
@@ -110,7 +111,15 @@ def format_value(value: float, metric: Metric) -> str:
 
 
 def _size_label(row) -> str:
-    return f"{row['T']},{row['B']},{row['I']},{row['H']}"
+    """T,B,I,H, and the network where it is not one full-length layer in one direction."""
+    parts = network_parts(**network_fields(row))
+    return f"{row['T']},{row['B']},{row['I']},{row['H']}" + (
+        f" ({', '.join(parts)})" if parts else "")
+
+
+def _network_field(row, name: str):
+    """A row's layers, directions or lengths (the default where it has none)."""
+    return network_fields(row)[name]
 
 
 def _ok(frame: pd.DataFrame) -> pd.Series:
@@ -292,6 +301,44 @@ def problems_table(frame: pd.DataFrame) -> Table | None:
     return Table("cases not measured", ["backend", "status", "cases", "reason"], rows)
 
 
+def lengths_table(frame: pd.DataFrame) -> Table | None:
+    """The cases of variable lengths: each backend's median, against its own time on the
+    same case at full length (what lengths cost or save it) and against the padded
+    baseline's (a backend whose registry entry ignores lengths; for torch-cpu: what
+    packing costs torch). None without such cases."""
+    ok = frame[_ok(frame)]
+    ok = ok.assign(**{name: [_network_field(row, name) for _, row in ok.iterrows()]
+                      for name in NETWORK_DEFAULTS})
+    varied = ok[ok["lengths"] != "full"]
+    if varied.empty:
+        return None
+    padded = sorted(name for name, entry in REGISTRY.items() if entry.ignores_lengths)
+    times = {(row["backend"], *(row[k] for k in CASE_KEY), row["machine"]): row["median_s"]
+             for _, row in ok.iterrows()}
+
+    def ratio(row, backend: str, lengths: str) -> str:
+        """This row's time / ``backend``'s on the same case with ``lengths``."""
+        key = (backend, *(lengths if k == "lengths" else row[k] for k in CASE_KEY),
+               row["machine"])
+        if backend == row["backend"] and lengths == row["lengths"] or key not in times:
+            return "-"
+        return f"{row['median_s'] / times[key]:.2f}x"
+
+    rows = [[f"{case_name(row['cell'], row['variant'])} {row['mode']} {_size_label(row)} "
+             f"{row['dtype']} t{row['threads']}", row["backend"],
+             f"{row['median_s'] * 1e3:.3g}", ratio(row, row["backend"], "full"),
+             *(ratio(row, baseline, row["lengths"]) for baseline in padded)]
+            for _, row in varied.iterrows()]
+    return Table("variable lengths · median time (ms)",
+                 ["case", "backend", "median (ms)", "vs full lengths",
+                  *(f"vs {name}" for name in padded)], rows,
+                 "vs full lengths = this time / the same backend's on the same case with "
+                 "every sequence T long (what lengths cost or save it); vs "
+                 + " and ".join(padded) + " = this time / that padded baseline's (the batch "
+                 "run to T without lengths; for torch-cpu: what packing costs torch, above "
+                 "1x slower than padding); - = not measured")
+
+
 def summary_tables(frame: pd.DataFrame, metrics=("time", "memory", "accuracy")) -> list[Table]:
     """The metric tables and the unmeasured cases; when cases were measured on several
     machines (grubench.cluster, placement each), the tables of each machine apart, then
@@ -306,8 +353,9 @@ def summary_tables(frame: pd.DataFrame, metrics=("time", "memory", "accuracy")) 
                 table.title = f"{name} · {table.title}"
                 tables.append(table)
         tables.append(across)
+    lengths = lengths_table(frame)
     problems = problems_table(frame)
-    return tables + ([problems] if problems else [])
+    return tables + [t for t in (lengths, problems) if t is not None]
 
 
 def _machine_label(machine: str) -> str:
@@ -328,9 +376,9 @@ def machine_table(frame: pd.DataFrame) -> Table | None:
             continue
         times = dict(zip(group["machine"], group["median_s"]))
         first = times.get(machines[0])
-        backend, cell_name, variant, mode, T, B, I, H, dtype, threads = key
-        cells = [backend, f"{case_name(cell_name, variant)} {mode} {T},{B},{I},{H} {dtype} "
-                          f"t{threads}"]
+        row = dict(zip(["backend", *CASE_KEY], key))
+        cells = [row["backend"], f"{case_name(row['cell'], row['variant'])} {row['mode']} "
+                                 f"{_size_label(row)} {row['dtype']} t{row['threads']}"]
         for machine in machines:
             value = times.get(machine)
             if value is None:
@@ -414,19 +462,25 @@ def to_json(frame: pd.DataFrame) -> str:
 
 #: Fields a results row must have, and those that must be numbers (or null) when present.
 _REQUIRED = CASE_KEY + ("backend", "status")
-_SIZES = ("T", "B", "I", "H", "threads")
+_SIZES = ("T", "B", "I", "H", "threads", "layers")
 _NUMBERS = ("median_s", "iqr_s", "min_s", "runs", "compile_s", "peak_bytes", "rss_bytes",
             "expected_bytes", "saved_bytes", "max_abs_err", "rel_err", "gflops", "speedup")
 
 
 def _row_problem(row: dict) -> str | None:
-    """What makes one results row unreadable, or None."""
+    """What makes one results row unreadable, or None. A row written before the network
+    fields existed is a single full-length layer."""
+    row = {**NETWORK_DEFAULTS, **row}
     missing = [c for c in _REQUIRED if c not in row]
     if missing:
         return f"lacks the fields {', '.join(missing)}"
     for key in _SIZES:
         if isinstance(row[key], bool) or not isinstance(row[key], int) or row[key] < 1:
             return f"{key} must be a positive integer, got {row[key]!r}"
+    if row["directions"] not in (1, 2) or isinstance(row["directions"], bool):
+        return f"directions must be 1 or 2, got {row['directions']!r}"
+    if row["lengths"] not in LENGTHS:
+        return f"lengths must be one of {', '.join(LENGTHS)}, got {row['lengths']!r}"
     for key in _NUMBERS:
         value = row.get(key)
         if value is not None and not _is_number(value):
@@ -456,6 +510,8 @@ def load_results(path: str | Path) -> pd.DataFrame:
     results = document.get("results")
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise ValueError(f"{path}: 'results' must be a list of objects")
+    # rows written before the network fields existed are single full-length layers
+    results = [{**NETWORK_DEFAULTS, **row} for row in results]
     for number, row in enumerate(results, 1):
         problem = _row_problem(row)
         if problem:

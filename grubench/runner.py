@@ -14,8 +14,9 @@ threads > 1 may still spin briefly after its last call). Row statuses:
   with a fresh worker;
 * ``unavailable``: a backend named explicitly that cannot run here (reason = why). The
   default selection leaves unavailable backends out and lists them in ``attrs["notes"]``;
-* ``unsupported``: a mode or dtype the backend cannot run (training on an inference-only
-  library): declared in its registry entry, or raised as NotImplementedError;
+* ``unsupported``: a mode, dtype or network the backend cannot run (training on an
+  inference-only library): declared in its registry entry, or raised as
+  NotImplementedError;
 * ``skipped``: not attempted: too large for the available memory (checked before
   anything is allocated), or a slow backend above its suite's size cap (the ``numpy``
   oracle times only small cases).
@@ -31,6 +32,11 @@ What the numbers mean (choices made here):
 * accuracy: against the float64 reference (grubench.accuracy), computed once per
   (case, seed) by a reference worker while the case's worker waits, up to a FLOP
   cap and within the case timeout (else ``note`` says why).
+* a backend whose entry ignores lengths (``torch-cpu-padded``: the padded batch, every
+  sequence run to T) runs only the variable-length cases (on full-length ones it is its
+  unpadded twin), and its accuracy is taken against the reference run to T, which is
+  what it computes (the row's note says so): ignoring lengths is its definition, not an
+  error.
 * ``gflops`` counts the input projection (Case.flops); ``gflops_recurrent`` is
   DeepBench's recurrent-only figure; ``gemm_fraction`` divides by the GEMM ceiling the
   same worker measured; ``speedup`` = baseline median / median on the same case.
@@ -54,7 +60,7 @@ import pandas as pd
 from grubench import backends as registry
 from grubench import interrupts, machine, report, suites
 from grubench.accuracy import ReferenceCache, ReferenceSkipped
-from grubench.case import Case, Task
+from grubench.case import NETWORK_DEFAULTS, Case, Task, network_fields
 from grubench.files import check_writable_dir, exclusive_dir
 from grubench.kernels.contract import available_memory_bytes, format_bytes
 from grubench.progress import Progress
@@ -112,8 +118,10 @@ def show_progress(progress: Progress, row: dict, where: str = "") -> None:
     outcome = row["status"]
     if outcome == "ok":
         outcome = f"{row['median_s'] * 1e3:.3g} ms"
+    case = Case.from_row(row)
+    network = "".join(f" {part}" for part in case.network_parts())
     progress.update(f"{where}{row['backend']} t{row['threads']} {row['cell']} {row['mode']} "
-                    f"{Case.from_row(row).label()}", outcome)
+                    f"{case.label()}{network}", outcome)
 
 
 def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
@@ -126,7 +134,8 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
     try:
         for case in cases:
             row = case_row(backend, case, threads, suite, context)
-            unsupported = registry.get(backend).entry.why_unsupported(case.mode, case.dtype)
+            entry = registry.get(backend).entry
+            unsupported = entry.why_unsupported(case.mode, case.dtype, case.is_network)
             reason = skip_reason(suite, backend, case)
             if unsupported:
                 row.update(status="unsupported", reason=unsupported)
@@ -144,7 +153,10 @@ def _measure_backend(backend: str, threads: int, cases, suite: suites.Suite,
                         row.update(status="unavailable", reason=worker.hello["reason"])
                     else:
                         try:
-                            reference = str(references.ensure(case, suite.seed))
+                            reference = str(references.ensure(case, suite.seed,
+                                                              entry.ignores_lengths))
+                            if entry.ignores_lengths:
+                                row["note"] = IGNORES_LENGTHS_NOTE
                         except ReferenceSkipped as skipped:
                             reference, row["note"] = None, str(skipped)
                         row.update(worker.request(
@@ -167,10 +179,20 @@ def close_all(streams) -> None:
         stream.close()
 
 
+IGNORES_LENGTHS_NOTE = ("ignores lengths (every sequence run to T): accuracy against the "
+                        "reference run to T")
+
+
+def runs(backend: str, case: Case) -> bool:
+    """Whether ``backend`` has a row for ``case``: a backend that ignores lengths has one
+    only for variable-length cases."""
+    return case.variable_lengths or not registry.get(backend).entry.ignores_lengths
+
+
 def row_order(suite: suites.Suite, chosen: list[str], cases) -> list[tuple]:
     """(threads, case, backend) of each row :func:`measure_here` yields, in its order."""
     return [(threads, case, backend) for threads in suite.threads for case in cases
-            for backend in chosen]
+            for backend in chosen if runs(backend, case)]
 
 
 def measure_here(suite: suites.Suite, chosen: list[str], cases, context: dict,
@@ -185,15 +207,16 @@ def measure_here(suite: suites.Suite, chosen: list[str], cases, context: dict,
         references = ReferenceCache(scratch, timeout=suite.case_timeout)
         try:
             for n_threads in suite.threads:
-                streams = [_measure_backend(backend, n_threads, cases, suite, references,
-                                            Path(scratch), progress, context)
-                           for backend in chosen]
+                streams = {backend: _measure_backend(
+                    backend, n_threads, [c for c in cases if runs(backend, c)], suite,
+                    references, Path(scratch), progress, context) for backend in chosen}
                 try:
-                    for _case in cases:                 # each stream: one row per case
-                        for stream in streams:
-                            yield next(stream)
+                    for case in cases:          # each stream: one row per case it runs
+                        for backend, stream in streams.items():
+                            if runs(backend, case):
+                                yield next(stream)
                 finally:
-                    close_all(streams)                  # their workers
+                    close_all(streams.values())         # their workers
         finally:
             references.close()
 
@@ -207,6 +230,11 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
     for column in COLUMNS:
         if column not in frame:
             frame[column] = None
+    network = [network_fields(row) for row in          # rows made without them
+               frame[list(NETWORK_DEFAULTS)].to_dict("records")]
+    for name in NETWORK_DEFAULTS:
+        frame[name] = pd.Series([fields[name] for fields in network], index=frame.index,
+                                dtype=object)
     cases = [Case.from_row(row) for _, row in frame.iterrows()]
     frame["parameters"] = [c.parameter_count for c in cases]
     frame["expected_bytes"] = [c.expected_bytes() for c in cases]
@@ -234,7 +262,8 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
 def plan(suite: str | suites.Suite = "default", *, backends: list[str] | None = None,
          cells=None, variants=None, modes=None, sizes=None, dtype: str | None = None,
          threads=None, min_runs: int | None = None, min_time: float | None = None,
-         baseline: str | None = None, scale: float = 1.0, case_timeout: float | None = None
+         baseline: str | None = None, scale: float = 1.0, case_timeout: float | None = None,
+         layers: int | None = None, directions: int | None = None, lengths: str | None = None
          ) -> tuple[suites.Suite, list[str], list[str]]:
     """What a run measures: the suite (a built-in name, a .toml path or a
     :class:`grubench.suites.Suite`) with the keyword arguments' overrides, validated; the
@@ -249,11 +278,16 @@ def plan(suite: str | suites.Suite = "default", *, backends: list[str] | None = 
         suites.check_names("mode", modes, suites.MODES)
     if dtype is not None:
         suites.check_names("dtype", [dtype], suites.DTYPES)
+    suites.check_network(layers, directions, lengths)
     suite = suite.with_overrides(cells=cells, variants=variants, modes=modes, sizes=sizes,
+                                 layers=layers, directions=directions, lengths=lengths,
                                  dtype=dtype, threads=tuple(threads) if threads else None,
                                  min_runs=min_runs, min_time=min_time, baseline=baseline,
                                  case_timeout=case_timeout)
     chosen, notes = select_backends(suite, backends)
+    if not any(case.variable_lengths for case in suite.cases()):
+        notes += [f"{name} has no cases: it runs only variable-length cases (--lengths)"
+                  for name in chosen if registry.get(name).entry.ignores_lengths]
     suites.check_names("baseline backend", [suite.baseline], registry.names())
     if suite.baseline not in chosen:
         notes.append(f"no speedups: the baseline {suite.baseline} is not among the backends run")
@@ -285,7 +319,7 @@ def _run(suite: suites.Suite, chosen: list[str], notes: list[str], out, progress
          ) -> pd.DataFrame:
     context = machine.context()
     cases = suite.cases()
-    bar = Progress(len(cases) * len(chosen) * len(suite.threads), enabled=progress)
+    bar = Progress(len(row_order(suite, chosen, cases)), enabled=progress)
     rows: list[dict] = []
     interrupted = False
     with interrupts.handled() as signals:

@@ -6,7 +6,9 @@ count, plus the timing settings. Built-in suites:
 
 * ``quick``: CI smoke test, tiny sizes, < 30 s.
 * ``default``: what ``python -m grubench`` runs; < 2 minutes on a 2-core machine with
-  compilation. The ``numpy`` backend (the float64-capable oracle, slow by design) is only
+  compilation. Besides single layers at full length, as extras (left out when a run
+  gives its own sizes or cells), one stacked bidirectional case and one case of variable
+  lengths beside its full-length twin. The ``numpy`` backend (the float64-capable oracle, slow by design) is only
   timed on cases up to ``slow_backend_max_flops`` so it cannot eat the budget.
 * ``deepbench``: DeepBench's GRU and LSTM inference and training sizes (input size =
   hidden size); ``scale`` multiplies T (e.g. 0.01 on a CPU).
@@ -24,8 +26,10 @@ User suites come from a TOML file (``--suite path/to/suite.toml``)::
     variants = ["reset_after"]
     sizes = [[100, 1, 64, 64], [100, 16, 256, 256]]
 
-Also ``description``, ``dtype``, ``backends``, ``device``, ``baseline``, ``case_timeout``
-(seconds) and ``seed``. Keys left out take the defaults of :class:`Suite` and
+A group may also set ``layers`` (stacked layers, default 1), ``directions`` (2:
+bidirectional, default 1) and ``lengths`` (how sequence lengths are drawn: one of
+grubench.case.LENGTHS, default "full"). Also ``description``, ``dtype``, ``backends``,
+``device``, ``baseline``, ``case_timeout`` (seconds) and ``seed``. Keys left out take the defaults of :class:`Suite` and
 :class:`Group`; an unknown key (a typo) is an error, as are more threads than CPUs.
 """
 from __future__ import annotations
@@ -34,7 +38,7 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grubench.case import DTYPES, MODES, Case
+from grubench.case import DTYPES, LENGTHS, MODES, Case
 from grubench.kernels.cells import CELLS as CELL_SPECS
 from grubench.kernels.cells import NO_VARIANT
 from grubench.threads import cpu_count
@@ -53,6 +57,9 @@ class Group:
     cells: tuple[str, ...] = CELLS
     variants: tuple[str, ...] = ("reset_after",)
     modes: tuple[str, ...] = MODES
+    layers: int = 1
+    directions: int = 1
+    lengths: str = "full"
 
 
 @dataclass(frozen=True)
@@ -70,33 +77,60 @@ class Suite:
     case_timeout: float = 300.0
     seed: int = 0
     slow_backends: dict = field(default_factory=lambda: {"numpy": 2e8})
+    #: Groups measured after ``groups`` at their own sizes and cells: a sample (the
+    #: default suite's network and variable-length cases) that a run choosing its own
+    #: sizes or cells leaves out rather than multiplies.
+    extras: tuple[Group, ...] = ()
+
+    def all_groups(self) -> tuple[Group, ...]:
+        return self.groups + self.extras
 
     def cases(self) -> list[Case]:
-        """Every case of the suite, in group order, without duplicates. A cell runs the
-        group's variants it has, or its only one (LSTM: "-")."""
+        """Every case of the suite, in group order (then the extras), without duplicates.
+        A cell runs the group's variants it has, or its only one (LSTM: "-")."""
         seen: dict[Case, None] = {}
-        for group in self.groups:
+        for group in self.all_groups():
             for size in group.sizes:
                 for cell in group.cells:
                     for variant in cell_variants(cell, group.variants):
                         for mode in group.modes:
-                            seen.setdefault(Case(cell, *size, variant=variant, mode=mode,
-                                                 dtype=self.dtype))
+                            seen.setdefault(Case(
+                                cell, *size, variant=variant, mode=mode, dtype=self.dtype,
+                                layers=group.layers, directions=group.directions,
+                                lengths=group.lengths))
         return list(seen)
 
     def sizes(self) -> list[Size]:
-        return list(dict.fromkeys(s for g in self.groups for s in g.sizes))
+        return list(dict.fromkeys(s for g in self.all_groups() for s in g.sizes))
 
     def with_overrides(self, *, cells=None, variants=None, modes=None, sizes=None,
-                       **settings) -> "Suite":
-        """This suite with its groups' cells/variants/modes/sizes replaced where given,
-        and other settings (dtype, threads, min_runs, ...) replaced where not None."""
-        groups = tuple(replace(g, **{k: tuple(v) for k, v in
-                                     dict(cells=cells, variants=variants, modes=modes,
-                                          sizes=sizes).items() if v is not None})
-                       for g in self.groups)
+                       layers=None, directions=None, lengths=None, **settings) -> "Suite":
+        """This suite with its groups' cells/variants/modes/sizes and network (layers,
+        directions, lengths) replaced where given, and other settings (dtype, threads,
+        min_runs, ...) replaced where not None. Sizes or cells given leave the extras
+        out."""
+        names = {k: tuple(v) for k, v in dict(cells=cells, variants=variants, modes=modes,
+                                               sizes=sizes).items() if v is not None}
+        network = {k: v for k, v in dict(layers=layers, directions=directions,
+                                          lengths=lengths).items() if v is not None}
+        groups, extras = ([replace(g, **names, **network) for g in part]
+                          for part in (self.groups, self.extras))
+        if sizes is not None or cells is not None:
+            extras = ()
         settings = {k: v for k, v in settings.items() if v is not None}
-        return replace(self, groups=groups, **settings)
+        return replace(self, groups=tuple(groups), extras=tuple(extras), **settings)
+
+
+def check_network(layers=None, directions=None, lengths=None) -> None:
+    """ValueError naming a bad layer count, direction count or lengths name (None: not
+    given)."""
+    if layers is not None and (isinstance(layers, bool) or not isinstance(layers, int)
+                               or layers < 1):
+        raise ValueError(f"layers must be a positive integer, got {layers!r}")
+    if directions is not None and (isinstance(directions, bool) or directions not in (1, 2)):
+        raise ValueError(f"directions must be 1 or 2 (bidirectional), got {directions!r}")
+    if lengths is not None:
+        check_names("lengths", [lengths], LENGTHS)
 
 
 def cell_variants(cell: str, variants) -> tuple[str, ...]:
@@ -132,9 +166,17 @@ def _builtin(scale: float) -> dict[str, Suite]:
         "quick": Suite("quick", "CI smoke test: tiny sizes, every available backend",
                        groups=(Group(((8, 2, 8, 8), (16, 4, 16, 32))),),
                        min_runs=3, min_time=0.01, case_timeout=120.0),
-        "default": Suite("default", "GRU and LSTM, small to medium sizes, 1 thread",
+        "default": Suite("default", "GRU and LSTM, small to medium sizes, 1 thread; a "
+                                    "2-layer bidirectional GRU and a GRU of variable lengths",
                          groups=(Group(((100, 1, 64, 64), (100, 16, 256, 256),
                                         (20, 64, 512, 512))),),
+                         extras=(Group(((50, 16, 128, 128),), cells=("gru",),
+                                       modes=("training",), layers=2, directions=2),
+                                 # lengths uniform, and its full-length twin: what lengths
+                                 # cost (or save) each backend, and torch's packing
+                                 *(Group(((100, 64, 128, 128),), cells=("gru",),
+                                         modes=("inference",), lengths=lengths)
+                                   for lengths in ("full", "uniform"))),
                          min_runs=5, min_time=0.1),
         "deepbench": _deepbench(scale),
         "gpu": Suite("gpu", "CUDA backends at GPU sizes, baseline torch-cuda",
@@ -240,7 +282,7 @@ def _string_list(value, key: str) -> tuple[str, ...]:
 #: file has no [[group]] sections).
 SUITE_KEYS = ("name", "description", "dtype", "threads", "backends", "device", "baseline",
               "min_runs", "min_time", "case_timeout", "seed", "group")
-GROUP_KEYS = ("sizes", "cells", "variants", "modes")
+GROUP_KEYS = ("sizes", "cells", "variants", "modes", "layers", "directions", "lengths")
 
 
 def _check_keys(table: dict, valid, where: str) -> None:
@@ -274,10 +316,13 @@ def _suite_from_table(table: dict, path: Path) -> Suite:
             raise ValueError("every group needs sizes = [[T, B, I, H], ...]")
         parsed = tuple(parse_size(",".join(str(v) for v in s)) if isinstance(s, list)
                        else parse_size(str(s)) for s in sizes)
+        network = dict(layers=g.get("layers", 1), directions=g.get("directions", 1),
+                       lengths=g.get("lengths", "full"))
+        check_network(**network)
         groups.append(Group(
             parsed, cells=_names(g, "cells", CELLS, CELLS),
             variants=_names(g, "variants", ("reset_after",), VARIANTS),
-            modes=_names(g, "modes", MODES, MODES)))
+            modes=_names(g, "modes", MODES, MODES), **network))
     dtype = table.get("dtype", "float32")
     check_names("dtype", [dtype], DTYPES)
     threads = table.get("threads", [1])

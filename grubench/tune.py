@@ -45,7 +45,8 @@ def tune(suite: suites.Suite, chosen: list[str], force: bool, log_dir) -> list[d
             try:
                 if not worker.hello["available"]:
                     continue
-                for case in suite.cases():
+                # a network's calls are one-layer calls, each taking its own tuned choice
+                for case in (c for c in suite.cases() if not c.is_network):
                     reply = worker.request(dict(kind="tune", case=case.as_row(),
                                                 seed=suite.seed, force=force),
                                            suite.case_timeout)

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from grubench.accuracy import rel_err_target
+from grubench.case import NETWORK_DEFAULTS
 from grubench.files import read_json
 from grubench.kernels.cells import CELLS, GRU, LSTM
 from grubench.tables import BYTE_UNITS, TIME_UNITS, pick_unit
@@ -357,9 +358,14 @@ def _missing(value) -> bool:
 # ---------------------------------------------------------------------- judging results
 
 def compared_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the :data:`COMPARED` cells, each in its default variant."""
+    """The rows of the :data:`COMPARED` cells, each in its default variant, one layer in
+    one direction at full length (the claims are about the cells)."""
     defaults = {name: CELLS[name].variants[0] for name in COMPARED}
-    return frame[frame["cell"].map(defaults) == frame["variant"]]
+    chosen = frame["cell"].map(defaults) == frame["variant"]
+    for name, default in NETWORK_DEFAULTS.items():
+        if name in frame:
+            chosen &= frame[name].isna() | (frame[name] == default)
+    return frame[chosen]
 
 
 def judge(frame: pd.DataFrame, training_rows: list[dict] | None = None) -> VerdictSet:

@@ -12,11 +12,26 @@ Keras 3 (``layer.get_weights()`` / ``layer.set_weights(...)`` order, U = H units
     bias: GRU reset_after=True (2, 3U) = [input bias, recurrent bias]
           GRU reset_after=False and LSTM (G*U,): one bias
 
-ONNX (forward direction only, D = 1; no LSTM peepholes)::
+ONNX (one direction, D = 1: a node with direction "forward" or "reverse"; no LSTM
+peepholes)::
 
     W [1, G*H, I], R [1, G*H, H], B [1, 2*G*H] = [Wb, Rb]; GRU gates z, r, h; LSTM i, o, f, c
     GRU linear_before_reset = 1 is reset_after=True, 0 (ONNX's default) is reset_after=False;
     the weights are the same in both modes, only the node attribute differs.
+
+Networks (:class:`~grubench.kernels.cells.NetworkSpec`: layers, directions; parameters by
+torch name, ``weight_ih_l{k}[_reverse]``...) convert layer by layer and direction by
+direction through the single-layer converters above:
+
+* Keras: one ``Bidirectional(GRU/LSTM(H, return_sequences=True))`` per layer (a plain
+  GRU/LSTM layer when not bidirectional), stacked; each layer's ``get_weights()`` holds
+  the forward layer's ``[kernel, recurrent_kernel, bias]`` then the backward layer's (no
+  bias with ``use_bias=False``).
+* ONNX: one GRU/LSTM node per layer with ``direction="bidirectional"`` (or "forward"),
+  W [D, G*H, I_k], R [D, G*H, H], B [D, 2*G*H], direction 0 forward, 1 reverse (torch's
+  ``_reverse`` set); ``initial_h``/``Y_h`` [D, B, H] are torch's h0/h_n rows of that layer.
+  ``Y`` is [T, D, B, H]: the next layer reads it transposed to [T, B, D, H] and reshaped to
+  [T, B, D*H], torch's layout.
 
 Every conversion is a permutation of gate blocks plus a transpose or reshape, so it is exact,
 with one exception: where Keras keeps a single bias (GRU reset_after=False, LSTM) torch's two
@@ -28,8 +43,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from grubench.kernels.cells import CELLS
+from grubench.kernels.cells import CELLS, NetworkSpec
 from grubench.kernels.cells import cell as cell_spec
+from grubench.kernels.network import check_params, direction_weights
 
 # Gate names along the G*H axis of each layout, from the cell specs; Keras' "h"/"c" and
 # ONNX's "h"/"c" are the candidate gate torch calls "n" (GRU) and "g" (LSTM), so one name
@@ -99,6 +115,12 @@ def _torch_weights(cell: str, weights: dict) -> dict[str, np.ndarray]:
 
 # ----------------------------------------------------------------------------- Keras
 
+def _keras_two_biases(cell: str, reset_after: bool) -> bool:
+    """Whether the Keras layer keeps [input bias, recurrent bias] (GRU reset_after=True)
+    rather than one bias."""
+    return cell_spec(cell).variant_of(reset_after) == "reset_after"
+
+
 def to_keras(cell: str, weights: dict, *, reset_after: bool = True) -> list[np.ndarray]:
     """torch layout -> Keras ``[kernel, recurrent_kernel, bias]`` for ``layer.set_weights``.
 
@@ -110,7 +132,7 @@ def to_keras(cell: str, weights: dict, *, reset_after: bool = True) -> list[np.n
     kernel = reorder_gates(w["w_ih"], source, target).T
     recurrent_kernel = reorder_gates(w["w_hh"], source, target).T
     b_ih, b_hh = (reorder_gates(w[name], source, target) for name in ("b_ih", "b_hh"))
-    if cell_spec(cell).variant_of(reset_after) == "reset_after":   # two biases
+    if _keras_two_biases(cell, reset_after):
         bias = np.stack([b_ih, b_hh])
     else:
         bias = b_ih + b_hh
@@ -136,8 +158,7 @@ def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
         raise ValueError(f"kernel has shape {kernel.shape}; expected (I, {G * U}) = "
                          f"(I, {G}*U)")
     bias = _as_float("bias", bias)
-    two_biases = cell_spec(cell).variant_of(reset_after) == "reset_after"
-    if two_biases:
+    if _keras_two_biases(cell, reset_after):
         _check_shape("bias", bias, (2, G * U), f"(2, {G}*U) [input, recurrent] "
                      "(a Keras GRU with reset_after=True)")
         input_bias, recurrent_bias = bias
@@ -155,7 +176,8 @@ def from_keras(cell: str, kernel, recurrent_kernel, bias, *,
 # ----------------------------------------------------------------------------- ONNX
 
 def to_onnx(cell: str, weights: dict) -> dict[str, np.ndarray]:
-    """torch layout -> ONNX ``{"W", "R", "B"}`` inputs of a forward GRU/LSTM node.
+    """torch layout -> ONNX ``{"W", "R", "B"}`` inputs of a one-direction GRU/LSTM node
+    (``direction`` "forward", or "reverse" for torch's ``_reverse`` set alone).
 
     For a GRU, set the node's ``linear_before_reset`` to ``int(reset_after)``.
     """
@@ -166,14 +188,14 @@ def to_onnx(cell: str, weights: dict) -> dict[str, np.ndarray]:
 
 
 def from_onnx(cell: str, W, R, B=None) -> dict[str, np.ndarray]:
-    """ONNX ``W, R[, B]`` of a forward GRU/LSTM node -> torch layout (B absent: zeros, as
-    ONNX defines). A GRU's ``linear_before_reset`` = 1 means reset_after=True."""
+    """ONNX ``W, R[, B]`` of a one-direction GRU/LSTM node -> torch layout (B absent:
+    zeros, as ONNX defines). A GRU's ``linear_before_reset`` = 1 means reset_after=True."""
     G = cell_spec(cell).n_gates
     R = _as_float("R", R)
     H = R.shape[2] if R.ndim == 3 else -1
     if H < 1 or R.shape[:2] != (1, G * H):
         raise ValueError(f"R has shape {R.shape}; expected [1, {G}*H, H] (one direction: "
-                         "bidirectional and stacked ONNX RNNs are not converted)")
+                         "from_onnx_network converts bidirectional and stacked nodes)")
     W = _as_float("W", W)
     if W.ndim != 3 or W.shape[:2] != (1, G * H):
         raise ValueError(f"W has shape {W.shape}; expected [1, {G * H}, I] = [1, {G}*H, I]")
@@ -183,3 +205,167 @@ def from_onnx(cell: str, W, R, B=None) -> dict[str, np.ndarray]:
     w_ih, w_hh, b_ih, b_hh = (reorder_gates(array, source, target)
                               for array in (W[0], R[0], *np.split(B[0], 2)))
     return {"w_ih": w_ih, "w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}
+
+
+# ----------------------------------------------------------------------------- networks
+
+def _network(spec) -> NetworkSpec:
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"spec must be a NetworkSpec, got {type(spec).__name__}")
+    return spec
+
+
+def _layer_input(layer: int) -> str:
+    """What layer ``layer``'s input width is, for error messages."""
+    return "I" if layer == 0 else "directions*H"
+
+
+def _keras_bias_shape(spec: NetworkSpec, reset_after: bool) -> tuple[tuple, str]:
+    G, H = spec.spec.n_gates, spec.hidden_size
+    variant = f" (reset_after={reset_after})" if "reset_before" in spec.spec.variants else ""
+    if _keras_two_biases(spec.cell, reset_after):
+        return (2, G * H), f"(2, {G}*H) [input, recurrent]{variant}"
+    return (G * H,), f"({G}*H,){variant}"
+
+
+def _keras_shapes(spec: NetworkSpec, layer: int,
+                  reset_after: bool) -> dict[str, tuple[tuple, str]]:
+    """One Keras layer's arrays in get_weights() order: their shapes and what they are."""
+    G, H = spec.spec.n_gates, spec.hidden_size
+    shapes = {"kernel": ((spec.layer_input_size(layer), G * H),
+                         f"({_layer_input(layer)}, {G}*H)"),
+              "recurrent_kernel": ((H, G * H), f"(H, {G}*H)")}
+    if spec.bias:
+        shapes["bias"] = _keras_bias_shape(spec, reset_after)
+    return shapes
+
+
+def _torch_named(spec: NetworkSpec, layer: int, direction: int,
+                 weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One direction's converted ``weights`` under torch's names, biases only where the
+    spec has them."""
+    names = spec.parameter_names(layer, direction)
+    return {names[name]: array for name, array in weights.items()
+            if spec.bias or name.startswith("w_")}
+
+
+def to_keras_network(spec: NetworkSpec, params: dict, *,
+                     reset_after: bool = True) -> list[list[np.ndarray]]:
+    """torch-named parameters -> per layer the weights of one Keras
+    ``Bidirectional(GRU/LSTM(H, return_sequences=True))`` (a plain GRU/LSTM layer without
+    ``bidirectional``), for that layer's ``set_weights``: the forward direction's
+    :func:`to_keras` ``[kernel, recurrent_kernel, bias]``, then the backward's; no bias
+    without ``spec.bias`` (Keras' ``use_bias=False``). A model of these layers alone
+    takes them joined: ``model.set_weights([a for layer in layers for a in layer])``."""
+    params = check_params(_network(spec), params)
+    layers = [[] for _ in range(spec.num_layers)]
+    for layer, direction, _suffix in spec.layers():
+        kernel, recurrent_kernel, bias = to_keras(
+            spec.cell, direction_weights(spec, params, layer, direction),
+            reset_after=reset_after)
+        layers[layer] += [kernel, recurrent_kernel] + ([bias] if spec.bias else [])
+    return layers
+
+
+def from_keras_network(spec: NetworkSpec, layers, *,
+                       reset_after: bool = True) -> dict[str, np.ndarray]:
+    """Per layer the ``get_weights()`` of the Keras layers :func:`to_keras_network`
+    describes -> torch-named parameters. ValueError naming the array (its layer, index
+    and direction) and both shapes where they do not fit ``spec``."""
+    _network(spec)
+    layers = [list(weights) for weights in layers]
+    if len(layers) != spec.num_layers:
+        raise ValueError(f"Keras weights of {len(layers)} layers; expected "
+                         f"{spec.num_layers}, a list of arrays per layer")
+    params = {}
+    for layer, weights in enumerate(layers):
+        shapes = _keras_shapes(spec, layer, reset_after)
+        if len(weights) != len(shapes) * spec.directions:
+            raise ValueError(
+                f"Keras layer {layer} has {len(weights)} arrays; expected "
+                f"{len(shapes) * spec.directions} = {spec.directions} directions x "
+                f"[{', '.join(shapes)}] (bidirectional={spec.bidirectional}, "
+                f"bias={spec.bias})")
+        for direction in range(spec.directions):
+            arrays = {}
+            for index, (name, (shape, meaning)) in enumerate(shapes.items(),
+                                                             direction * len(shapes)):
+                what = (f"Keras layer {layer} weights[{index}] ({name}, "
+                        f"{'reverse' if direction else 'forward'})")
+                arrays[name] = _as_float(what, weights[index])
+                _check_shape(what, arrays[name], shape, meaning)
+            if not spec.bias:       # use_bias=False: a zero bias converts to zero biases
+                arrays["bias"] = np.zeros(_keras_bias_shape(spec, reset_after)[0],
+                                          arrays["kernel"].dtype)
+            converted = from_keras(spec.cell, **arrays, reset_after=reset_after)
+            params.update(_torch_named(spec, layer, direction, converted))
+    return params
+
+
+def onnx_node_attributes(spec: NetworkSpec, *, reset_after: bool = True) -> dict:
+    """The attributes of each layer's ONNX GRU/LSTM node: ``hidden_size``, ``direction``
+    and, for a cell with a reset-before variant (GRU), ``linear_before_reset``."""
+    attributes = {"hidden_size": _network(spec).hidden_size,
+                  "direction": "bidirectional" if spec.bidirectional else "forward"}
+    if "reset_before" in spec.spec.variants:
+        attributes["linear_before_reset"] = int(reset_after)
+    return attributes
+
+
+def _onnx_shapes(spec: NetworkSpec, layer: int) -> dict[str, tuple[tuple, str]]:
+    """One ONNX node's W, R, B: their shapes and what they are."""
+    D, G, H = spec.directions, spec.spec.n_gates, spec.hidden_size
+    return {"W": ((D, G * H, spec.layer_input_size(layer)),
+                  f"[directions, {G}*H, {_layer_input(layer)}]"),
+            "R": ((D, G * H, H), f"[directions, {G}*H, H]"),
+            "B": ((D, 2 * G * H), f"[directions, 2*{G}*H] = [Wb, Rb]")}
+
+
+def to_onnx_network(spec: NetworkSpec, params: dict) -> list[dict[str, np.ndarray]]:
+    """torch-named parameters -> per layer the ``{"W", "R", "B"}`` inputs of one ONNX
+    GRU/LSTM node (attributes: :func:`onnx_node_attributes`); direction d of W, R, B is
+    :func:`to_onnx` of that layer's forward (d = 0) or ``_reverse`` (d = 1) parameters. No
+    B without ``spec.bias`` (ONNX reads an absent B as zeros)."""
+    params = check_params(_network(spec), params)
+    nodes = []
+    for layer in range(spec.num_layers):
+        directions = [to_onnx(spec.cell, direction_weights(spec, params, layer, direction))
+                      for direction in range(spec.directions)]
+        names = ("W", "R", "B") if spec.bias else ("W", "R")
+        nodes.append({name: np.concatenate([inputs[name] for inputs in directions])
+                      for name in names})
+    return nodes
+
+
+def from_onnx_network(spec: NetworkSpec, nodes) -> dict[str, np.ndarray]:
+    """Per layer the ``{"W", "R"[, "B"]}`` inputs of its ONNX GRU/LSTM node (as
+    :func:`to_onnx_network` returns) -> torch-named parameters. ValueError naming the
+    input (layer and name) and both shapes where they do not fit ``spec``; a nonzero B
+    for a spec without bias is an error (torch's network has nowhere to keep it)."""
+    _network(spec)
+    nodes = list(nodes)
+    if len(nodes) != spec.num_layers:
+        raise ValueError(f"ONNX weights of {len(nodes)} layers; expected {spec.num_layers}, "
+                         "one node per layer")
+    params = {}
+    for layer, node in enumerate(nodes):
+        shapes = _onnx_shapes(spec, layer)
+        if not isinstance(node, dict) or not {"W", "R"} <= set(node) <= set(shapes):
+            keys = sorted(node) if isinstance(node, dict) else type(node).__name__
+            raise ValueError(f"ONNX layer {layer} has {keys}; expected a dict of W, R "
+                             "and optionally B")
+        direction_attribute = onnx_node_attributes(spec)["direction"]
+        inputs = {}
+        for name, (shape, meaning) in shapes.items():
+            if name in node:
+                what = f"ONNX layer {layer} {name}"
+                inputs[name] = _as_float(what, node[name])
+                _check_shape(what, inputs[name], shape,
+                             f"{meaning} (direction={direction_attribute!r})")
+        if not spec.bias and "B" in inputs and inputs["B"].any():
+            raise ValueError(f"ONNX layer {layer} B is nonzero; the network has no bias "
+                             "(bias=False) to hold it")
+        for direction in range(spec.directions):
+            one = {name: array[direction:direction + 1] for name, array in inputs.items()}
+            params.update(_torch_named(spec, layer, direction, from_onnx(spec.cell, **one)))
+    return params

@@ -24,6 +24,7 @@ Another revision's kernels: a worker started with ``GRUBENCH_KERNELS_DIR`` impor
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import importlib
@@ -133,6 +134,22 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # ---------------------------------------------------------------------- in the runner
+
+@contextlib.contextmanager
+def inherited_env(variables: dict[str, str]):
+    """``variables`` set in this process's environment for the block, and put back after
+    it: the workers started inside inherit them."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
 
 class WorkerFailed(RuntimeError):
     """The worker died or hung; ``status`` is "crashed" or "timeout". ``returncode``:

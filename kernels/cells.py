@@ -124,6 +124,12 @@ def cell(name: str) -> CellSpec:
         raise ValueError(f"unknown cell {name!r}; expected one of {', '.join(CELLS)}") from None
 
 
+#: torch.nn.GRU/LSTM's parameter name, less its ``_l{k}[_reverse]`` suffix, of each of a
+#: cell's parameters (the names :meth:`CellSpec.parameter_shapes` uses).
+TORCH_PARAMETER_PREFIXES = {"w_ih": "weight_ih", "w_hh": "weight_hh",
+                            "b_ih": "bias_ih", "b_hh": "bias_hh"}
+
+
 @dataclass(frozen=True)
 class NetworkSpec:
     """A recurrent network as torch.nn.GRU/LSTM builds it: ``num_layers`` layers, each in one
@@ -171,24 +177,35 @@ class NetworkSpec:
         suffix, e.g. ``_l1_reverse``."""
         for layer in range(self.num_layers):
             for direction in range(self.directions):
-                yield layer, direction, f"_l{layer}" + ("_reverse" if direction else "")
+                yield layer, direction, _suffix(layer, direction)
+
+    def parameter_names(self, layer: int, direction: int) -> dict[str, str]:
+        """torch's names of one layer and direction's parameters, by the cell's names:
+        ``{"w_ih": "weight_ih_l1_reverse", ...}``. The biases are named even without
+        ``bias`` (the network then runs them as zeros)."""
+        return {name: prefix + _suffix(layer, direction)
+                for name, prefix in TORCH_PARAMETER_PREFIXES.items()}
 
     def parameter_shapes(self) -> dict[str, tuple]:
         """torch.nn.GRU/LSTM's parameters, in its order: ``weight_ih_l{k}[_reverse]``,
         ``weight_hh_...``, and with bias ``bias_ih_...``, ``bias_hh_...``."""
-        torch_names = {"w_ih": "weight_ih", "w_hh": "weight_hh",
-                       "b_ih": "bias_ih", "b_hh": "bias_hh"}
         shapes = {}
-        for layer, _direction, suffix in self.layers():
+        for layer, direction, _suffix in self.layers():
             layer_shapes = self.spec.parameter_shapes(self.layer_input_size(layer),
                                                       self.hidden_size)
+            names = self.parameter_names(layer, direction)
             for name, shape in layer_shapes.items():
                 if self.bias or name.startswith("w_"):
-                    shapes[torch_names[name] + suffix] = shape
+                    shapes[names[name]] = shape
         return shapes
 
     def parameter_count(self) -> int:
         return sum(_product(shape) for shape in self.parameter_shapes().values())
+
+
+def _suffix(layer: int, direction: int) -> str:
+    """torch's parameter-name suffix of a layer and direction: ``_l1``, ``_l1_reverse``."""
+    return f"_l{layer}" + ("_reverse" if direction else "")
 
 
 def _product(shape: tuple) -> int:

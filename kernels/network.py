@@ -18,6 +18,11 @@ a kernel of its own.
   backend's kernels release the GIL (numba-cpu's are ``@njit(nogil=True)``) and the run
   has two threads or more; the result is bit-identical to running them one after the
   other with those threads (torch on CPU runs them one after the other).
+* One-direction stacks infer as a wavefront under the same conditions, when the backend's
+  prepared call can run a range of steps (``forward_steps``, numba-cpu's): each layer's
+  steps run in pieces, and two threads, one each, run the ready pieces, layer k+1 on a
+  piece while layer k runs the next. The result is bit-identical to layer by layer
+  (numba-cpu's products sum each output in one order wherever the steps are split).
 
 Device backends (numba-cuda, torch-cuda) run too, but each layer's outputs come back to
 the host before the next layer: correct, not fast.
@@ -31,13 +36,15 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import numbers
+import threading
 import types
 from dataclasses import dataclass
 
 import numpy as np
 
 from .cells import NetworkSpec
-from .contract import RNNArgs, _as_float_array, _check_shape, _validate_lengths, validate
+from .contract import (RNNArgs, _as_float_array, _check_shape, _contiguous_writable,
+                       _validate_lengths, validate)
 
 
 def _numba_threads():
@@ -47,8 +54,9 @@ def _numba_threads():
     return numba.get_num_threads, numba.set_num_threads
 
 
-#: Kernel modules whose kernels release the GIL, with the function returning the
-#: (get, set) pair of their per-thread thread count. Others run one direction at a time.
+#: Kernel modules whose kernels release the GIL and whose prepared calls run a range of
+#: steps (``forward_steps``), with the function returning the (get, set) pair of their
+#: per-thread thread count. Others run one direction, and one layer, at a time.
 GIL_FREE_KERNELS = {"grubench.kernels.numba_cpu": _numba_threads}
 
 
@@ -64,9 +72,17 @@ def _kernel_module_name(backend) -> str | None:
 
 
 @functools.cache
-def _direction_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """The thread that runs the reverse direction while the caller runs the forward one."""
-    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="network-reverse")
+def _second_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """The thread that runs beside the caller: the reverse direction while the caller runs
+    the forward one, or half of a wavefront's pieces."""
+    return concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="network")
+
+
+#: A wavefront splits each layer's steps into this many pieces per layer of the stack:
+#: with two threads, L layers and P pieces the wavefront takes about max(L*P/2, P+L-1)
+#: piece times against L*P layer by layer, so P = 2L leaves little to the pipeline's
+#: fill and drain while each piece stays long enough to hide the per-call overhead.
+WAVEFRONT_PIECES_PER_LAYER = 2
 
 
 @dataclass(frozen=True)
@@ -139,12 +155,14 @@ class Network:
     ``threads``: threads of one run; None takes the backend's own setting (numba's thread
     count for numba-cpu, 1 for other backends). With two directions, threads >= 2, a
     GIL-free backend and ``concurrent_directions``, the directions run at once with
-    threads // 2 each; else one after the other with all the threads each.
+    threads // 2 each; else one after the other with all the threads each. Likewise
+    ``wavefront``: a one-direction stack infers with its layers overlapping (see the
+    module's notes); else layer by layer.
     """
 
     def __init__(self, backend, spec: NetworkSpec, *, reset_after: bool = True,
                  dropout: float = 0.0, threads: int | None = None,
-                 concurrent_directions: bool = True):
+                 concurrent_directions: bool = True, wavefront: bool = True):
         if not callable(getattr(backend, "prepare", None)):
             raise TypeError(f"backend must have a prepare(args) method (a kernel module or "
                             f"a grubench.backends backend), got {type(backend).__name__}")
@@ -167,6 +185,7 @@ class Network:
         self.dropout = float(dropout)
         self.threads = threads
         self.concurrent_directions = bool(concurrent_directions)
+        self.wavefront = bool(wavefront)
         self._thread_control = GIL_FREE_KERNELS.get(_kernel_module_name(backend))
 
     # ------------------------------------------------------------------ validation
@@ -202,42 +221,18 @@ class Network:
                            lengths=_validate_lengths(lengths, T, B))
 
     def _validate_params(self, params, dtype) -> dict[str, np.ndarray]:
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of arrays by torch name, got "
-                            f"{type(params).__name__}")
-        shapes = self.spec.parameter_shapes()
-        missing = [name for name in shapes if name not in params]
-        unknown = [name for name in params if name not in shapes]
-        if missing or unknown:
-            raise ValueError(f"params do not match the network: missing {missing or 'none'}, "
-                             f"unexpected {unknown or 'none'}")
-        checked = {}
-        for name, shape in shapes.items():
-            value = _as_float_array(name, params[name])
-            _check_shape(name, value, shape, "(torch.nn." + self.spec.spec.torch_class
-                         + "'s shape)")
-            if value.dtype != dtype:
-                raise TypeError(f"{name} has dtype {value.dtype}; x has {dtype}")
-            checked[name] = value
-        if not self.spec.bias:
-            rows = self.spec.spec.n_gates * self.spec.hidden_size
-            zeros = np.zeros(rows, dtype)
-            for _layer, _direction, suffix in self.spec.layers():
-                checked[f"bias_ih{suffix}"] = checked[f"bias_hh{suffix}"] = zeros
-        return checked
+        return check_params(self.spec, params, dtype)
 
     def _layer_args(self, args: NetworkArgs, layer: int, direction: int,
-                    layer_input) -> RNNArgs:
+                    layer_input, lengths="call") -> RNNArgs:
         """The contract call of (layer, direction) on ``layer_input`` (time-major, already
-        reversed for the reverse direction)."""
-        suffix = f"_l{layer}" + ("_reverse" if direction else "")
+        reversed for the reverse direction), with the call's lengths or ``lengths``."""
         state = layer * self.spec.directions + direction
-        p = args.params
+        weights = direction_weights(self.spec, args.params, layer, direction)
         return validate(self.spec.cell, layer_input, args.h0[state],
-                        None if args.c0 is None else args.c0[state],
-                        p[f"weight_ih{suffix}"], p[f"weight_hh{suffix}"],
-                        p[f"bias_ih{suffix}"], p[f"bias_hh{suffix}"],
-                        reset_after=self.reset_after, lengths=args.lengths)
+                        None if args.c0 is None else args.c0[state], **weights,
+                        reset_after=self.reset_after,
+                        lengths=args.lengths if lengths == "call" else lengths)
 
     # ------------------------------------------------------------------ running
 
@@ -267,16 +262,112 @@ class Network:
 
         if not concurrent_run:
             return [with_threads(direction) for direction in range(directions)]
-        reverse = _direction_thread().submit(with_threads, 1)
+        reverse = _second_thread().submit(with_threads, 1)
         try:
             forward = with_threads(0)
         finally:
             concurrent.futures.wait([reverse])
         return [forward, reverse.result()]
 
+    def _wavefront_applies(self, args: NetworkArgs, train: bool) -> bool:
+        spec = self.spec
+        return (self.wavefront and not train and spec.directions == 1
+                and spec.num_layers > 1 and args.T > 1 and self._thread_control is not None
+                and self._thread_count() >= 2)
+
+    def _wavefront(self, args: NetworkArgs, rng):
+        """Inference of a one-direction stack with the layers overlapping (the module's
+        notes); the outputs."""
+        spec, T, B, H = self.spec, args.T, args.B, self.spec.hidden_size
+        L = spec.num_layers
+        pieces = min(T, WAVEFRONT_PIECES_PER_LAYER * L)
+        bounds = [T * piece // pieces for piece in range(pieces + 1)]
+        masks = [self._dropout_mask(rng, (T, B, H), args.dtype)
+                 if rng is not None and self.dropout > 0 else None for _ in range(L - 1)]
+        outputs = [np.empty((T, B, H), args.dtype) for _ in range(L)]
+        inputs = [_contiguous_writable(args.zero_padding(args.x) if args.lengths is not None
+                                       else args.x)]
+        for layer, mask in enumerate(masks):
+            inputs.append(outputs[layer] if mask is None else np.empty_like(outputs[layer]))
+        get_threads, set_threads = self._thread_control()
+        before = get_threads()
+        set_threads(1)          # each layer's call is packed for, and runs on, one thread
+        try:
+            prepared = [self.backend.prepare(self._layer_args(args, layer, 0, inputs[layer],
+                                                              lengths=None))
+                        for layer in range(L)]
+        finally:
+            set_threads(before)
+        h = [np.ascontiguousarray(args.h0[layer]) for layer in range(L)]
+        c = [None if args.c0 is None else np.ascontiguousarray(args.c0[layer])
+             for layer in range(L)]
+        done = [0] * L              # pieces each layer has finished
+        busy = [False] * L
+        failed: list[BaseException] = []
+        condition = threading.Condition()
+
+        def claim():
+            """The ready piece nearest the wavefront's start (deeper layer first), or
+            None when all are done or one failed; waits while none is ready."""
+            with condition:
+                while True:
+                    if failed or min(done) == pieces:
+                        return None
+                    ready = [(done[layer] + layer, -layer) for layer in range(L)
+                             if not busy[layer] and done[layer] < pieces
+                             and (layer == 0 or done[layer - 1] > done[layer])]
+                    if ready:
+                        layer = -min(ready)[1]
+                        busy[layer] = True
+                        return layer
+                    condition.wait()
+
+        def run_piece(layer):
+            start, stop = bounds[done[layer]], bounds[done[layer] + 1]
+            lengths = (None if args.lengths is None
+                       else np.clip(args.lengths - start, 0, stop - start))
+            result = prepared[layer].forward_steps(inputs[layer][start:stop], h[layer],
+                                                   c[layer], lengths)
+            outputs[layer][start:stop] = result[0]
+            h[layer] = result[1]
+            if c[layer] is not None:
+                c[layer] = result[2]
+            if layer < L - 1 and masks[layer] is not None:
+                np.multiply(result[0], masks[layer][start:stop],
+                            out=inputs[layer + 1][start:stop])
+
+        def runner():
+            before = get_threads()
+            set_threads(1)
+            try:
+                while (layer := claim()) is not None:
+                    try:
+                        run_piece(layer)
+                    except BaseException as error:
+                        failed.append(error)
+                    with condition:
+                        busy[layer] = False
+                        done[layer] += not failed
+                        condition.notify_all()
+            finally:
+                set_threads(before)
+
+        helper = _second_thread().submit(runner)
+        try:
+            runner()
+        finally:
+            concurrent.futures.wait([helper])
+        if failed:
+            raise failed[0]
+        h_n = np.stack(h)
+        y = outputs[-1].transpose(1, 0, 2) if spec.batch_first else outputs[-1]
+        return (y, h_n) if args.c0 is None else (y, h_n, np.stack(c))
+
     def _forward(self, args: NetworkArgs, dropout_seed, train: bool):
         spec, H = self.spec, self.spec.hidden_size
         rng = np.random.default_rng(dropout_seed) if dropout_seed is not None else None
+        if self._wavefront_applies(args, train):
+            return self._wavefront(args, rng), None
         h_n = np.empty(spec.state_shape(args.B), args.dtype)
         c_n = np.empty_like(h_n) if spec.cell == "lstm" else None
         layer_input, layers, masks = args.x, [], []
@@ -376,14 +467,14 @@ class Network:
             d_input = results[0]["x"]
             if spec.directions == 2:
                 d_input = d_input + args.reverse_time(results[1]["x"])
-            for (_, direction, suffix), layer_grads in zip(
-                    [key for key in spec.layers() if key[0] == layer], results, strict=True):
+            for direction, layer_grads in enumerate(results):
+                names = spec.parameter_names(layer, direction)
                 state = layer * spec.directions + direction
                 grads["h0"][state] = layer_grads["h0"]
                 if spec.cell == "lstm":
                     grads["c0"][state] = layer_grads["c0"]
                 for name in ("w_ih", "w_hh") + (("b_ih", "b_hh") if spec.bias else ()):
-                    grads[_TORCH_NAMES[name] + suffix] = layer_grads[name]
+                    grads[names[name]] = layer_grads[name]
             if layer > 0 and saved.masks[layer - 1] is not None:
                 d_input = d_input * saved.masks[layer - 1]
             d_output = d_input
@@ -402,4 +493,47 @@ class Network:
         return value
 
 
-_TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
+def check_params(spec: NetworkSpec, params, dtype=None) -> dict[str, np.ndarray]:
+    """A network's parameters by torch name (``spec.parameter_shapes()``) checked: no name
+    missing or unexpected, every array of floats in torch's shape (and ``dtype``, when
+    given). Returns them as arrays, with zero biases where the spec has none. TypeError
+    or ValueError naming the parameter (and both shapes)."""
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict of arrays by torch name, got "
+                        f"{type(params).__name__}")
+    shapes = spec.parameter_shapes()
+    missing = [name for name in shapes if name not in params]
+    unknown = [name for name in params if name not in shapes]
+    if missing or unknown:
+        raise ValueError(f"params do not match the network ({_describe(spec)}): missing "
+                         f"{missing or 'none'}, unexpected {unknown or 'none'}")
+    checked = {}
+    for name, shape in shapes.items():
+        value = _as_float_array(name, params[name])
+        _check_shape(name, value, shape, f"(torch.nn.{spec.spec.torch_class}'s shape)")
+        if dtype is not None and value.dtype != dtype:
+            raise TypeError(f"{name} has dtype {value.dtype}; x has {dtype}")
+        checked[name] = value
+    if not spec.bias:
+        first_weight = next(iter(checked.values()))
+        zeros = np.zeros(spec.spec.n_gates * spec.hidden_size,
+                         first_weight.dtype if dtype is None else dtype)
+        for layer, direction, _suffix in spec.layers():
+            names = spec.parameter_names(layer, direction)
+            checked[names["b_ih"]] = checked[names["b_hh"]] = zeros
+    return checked
+
+
+def direction_weights(spec: NetworkSpec, params: dict, layer: int,
+                      direction: int) -> dict[str, np.ndarray]:
+    """One layer and direction's ``w_ih, w_hh, b_ih, b_hh`` (the single-layer contract's
+    names) from checked ``params`` by torch name."""
+    return {name: params[torch_name]
+            for name, torch_name in spec.parameter_names(layer, direction).items()}
+
+
+def _describe(spec: NetworkSpec) -> str:
+    """E.g. '2 layers, bidirectional, bias' for error messages."""
+    layers = f"{spec.num_layers} layer" + ("s" if spec.num_layers > 1 else "")
+    return ", ".join([layers, "bidirectional" if spec.bidirectional else "one direction",
+                      "bias" if spec.bias else "no bias"])

@@ -11,6 +11,9 @@
 4. Variable lengths (uniform in [T/2, T]) at 100,64,256,256, one layer, one thread:
    grubench.nn.GRU against torch.nn.GRU, both given the same PackedSequence, inference
    and training (forward+backward).
+5. Stacked: 3 one-direction layers inferred as a wavefront (two threads, one each)
+   against layer by layer (each layer with both threads), at 100,1,256,256 and
+   100,16,256,256.
 
     nice -n 10 .venv/bin/python scripts/network_speed.py [--quick]
 
@@ -74,6 +77,22 @@ def bidirectional(min_time):
                                           min_time)
             print(f"| {T},{B},{I},{H} | {mode} | {at_once:.2f} | {sequence:.2f} | "
                   f"{at_once / sequence:.2f} |")
+
+
+def stacked(min_time):
+    numba.set_num_threads(2)
+    print("\n5. 3-layer GRU, one direction, numba-cpu float32, threads 2, inference: "
+          "wavefront vs layer by layer")
+    print("| T,B,I,H | wavefront (ms) | layer by layer (ms) | ratio |")
+    print("|---|---|---|---|")
+    for T, B, I, H in ((100, 1, 256, 256), (100, 16, 256, 256)):  # noqa: E741
+        spec = NetworkSpec("gru", I, H, num_layers=3)
+        params, x, _ = arrays(spec, T, B)
+        overlapped = Network(numba_cpu, spec, threads=2)
+        layer_by_layer = Network(numba_cpu, spec, threads=2, wavefront=False)
+        wave, layers = paired_ms(lambda: overlapped.forward(x, params),
+                                 lambda: layer_by_layer.forward(x, params), min_time)
+        print(f"| {T},{B},{I},{H} | {wave:.2f} | {layers:.2f} | {wave / layers:.2f} |")
 
 
 class Tagger(torch.nn.Module):
@@ -177,6 +196,7 @@ def main():
     model(min_time)
     overhead(min_time)
     lengths(min_time)
+    stacked(min_time)
 
 
 if __name__ == "__main__":

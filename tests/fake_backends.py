@@ -3,8 +3,8 @@ registry's plugin hook; use :func:`install`): one that works (the NumPy referenc
 whose every output and gradient is off by the known relative error :data:`OFF_BY`, one
 that raises, one that aborts the process, one that segfaults, one that hangs, one that
 is unavailable, one whose training raises NotImplementedError, one that works slowly
-(SLOW_CALL_S a call: a run still going when a test interferes) and one whose entry
-declares it inference-only."""
+(SLOW_CALL_S a call: a run still going when a test interferes), one whose entry
+declares it inference-only, one that ignores lengths and one that runs no networks."""
 import ctypes
 import functools
 import os
@@ -86,6 +86,14 @@ def register():
     backends.REGISTRY["fake-inference-only"] = backends.Entry(
         __name__, "test backend declared inference-only", {"behaviour": "ok"},
         unsupported={"training": "fake: declared inference only"})
+    # The reference again, declared to run every sequence to T (a padded baseline), and
+    # declared unable to run stacked or bidirectional networks.
+    backends.REGISTRY["fake-padded"] = backends.Entry(
+        __name__, "test backend that ignores lengths", {"behaviour": "ok"},
+        ignores_lengths=True)
+    backends.REGISTRY["fake-no-networks"] = backends.Entry(
+        __name__, "test backend declared single-layer", {"behaviour": "ok"},
+        unsupported={"networks": "fake: one layer, one direction only"})
 
 
 def install(monkeypatch):

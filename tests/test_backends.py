@@ -60,9 +60,23 @@ def test_an_entry_that_declares_nothing_gets_the_defaults():
     assert inference_only.modes == ("inference",) and inference_only.dtypes == entry.dtypes
 
 
+def test_an_entry_declares_how_it_runs_networks_and_lengths():
+    entry = backends.Entry("my_plugin", "test", unsupported={"networks": "one layer only"})
+    assert entry.why_unsupported("inference", "float32", network=True) == "one layer only"
+    assert entry.why_unsupported("inference", "float32") is None
+    assert (entry.networks, entry.ignores_lengths) == ("layered", False)
+    torch_cpu, padded = backends.REGISTRY["torch-cpu"], backends.REGISTRY["torch-cpu-padded"]
+    assert torch_cpu.networks == padded.networks == "native"
+    assert padded.ignores_lengths and not torch_cpu.ignores_lengths
+    assert padded.module == torch_cpu.module and padded.options == torch_cpu.options
+    assert "without lengths" in padded.description
+    assert backends.REGISTRY["numba-cpu"].networks == "layered"
+
+
 @pytest.mark.parametrize("fields, message", [
     (dict(unsupported={"trainig": "typo"}), "unsupported names trainig"),
     (dict(memory="psutil"), "unknown memory counter 'psutil'"),
+    (dict(networks="fused"), "networks must be 'layered' or 'native', got 'fused'"),
 ])
 def test_an_entry_with_an_unknown_capability_is_refused(fields, message):
     with pytest.raises(ValueError, match=message):

@@ -53,6 +53,11 @@ def test_top_level_help_lists_commands(capsys):
     (["run", "--out", "/sys/grubench-out"], "cannot write to output directory /sys/grubench-out"),
     (["show", "/nonexistent/results.json"], "cannot read /nonexistent/results.json"),
     (["bogus"], "invalid choice: 'bogus'"),
+    (["run", "--layers", "0"], "argument --layers: '0' must be a finite number > 0"),
+    (["run", "--layers", "two"], "argument --layers: 'two' is not a number"),
+    (["run", "--lengths", "ragged"], "argument --lengths: unknown lengths 'ragged'; valid "
+                                     "names: full, uniform, sorted, short-tail, any"),
+    (["run", "--bidirectional=yes"], "ignored explicit argument 'yes'"),
 ])
 def test_user_mistakes_exit_2_with_a_clear_message(capsys, argv, message):
     status, out, err = run_main(capsys, *argv)
@@ -285,6 +290,32 @@ def test_a_single_mode_and_variant_reach_the_run_alone(capsys, monkeypatch, tmp_
     (kwargs, frame), = reaching_run_suite
     assert kwargs["modes"] == ("training",) and kwargs["variants"] == ("reset_before",)
     assert list(zip(frame["variant"], frame["mode"])) == [("reset_before", "training")]
+
+
+def test_network_options_reach_the_run(capsys, monkeypatch, tmp_path, reaching_run_suite):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, out, err = run_main(capsys, "run", "--backends", "fake-ok,fake-padded",
+                                "--cells", "gru", "--mode", "training", "--layers", "2",
+                                "--bidirectional", "--lengths", "uniform", "--out",
+                                str(tmp_path), *TINY_RUN)
+    assert status == 0, err
+    (kwargs, frame), = reaching_run_suite
+    assert (kwargs["layers"], kwargs["directions"], kwargs["lengths"]) == (2, 2, "uniform")
+    assert list(zip(frame["backend"], frame["layers"], frame["directions"],
+                    frame["lengths"], frame["status"])) == [
+        ("fake-ok", 2, 2, "uniform", "ok"), ("fake-padded", 2, 2, "uniform", "ok")]
+    assert "2,1,2,2 (2 layers, bidirectional, lengths uniform)" in out
+    assert "variable lengths · median time (ms)" in out
+    # left out, the suite's own network (the default: one full-length layer)
+    status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--cells", "gru",
+                              "--mode", "inference", "--out", str(tmp_path), *TINY_RUN)
+    assert status == 0, err
+    kwargs, frame = reaching_run_suite[-1]
+    assert (kwargs["layers"], kwargs["directions"], kwargs["lengths"]) == (None, None, None)
+    assert list(zip(frame["layers"], frame["directions"], frame["lengths"])) == [
+        (1, 1, "full")]
 
 
 @pytest.mark.parametrize("command", ["run", "compare-cells"])

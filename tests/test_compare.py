@@ -285,3 +285,18 @@ def test_a_p_value_at_the_significance_level_is_not_significant():
     row = compare.compare_samples([1, 2, 6], [3, 4, 5, 7, 8], 2.0, 5.0, confidence=0.75)
     assert row.p_value == 0.25
     assert row.verdict == "no significant change"
+
+
+def test_network_cases_are_matched_and_named_apart():
+    import pandas as pd
+
+    plain = result_row("numpy", 10, 0.002, [])
+    network = {**plain, "layers": 2, "directions": 2, "lengths": "uniform", "median_s": 0.004}
+    old = {k: v for k, v in plain.items() if k not in ("layers", "directions", "lengths")}
+    rows = compare.compare_frames(pd.DataFrame([old, network]),
+                                  pd.DataFrame([{**plain, "layers": 1, "directions": 1,
+                                                 "lengths": "full"}, network]))
+    assert [(r.case, r.median_a) for r in rows] == [
+        ("numpy gru reset_after inference 10,1,8,8 float32 t1", 0.002),
+        ("numpy gru reset_after inference 10,1,8,8 2 layers bidirectional lengths uniform "
+         "float32 t1", 0.004)]

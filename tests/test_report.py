@@ -185,12 +185,74 @@ GOOD_ROW = dict(backend="numpy", cell="gru", variant="reset_after", mode="infere
     ({**GOOD_ROW, "median_s": "fast"}, "result 2: median_s must be a number, got 'fast'"),
     ({**GOOD_ROW, "T": 0}, "result 2: T must be a positive integer, got 0"),
     ({**GOOD_ROW, "threads": True}, "result 2: threads must be a positive integer"),
+    ({**GOOD_ROW, "layers": 0}, "result 2: layers must be a positive integer, got 0"),
+    ({**GOOD_ROW, "directions": 3}, "result 2: directions must be 1 or 2, got 3"),
+    ({**GOOD_ROW, "lengths": "ragged"}, "result 2: lengths must be one of full, uniform"),
 ])
 def test_each_results_row_is_checked(tmp_path, bad, message):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"schema": schema.SCHEMA, "results": [GOOD_ROW, bad]}))
     with pytest.raises(ValueError, match=message):
         report.load_results(path)
+
+
+def test_rows_written_before_the_network_fields_load_as_single_full_layers(tmp_path):
+    path = tmp_path / "results.json"
+    network = {**GOOD_ROW, "layers": 2, "directions": 2, "lengths": "sorted"}
+    path.write_text(json.dumps({"schema": schema.SCHEMA, "results": [GOOD_ROW, network]}))
+    frame = report.load_results(path)
+    assert list(zip(frame["layers"], frame["directions"], frame["lengths"])) == [
+        (1, 1, "full"), (2, 2, "sorted")]
+
+
+def network_rows():
+    """GRU 20,8,16,16 inference: torch-cpu packed and padded, numba-cpu with and without
+    lengths; one 2-layer bidirectional row."""
+    size = (20, 8, 16, 16)
+    return runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", size, 4e-3),
+        row("numba-cpu", "gru", "inference", size, 1e-3),
+        row("torch-cpu", "gru", "inference", size, 6e-3, lengths="uniform"),
+        row("torch-cpu-padded", "gru", "inference", size, 3e-3, lengths="uniform"),
+        row("numba-cpu", "gru", "inference", size, 0.8e-3, lengths="uniform"),
+        row("numba-cpu", "gru", "inference", size, 2e-3, layers=2, directions=2),
+    ]))
+
+
+def test_lengths_table_says_what_packing_costs_torch_and_lengths_cost_us():
+    table = report.lengths_table(network_rows())
+    assert table.header == ["case", "backend", "median (ms)", "vs full lengths",
+                            "vs torch-cpu-padded"]
+    case = "gru reset_after inference 20,8,16,16 (lengths uniform) float32 t1"
+    assert table.rows == [
+        [case, "torch-cpu", "6", "1.50x", "2.00x"],
+        [case, "torch-cpu-padded", "3", "-", "-"],
+        [case, "numba-cpu", "0.8", "0.80x", "0.27x"],
+    ]
+    assert "what packing costs torch" in table.footer
+    assert report.lengths_table(network_rows().iloc[:2]) is None
+
+
+def test_network_cases_are_told_apart_in_the_tables():
+    frame = network_rows()
+    (time,) = report.metric_tables(frame, "time")
+    assert time.header == ["backend", "20,8,16,16", "20,8,16,16 (lengths uniform)",
+                           "20,8,16,16 (2 layers, bidirectional)"]
+    numba = next(r for r in time.rows if r[0] == "numba-cpu")
+    assert numba[1:] == ["*1 (4.00x)", "*0.8 (7.50x)", "2"]   # speedups case by case
+    text = report.render_report(frame)
+    assert "variable lengths · median time (ms)" in text
+    assert "variable lengths" not in report.render_report(frame.iloc[:2])
+
+
+def test_machine_table_tells_network_cases_apart():
+    frame = network_rows()
+    frame = pd.concat([frame.assign(machine="a (CPU A, 2 cores)"),
+                       frame.assign(machine="b (CPU B, 8 cores)")], ignore_index=True)
+    cases = [tuple(r[:2]) for r in report.machine_table(frame).rows]
+    assert ("numba-cpu", "gru reset_after inference 20,8,16,16 (2 layers, bidirectional) "
+                         "float32 t1") in cases
+    assert len(cases) == len(set(cases)) == 6
 
 
 def test_missing_results_file(tmp_path):
@@ -338,7 +400,7 @@ def test_ceiling_lines_give_the_median_and_range_of_the_workers():
 
 @pytest.mark.parametrize("value, metric, text", [
     (999.0, "time", "999"), (1234.5, "time", "1234"), (0.012345, "time", "0.0123"),
-    (3.14159e-7, "accuracy", "3.1e-07"),
+    (3.14159e-7, "accuracy", "3.1e-07"), (1000.0, "time", "1000"), (50.5, "time", "50.5"),
 ])
 def test_format_value(value, metric, text):
     assert report.format_value(value, report.METRICS[metric]) == text
@@ -410,3 +472,116 @@ def test_cell_comparison_leaves_a_figure_measured_on_one_cell_only_out():
     table = report.cell_comparison(runner.add_derived(pd.DataFrame(rows)))
     assert table.rows == [["torch-cpu", "10,2,4,8", "336 / 448", "-", "8 / 20 (2.50x)", "-",
                            "-"]]
+
+
+def test_accuracy_flags_only_errors_above_the_target_of_the_mode():
+    """float32 targets (grubench.tolerances): 1e-6 forward, 1e-4 with gradients; a value
+    at the target is not above it."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, rel_err=1e-6),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, rel_err=1.1e-6),
+        row("torch-cpu", "gru", "training", (10, 1, 4, 8), 1e-3, rel_err=2e-5),
+        row("numba-cpu", "gru", "training", (10, 1, 4, 8), 1e-3, rel_err=1.1e-4),
+    ]))
+    inference, training = report.metric_tables(frame, "accuracy")
+    assert inference.rows == [["torch-cpu", "*1.0e-06"], ["numba-cpu", "1.1e-06 !"]]
+    assert training.rows == [["torch-cpu", "*2.0e-05"], ["numba-cpu", "1.1e-04 !"]]
+
+
+def test_a_figure_without_its_reference_is_shown_without_the_annotation(results):
+    """No GEMM ceiling measured: no (N%); no analytic bytes: no " / N"."""
+    frame = results.copy()
+    frame["gemm_fraction"] = float("nan")
+    frame["expected_alloc_bytes"] = float("nan")
+    assert report.metric_tables(frame, "gflops")[0].rows[0][1] == "0.00288"
+    assert report.metric_tables(frame, "memory")[0].rows[0][1] == "*1"
+
+
+def test_machine_table_keeps_the_run_order_and_marks_a_machine_without_the_case():
+    """Rows in the order the run measured them (not sorted), a case measured on one machine
+    only left out wherever it comes, "-" where a machine lacks a case others measured."""
+    a, b, c = "a (CPU A, 2 cores)", "b (CPU B, 8 cores)", "c (CPU C, 4 cores)"
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "lstm", "inference", (10, 1, 4, 8), 1e-3, machine=c),  # c only
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 1.234e-3, machine=a),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2.468e-3, machine=c),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 4e-3, machine=a),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, machine=b),
+    ]))
+    table = report.machine_table(frame)
+    assert table.header == ["backend", "case", "c", "a", "b"]
+    assert table.rows == [
+        ["torch-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "2.47", "1.23 (0.50x)",
+         "-"],
+        ["numba-cpu", "gru reset_after inference 10,1,4,8 float32 t1", "-", "4", "1"]]
+
+
+def test_problems_table_counts_each_backend_status_and_reason_once():
+    def failed(backend, T, status, reason):
+        return row(backend, "gru", "inference", (T, 1, 4, 8), None, status=status,
+                   reason=reason)
+
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (1, 1, 4, 8), 1e-3),
+        failed("numba-cpu", 2, "crashed", "signal SIGSEGV"),
+        failed("numba-cpu", 3, "crashed", "signal SIGBUS"),
+        failed("numba-cpu", 4, "crashed", "signal SIGSEGV"),
+        failed("torch-cpu", 5, "crashed", "signal SIGSEGV"),
+        failed("numba-cpu", 6, "timeout", "signal SIGSEGV"),
+    ]))
+    table = report.problems_table(frame)
+    assert table.title == "cases not measured"
+    assert table.header == ["backend", "status", "cases", "reason"]
+    assert table.rows == [["numba-cpu", "crashed", "2", "signal SIGSEGV"],
+                          ["numba-cpu", "crashed", "1", "signal SIGBUS"],
+                          ["torch-cpu", "crashed", "1", "signal SIGSEGV"],
+                          ["numba-cpu", "timeout", "1", "signal SIGSEGV"]]
+
+
+def test_time_cells_without_a_speedup_or_with_unstable_stored_as_1(results):
+    """A row without a baseline median has no (Nx); "unstable" read back as 1 is flagged;
+    a backend not measured at a size leaves that cell empty (and a size measured once has
+    no best); the default metric is time."""
+    frame = results.copy()
+    frame["speedup"] = [float("nan")] + list(frame["speedup"][1:])
+    frame["unstable"] = [1, 0, 0, 0, 0, 0]
+    frame = frame.drop(index=3)                  # numba-cpu's second size
+    gru = report.metric_tables(frame)[0]
+    assert gru.title.endswith("median time (ms)")
+    assert gru.rows == [["torch-cpu", "2 !", "4 (1.00x)"],
+                        ["numba-cpu", "*0.5 (4.00x)", ""]]
+
+
+def test_machine_table_footer_names_every_machine():
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, machine="a (CPU A, 2 cores)"),
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 5e-3, machine="b (CPU B, 8 cores)"),
+    ]))
+    assert report.machine_table(frame).footer == (
+        "(Nx) = time / time on a (above 1x: slower); machines: a (CPU A, 2 cores); "
+        "b (CPU B, 8 cores)")
+
+
+def test_titles_footers_and_cells_of_a_two_thread_table():
+    """"2 threads"; no unit in an accuracy title; the time footer; "-" for a measured row
+    without a figure."""
+    frame = runner.add_derived(pd.DataFrame([
+        row("torch-cpu", "gru", "inference", (10, 1, 4, 8), 2e-3, threads=2),
+        row("numba-cpu", "gru", "inference", (10, 1, 4, 8), 1e-3, threads=2, rel_err=None),
+        row("numba-cpu", "gru", "inference", (10, 2, 4, 8), 1e-3, threads=2),
+    ]))
+    time_table = report.metric_tables(frame, "time")[0]
+    assert time_table.title == ("gru reset_after · inference · float32 · 2 threads · median "
+                                "time (ms)")
+    assert time_table.footer.startswith("* best; (Nx) = speedup vs torch-cpu; ! = unstable")
+    assert time_table.rows == [["torch-cpu", "2 (1.00x)", ""],
+                               ["numba-cpu", "*1 (2.00x)", "1"]]
+    accuracy = report.metric_tables(frame, "accuracy")[0]
+    assert accuracy.title.endswith("· 2 threads · relative error vs float64 reference")
+    assert accuracy.rows == [["torch-cpu", "1.0e-07", ""], ["numba-cpu", "-", "1.0e-07"]]
+
+
+def test_a_backend_without_the_first_size_keeps_its_later_ones(results):
+    frame = results.drop(index=2)                # numba-cpu's first size
+    gru = report.metric_tables(frame, "time")[0]
+    assert gru.rows == [["torch-cpu", "2 (1.00x)", "4 (1.00x)"], ["numba-cpu", "", "crashed"]]

@@ -7,6 +7,7 @@ import pytest
 
 from grubench import runner, schema, suites
 from grubench.accuracy import ReferenceCache
+from grubench.case import Case, Task
 
 from fake_backends import install  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -66,6 +67,55 @@ def test_what_a_backend_cannot_run_gives_unsupported_rows_with_the_reason():
         assert set(rows[training]["status"]) == {"unsupported"}
         assert set(rows[training]["reason"]) == {reason}
         assert set(rows[~training]["status"]) == {"ok"}
+
+
+NETWORKS = suites.Suite("networks", "a network and lengths", (
+    suites.Group(((4, 3, 2, 3),), cells=("gru",), modes=("inference", "training"), layers=2,
+                 directions=2, lengths="uniform"),
+    suites.Group(((5, 4, 3, 2),), cells=("lstm",), modes=("training",)),
+    suites.Group(((5, 4, 3, 2),), cells=("lstm",), modes=("training",), lengths="any")),
+    dtype="float64", min_runs=2, min_time=0.0, case_timeout=60.0, baseline="fake-ok")
+
+
+def test_network_and_length_cases_are_measured_exactly_through_the_network():
+    """A layered backend (here the reference itself) runs a stacked bidirectional case in
+    kernels.network's Network: exact against the float64 reference, forward and every
+    gradient; the rows carry the network fields and their own FLOPs."""
+    frame = runner.run_suite(NETWORKS, backends=["fake-ok"], progress=False)
+    assert list(frame["status"]) == ["ok"] * 4
+    assert [tuple(r) for r in frame[["layers", "directions", "lengths"]].values] == [
+        (2, 2, "uniform"), (2, 2, "uniform"), (1, 1, "full"), (1, 1, "any")]
+    assert list(frame["rel_err"]) == [0.0] * 4
+    network = Case("gru", 4, 3, 2, 3, layers=2, directions=2, lengths="uniform",
+                   dtype="float64")
+    assert frame.iloc[0]["flops"] == network.flops()
+    assert frame.iloc[1]["parameters"] == network.parameter_count
+
+
+def test_a_backend_that_ignores_lengths_runs_only_variable_length_cases():
+    """Its rows: the variable-length cases only, in turn with the others; accuracy against
+    the reference run to T, which it computes exactly, and a note saying so."""
+    frame = runner.run_suite(NETWORKS, backends=["fake-ok", "fake-padded"], progress=False)
+    assert [(c.key, b) for _, c, b in runner.row_order(NETWORKS, ["fake-ok", "fake-padded"],
+                                                       NETWORKS.cases())][4:6] == [
+        ("lstm/training/5,4,3,2/float64", "fake-ok"),
+        ("lstm/lengths/training/5,4,3,2/float64", "fake-ok")]
+    assert list(frame["backend"]) == ["fake-ok", "fake-padded"] * 2 + ["fake-ok"] * 2 + [
+        "fake-padded"]
+    padded = frame[frame["backend"] == "fake-padded"]
+    assert set(padded["lengths"]) == {"uniform", "any"} and set(padded["status"]) == {"ok"}
+    assert list(padded["rel_err"]) == [0.0] * 3
+    assert set(padded["note"]) == {runner.IGNORES_LENGTHS_NOTE}
+    full_only = NETWORKS.with_overrides(lengths="full")
+    assert runner.plan(full_only, backends=["fake-padded"])[2] == [
+        "fake-padded has no cases: it runs only variable-length cases (--lengths)",
+        "no speedups: the baseline fake-ok is not among the backends run"]
+
+
+def test_a_backend_declared_without_networks_gives_unsupported_network_rows():
+    frame = runner.run_suite(NETWORKS, backends=["fake-no-networks"], progress=False)
+    assert list(frame["status"]) == ["unsupported"] * 2 + ["ok"] * 2
+    assert set(frame["reason"].iloc[:2]) == {"fake: one layer, one direction only"}
 
 
 def test_cases_too_large_or_over_a_slow_backend_cap_are_skipped(monkeypatch):
@@ -221,3 +271,27 @@ def test_progress_bar_on_a_terminal_redraws_one_line():
     quiet = io.StringIO()
     runner.Progress(1, stream=quiet, enabled=False).update("c")
     assert quiet.getvalue() == ""
+
+
+def test_progress_line_of_one_row_names_it_and_its_median_in_ms():
+    class Recorder:
+        def update(self, text, outcome):
+            self.seen = (text, outcome)
+
+    progress = Recorder()
+    row = dict(Task(Case("gru", 3, 2, 4, 5), "numpy", 2).as_row(), status="ok",
+               median_s=1.234e-3)
+    runner.show_progress(progress, row)
+    assert progress.seen == ("numpy t2 gru inference 3,2,4,5", "1.23 ms")
+    runner.show_progress(progress, {**row, "status": "crashed"}, where="node-a: ")
+    assert progress.seen == ("node-a: numpy t2 gru inference 3,2,4,5", "crashed")
+
+
+def test_a_slow_backend_is_timed_up_to_its_cap_inclusive():
+    import dataclasses
+
+    case = Case("gru", 3, 2, 4, 5)
+    suite = dataclasses.replace(suites.get("quick"), slow_backends={"numpy": case.flops()})
+    assert runner.skip_reason(suite, "numpy", case) is None
+    assert runner.skip_reason(suite, "numpy", Case("gru", 4, 2, 4, 5)).startswith(
+        "numpy is timed only up to")

@@ -2,6 +2,7 @@
 import pytest
 
 from grubench import suites
+from grubench.case import Case
 
 
 def test_builtin_names_and_unknown_suite():
@@ -12,11 +13,20 @@ def test_builtin_names_and_unknown_suite():
 
 def test_default_suite_cases():
     cases = suites.get("default").cases()
-    # 3 sizes x (GRU reset_after + LSTM) x 2 modes
-    assert len(cases) == 12
+    single = [c for c in cases if not c.is_network and not c.variable_lengths]
+    # 3 sizes x (GRU reset_after + LSTM) x 2 modes, and the full-length twin of the
+    # variable-length case
+    assert len(single) == 13
     assert {c.cell for c in cases} == {"gru", "lstm"}
     assert {c.variant for c in cases if c.cell == "lstm"} == {"-"}
     assert {c.mode for c in cases} == {"inference", "training"}
+    # one stacked bidirectional case, one variable-length case beside its twin
+    assert [c.key for c in cases if c.is_network] == [
+        "gru/reset_after/layers2/bidirectional/training/50,16,128,128/float32"]
+    varied = [c for c in cases if c.variable_lengths]
+    assert [c.key for c in varied] == [
+        "gru/reset_after/lengths-uniform/inference/100,64,128,128/float32"]
+    assert Case("gru", 100, 64, 128, 128) in cases
 
 
 def test_variants_multiply_gru_cases_only():
@@ -42,8 +52,35 @@ def test_overrides_replace_sizes_and_settings():
     suite = suites.get("default").with_overrides(sizes=[(5, 1, 2, 3)], cells=["gru"],
                                                  modes=["training"], threads=(1, 2),
                                                  min_runs=None)
-    assert [c.size for c in suite.cases()] == [(5, 1, 2, 3)]
+    # the extras (the network and lengths sample) are left out: the run asked for sizes
+    assert [c.key for c in suite.cases()] == ["gru/reset_after/training/5,1,2,3/float32"]
     assert suite.threads == (1, 2) and suite.min_runs == 5
+    # other overrides reach the extras too
+    inference = suites.get("default").with_overrides(modes=["inference"], dtype="float64")
+    assert sum(c.is_network for c in inference.cases()) == 1
+    assert {(c.mode, c.dtype) for c in inference.cases()} == {("inference", "float64")}
+    assert suites.get("default").with_overrides(cells=["gru"]).extras == ()
+
+
+def test_network_overrides_apply_to_every_group():
+    suite = suites.get("quick").with_overrides(layers=3, directions=2, lengths="sorted",
+                                               cells=["lstm"], modes=["inference"])
+    cases = suite.cases()
+    assert len(cases) == 2
+    assert all((c.layers, c.directions, c.lengths) == (3, 2, "sorted") for c in cases)
+    unchanged = suites.get("quick").with_overrides(layers=None, lengths=None)
+    assert unchanged.cases() == suites.get("quick").cases()
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(layers=0), "layers must be a positive integer, got 0"),
+    (dict(directions=3), "directions must be 1 or 2"),
+    (dict(lengths="ragged"), "unknown lengths 'ragged'; valid names: full, uniform"),
+])
+def test_check_network(given, message):
+    with pytest.raises(ValueError, match=message):
+        suites.check_network(**given)
+    suites.check_network(layers=2, directions=2, lengths="short-tail")
 
 
 @pytest.mark.parametrize("text, message", [
@@ -75,6 +112,13 @@ sizes = [[10, 2, 4, 8]]
 [[group]]
 cells = ["lstm"]
 sizes = [[20, 1, 4, 4]]
+[[group]]
+cells = ["gru"]
+modes = ["training"]
+sizes = [[20, 1, 4, 4]]
+layers = 2
+directions = 2
+lengths = "short-tail"
 """)
     suite = suites.get(str(path))
     assert suite.name == "mine" and suite.threads == (1, 2) and suite.min_runs == 3
@@ -84,7 +128,10 @@ sizes = [[20, 1, 4, 4]]
         ("gru", "reset_before", "inference", (10, 2, 4, 8)),
         ("lstm", "-", "inference", (20, 1, 4, 4)),
         ("lstm", "-", "training", (20, 1, 4, 4)),
+        ("gru", "reset_after", "training", (20, 1, 4, 4)),
     ]
+    assert [(c.layers, c.directions, c.lengths) for c in cases] == [(1, 1, "full")] * 4 + [
+        (2, 2, "short-tail")]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -109,6 +156,10 @@ sizes = [[20, 1, 4, 4]]
     ("name = 'x'\nsizes = [[2,1,4,4]]\n[[group]]\nsizes = [[2,1,4,4]]", "unknown key 'sizes' in the suite"),
     ("sizes = [[2,1,4,4]]\ncase_timeout = 0", r"case_timeout must be seconds in \(0, 86400\]"),
     ("sizes = [[2,1,4,4]]\nseed = -1", "seed must be an integer >= 0"),
+    ("sizes = [[2,1,4,4]]\nlayers = 0", "layers must be a positive integer, got 0"),
+    ("sizes = [[2,1,4,4]]\nlayers = '2'", "layers must be a positive integer"),
+    ("sizes = [[2,1,4,4]]\ndirections = 3", "directions must be 1 or 2"),
+    ("sizes = [[2,1,4,4]]\nlengths = 'ragged'", "unknown lengths 'ragged'"),
 ])
 def test_bad_toml_suites_are_named_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -134,3 +185,34 @@ def test_toml_case_timeout_and_seed_are_read(tmp_path):
     path.write_text("sizes = [[2,1,4,4]]\ncase_timeout = 12.5\nseed = 7\n")
     suite = suites.load_toml(path)
     assert suite.case_timeout == 12.5 and suite.seed == 7
+
+
+def test_deepbench_holds_the_published_sizes():
+    """DeepBench's GRU training (19 sizes, N = 32 but two), GRU inference (54, N = 1, 2, 4)
+    and LSTM (22) sizes, (T, N, I = H, H); sums by hand from DeepBench's tables."""
+    training, inference, lstm = suites.get("deepbench").groups
+
+    def sums(group):
+        return (len(group.sizes), *(sum(size[i] for size in group.sizes) for i in range(4)))
+    assert sums(training) == (19, 14249, 640, 38400, 38400)
+    assert sums(inference) == (54, 38247, 126, 112128, 112128)
+    assert sums(lstm) == (22, 1000, 1128, 36096, 36096)
+    assert [(g.cells, g.modes) for g in (training, inference, lstm)] == [
+        (("gru",), ("training",)), (("gru",), ("inference",)),
+        (("lstm",), ("inference", "training"))]       # one LSTM size set for both modes
+    deepbench = suites.get("deepbench", scale=0.5)
+    assert (deepbench.name, deepbench.description) == (
+        "deepbench", "DeepBench GRU/LSTM sizes, I = H, T x 0.5")
+    # large cases: 3 runs, no minimum time, half an hour each, any device's backends
+    assert (deepbench.min_runs, deepbench.min_time, deepbench.case_timeout,
+            deepbench.device) == (3, 0.0, 1800.0, None)
+    # T scaled and rounded, at least 1: 1500, 750, 375, 187 -> 150, 75, 38, 19; 1 -> 1
+    scaled = suites.get("deepbench", scale=0.1).groups[0]
+    assert sum(size[0] for size in scaled.sizes) == 4 * (150 + 75 + 38 + 19) + 1 + 150 + 150
+
+
+def test_a_suites_dtype_reaches_every_case_and_a_cell_without_the_variants_gets_its_default():
+    suite = suites.get("quick").with_overrides(dtype="float64")
+    assert {case.dtype for case in suite.cases()} == {"float64"}
+    assert suites.cell_variants("gru", ("-",)) == ("reset_after",)
+    assert suites.cell_variants("lstm", ("reset_after", "reset_before")) == ("-",)

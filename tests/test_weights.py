@@ -6,8 +6,6 @@ The library runs are also the reference's independent check for what torch canno
 provide: the reset-before GRU (ONNX linear_before_reset=0, Keras reset_after=False) and the
 LSTM against a second implementation besides torch (tests/kernels/test_reference.py).
 """
-import os
-
 import numpy as np
 import pytest
 
@@ -17,6 +15,8 @@ from grubench.case import Case
 from grubench.kernels.cells import CELLS
 from grubench.weights import (KERAS_GATES, ONNX_GATES, TORCH_GATES, TORCH_NAMES, from_keras,
                               from_onnx, init_weights, reorder_gates, to_keras, to_onnx)
+from peer_fixtures import keras, onnxruntime  # noqa: F401 (fixtures)
+
 # (cell, reset_after): every equation variant; reset_after means nothing to an LSTM.
 VARIANTS = [("gru", True), ("gru", False), ("lstm", True)]
 VARIANT_IDS = ["gru-reset-after", "gru-reset-before", "lstm"]
@@ -199,13 +199,6 @@ def test_onnx_bias_is_optional_as_in_onnx():
 
 # ----------------------------------------------------------------------------- ONNX Runtime
 
-@pytest.fixture(scope="module")
-def onnxruntime():
-    pytest.importorskip("onnx", reason="onnx is not installed (pip install .[test])")
-    return pytest.importorskip("onnxruntime",
-                               reason="onnxruntime is not installed (pip install .[test])")
-
-
 def run_onnx_node(onnxruntime, cell, weights, x, h0, c0, lengths, reset_after):
     """One ONNX GRU/LSTM node over the converted weights, run by ONNX Runtime (float32:
     its CPU GRU and LSTM have no double kernels). Returns Y_h... as (y, h_n[, c_n])."""
@@ -266,16 +259,6 @@ def test_onnx_runtime_matches_reference(onnxruntime, cell, reset_after):
 
 
 # ----------------------------------------------------------------------------- Keras
-
-@pytest.fixture(scope="module")
-def keras():
-    # Keras reads its backend once, at import: torch is the backend this project ships.
-    os.environ["KERAS_BACKEND"] = "torch"
-    keras = pytest.importorskip("keras", reason="keras is not installed (pip install .[test])")
-    if keras.backend.backend() != "torch":
-        pytest.skip(f"keras was imported earlier with the {keras.backend.backend()} backend")
-    return keras
-
 
 @pytest.mark.parametrize("cell, reset_after", VARIANTS, ids=VARIANT_IDS)
 def test_keras_matches_reference(keras, cell, reset_after):

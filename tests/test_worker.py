@@ -100,6 +100,6 @@ def test_every_request_kind_names_a_function_that_exists():
     from grubench import worker
     from grubench.handlers import HANDLERS
 
-    assert set(HANDLERS) == {"case", "reference", "regress", "train", "tune"}
+    assert set(HANDLERS) == {"case", "reference", "regress", "train", "tune", "model"}
     for kind in HANDLERS:
         assert callable(worker.handler(kind)), kind

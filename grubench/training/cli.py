@@ -50,6 +50,11 @@ def add_subcommand(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None, help="default: per dataset")
     parser.add_argument("--hidden", type=int, default=DEFAULT_HIDDEN,
                         help="recurrent state size (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=1,
+                        help="stacked recurrent layers (default: %(default)s)")
+    parser.add_argument("--bidirectional", action="store_true",
+                        help="each layer reads the sequence both ways; the head reads the "
+                             "last layer's two final states")
     parser.add_argument("--batch", type=int, default=None,
                         help="sequences per training step (default: per dataset)")
     parser.add_argument("--lr", type=float, default=None, help="Adam's learning rate "
@@ -94,6 +99,9 @@ def check_backends(names: list[str]) -> None:
             "training")
         if cannot_train:
             raise ValueError(f"backend {name!r} cannot train: {cannot_train}")
+        if name != runner.TORCH_MODEL and backends.get(name).device != "cpu":
+            raise ValueError(f"backend {name!r} runs on {backends.get(name).device}; the "
+                             f"model's grubench.nn network runs CPU backends only")
         backend_ok, why = (torch_model.availability() if name == runner.TORCH_MODEL else
                            (backends.get(name).available, backends.get(name).why_unavailable))
         if not backend_ok:
@@ -101,7 +109,7 @@ def check_backends(names: list[str]) -> None:
 
 
 def check_positive(args) -> None:
-    for name in ("epochs", "hidden", "batch", "embed", "lr"):
+    for name in ("epochs", "hidden", "batch", "embed", "lr", "layers"):
         value = getattr(args, name)
         if value is not None and not value > 0:         # NaN is not positive either
             raise ValueError(f"--{name} must be positive, got {value}")
@@ -159,7 +167,8 @@ def jobs(args, data, dataset_file: Path, cells, backend_names, threads):
     for cell, thread_count, backend in itertools.product(cells, threads, backend_names):
         yield runner.Job(str(dataset_file), cell, backend, args.hidden, args.embed,
                          args.epochs or settings["epochs"], args.batch or settings["batch"],
-                         args.lr or settings["lr"], DEFAULT_CLIP, args.seed, thread_count)
+                         args.lr or settings["lr"], DEFAULT_CLIP, args.seed, thread_count,
+                         args.layers, args.bidirectional)
 
 
 def run(args) -> int:

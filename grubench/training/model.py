@@ -1,16 +1,19 @@
 """The classifier, trained with a grubench backend's forward and backward:
 
-    input layer -> one recurrent layer (GRU or LSTM, run by the backend) -> dense head
+    input layer -> recurrent network (GRU or LSTM, ``layers`` deep, one or two directions,
+                   a grubench.nn module on the backend) -> dense head
 
 The input layer is an embedding for token data; a numeric series goes straight into the
-recurrent layer, whose input product W_ih x is its linear input layer. The head reads the
-last real state h_n (lengths make it the state after each sequence's own last step) and is a
-sigmoid unit for two classes, a softmax otherwise; the loss is the mean cross-entropy.
-Gradients are clipped by their global norm, then Adam updates the parameters, which live
-in one flat float32 vector so the optimizer is a handful of vector operations.
+recurrent network, whose input product W_ih x is its linear input layer. The head reads
+the last layer's real final state h_n (lengths make it the state after each sequence's own
+last step; both directions' side by side when bidirectional, as a torch user writes
+``cat(h_n[-2], h_n[-1])``) and is a sigmoid unit for two classes, a softmax otherwise; the
+loss is the mean cross-entropy. Gradients are clipped by their global norm, then Adam
+updates the parameters, which live in one flat float32 vector so the optimizer is a
+handful of vector operations; the recurrent module's parameters are views of that vector.
 
 Shapes: batches are batch-major, series x (B, T, F) float32 or tokens (B, T) int64, lengths
-(B,), labels (B,); the backend gets time-major x (T, B, I) as the contract asks.
+(B,), labels (B,); the network gets time-major x (T, B, I) as a PackedSequence.
 """
 from __future__ import annotations
 
@@ -18,11 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grubench.kernels.cells import CellSpec, cell
-from grubench.kernels.contract import validate
+from grubench.kernels.cells import CellSpec, NetworkSpec, cell
 from grubench.weights import init_weights
-
-RECURRENT = ("w_ih", "w_hh", "b_ih", "b_hh")
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,18 @@ class ModelSpec:
     features: int = 0
     vocab_size: int = 0
     embed: int = 0
+    layers: int = 1
+    bidirectional: bool = False
 
     @property
     def cell_spec(self) -> CellSpec:
         return cell(self.cell)
+
+    @property
+    def network(self) -> NetworkSpec:
+        """The recurrent network, with torch's parameter names and shapes."""
+        return NetworkSpec(self.cell, self.recurrent_input, self.hidden, self.layers,
+                           self.bidirectional)
 
     @property
     def is_tokens(self) -> bool:
@@ -56,8 +64,8 @@ class ModelSpec:
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         shapes = {"embedding": (self.vocab_size, self.embed)} if self.is_tokens else {}
-        shapes.update(self.cell_spec.parameter_shapes(self.recurrent_input, self.hidden))
-        shapes.update(w_out=(self.outputs, self.hidden), b_out=(self.outputs,))
+        shapes.update(self.network.parameter_shapes())
+        shapes.update(w_out=(self.outputs, self.network.output_size), b_out=(self.outputs,))
         return shapes
 
     def parameter_count(self) -> int:
@@ -66,18 +74,27 @@ class ModelSpec:
 
 def init_parameters(spec: ModelSpec, seed: int) -> dict[str, np.ndarray]:
     """torch's default initialisation, seeded: embedding ~ N(0, 1); recurrent weights and
-    biases ~ U(-1/sqrt(H), 1/sqrt(H)); head ~ U(-1/sqrt(H), 1/sqrt(H)) (nn.Linear's bound
-    for fan-in H). Both the kernel model and the torch model start from these values."""
+    biases ~ U(-1/sqrt(H), 1/sqrt(H)) (layer and direction k from seed + 1 + k); head ~
+    U(-1/sqrt(H), 1/sqrt(H)) (nn.Linear's bound for fan-in H; the same bound with two
+    directions keeps one-direction models' values). Both the kernel model and the torch
+    model start from these values."""
     rng = np.random.default_rng(seed)
     params = {}
     if spec.is_tokens:
         params["embedding"] = rng.standard_normal((spec.vocab_size, spec.embed))
-    params.update(init_weights(spec.cell, spec.recurrent_input, spec.hidden,
-                               seed=seed + 1, dtype=np.float64))
+    network = spec.network
+    for index, (layer, _direction, suffix) in enumerate(network.layers()):
+        layer_params = init_weights(spec.cell, network.layer_input_size(layer), spec.hidden,
+                                    seed=seed + 1 + index, dtype=np.float64)
+        params.update({_TORCH_NAMES[name] + suffix: value
+                       for name, value in layer_params.items()})
     bound = 1.0 / np.sqrt(spec.hidden)
-    params["w_out"] = rng.uniform(-bound, bound, (spec.outputs, spec.hidden))
+    params["w_out"] = rng.uniform(-bound, bound, (spec.outputs, network.output_size))
     params["b_out"] = rng.uniform(-bound, bound, spec.outputs)
     return {name: value.astype(np.float32) for name, value in params.items()}
+
+
+_TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
 
 
 def head_loss(h: np.ndarray, w_out: np.ndarray, b_out: np.ndarray, labels: np.ndarray):
@@ -147,13 +164,25 @@ class FlatParameters:
 
 
 class KernelModel:
-    """The classifier with its recurrent layer run by a grubench backend (see module doc)."""
+    """The classifier with its recurrent network a grubench.nn module on a grubench backend
+    (see module doc); torch is imported with it."""
 
     def __init__(self, spec: ModelSpec, backend, params: dict[str, np.ndarray], lr: float,
                  clip: float):
+        import torch
+
+        import grubench.nn
+
         self.spec, self.backend = spec, backend
         self.params = FlatParameters(params)
         self.optimizer = Adam(self.params.flat, lr, clip)
+        network = spec.network
+        self.rnn = getattr(grubench.nn, spec.cell_spec.torch_class)(
+            network.input_size, spec.hidden, num_layers=spec.layers,
+            bidirectional=spec.bidirectional, backend=backend.name)
+        for name in network.parameter_shapes():      # views: Adam's steps are the module's
+            setattr(self.rnn, name, torch.nn.Parameter(torch.from_numpy(
+                self.params.views[name])))
 
     def parameter_count(self) -> int:
         return self.params.flat.size
@@ -161,37 +190,50 @@ class KernelModel:
     def set_learning_rate(self, lr: float) -> None:
         self.optimizer.lr = lr
 
-    def _prepare(self, x: np.ndarray, lengths: np.ndarray):
-        """The recurrent layer's validated, prepared call on batch x with zero initial state."""
+    def _final_states(self, x: np.ndarray, lengths: np.ndarray, inputs_grad: bool):
+        """(time-major inputs tensor, the network's h_n): the batch through the recurrent
+        network from zero initial states."""
+        import torch
+        from torch.nn.utils.rnn import pack_padded_sequence
+
         p = self.params.views
-        inputs = p["embedding"][x.T] if self.spec.is_tokens else x.transpose(1, 0, 2)
-        B, H = x.shape[0], self.spec.hidden
-        states = {name: np.zeros((B, H), dtype=np.float32)
-                  for name in self.spec.cell_spec.initial_states}
-        args = validate(self.spec.cell, inputs, states["h0"], states.get("c0"),
-                        p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], lengths=lengths)
-        return self.backend.prepare(args)
+        inputs = torch.from_numpy(np.ascontiguousarray(
+            p["embedding"][x.T] if self.spec.is_tokens else x.transpose(1, 0, 2)))
+        inputs.requires_grad_(inputs_grad)
+        _y, state = self.rnn(pack_padded_sequence(inputs, torch.from_numpy(lengths),
+                                                  enforce_sorted=False))
+        # torch returns h_n, or (h_n, c_n) for a cell with more states
+        return inputs, state if len(self.spec.cell_spec.states) == 1 else state[0]
+
+    def _head_input(self, h_n: np.ndarray) -> np.ndarray:
+        """The last layer's final states, both directions side by side: (B, D*H)."""
+        last = h_n[-self.spec.network.directions:]
+        return np.concatenate(list(last), axis=1) if len(last) > 1 else last[0]
 
     def gradients(self, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> float:
         """Forward and backward on a batch: fills ``self.params.grad`` with the gradient of
         the batch's mean loss, which it returns."""
-        prepared = self._prepare(x, lengths)
-        outputs, saved = prepared.forward_train()
-        y, h_n = prepared.to_numpy(outputs)[:2]
+        import torch
+
+        inputs, h_n = self._final_states(x, lengths, inputs_grad=self.spec.is_tokens)
         p, g = self.params.views, self.params.grads
-        loss, _logits, head_grads = head_loss(h_n, p["w_out"], p["b_out"], labels)
-        # Only h_n feeds the head: no gradient reaches y, nor another final state (the
-        # LSTM's cell state).
-        upstream = [np.zeros_like(y), head_grads["h"]]
-        upstream += [np.zeros_like(h_n) for _state in self.spec.cell_spec.states[1:]]
-        grads = prepared.to_numpy(prepared.backward(saved, tuple(
-            prepared.from_numpy(u) for u in upstream)))
-        for name in RECURRENT:
-            g[name][...] = grads[name]
+        h_n_array = h_n.detach().numpy()
+        loss, _logits, head_grads = head_loss(self._head_input(h_n_array), p["w_out"],
+                                              p["b_out"], labels)
+        # Only the last layer's h_n feeds the head: no gradient reaches y, another layer's
+        # state, nor another final state (the LSTM's cell state).
+        d_h_n = np.zeros_like(h_n_array)
+        directions = self.spec.network.directions
+        d_h_n[-directions:] = np.stack(np.split(head_grads["h"], directions, axis=1))
+        for parameter in self.rnn.parameters():
+            parameter.grad = None
+        h_n.backward(torch.from_numpy(d_h_n))
+        for name, parameter in self.rnn.named_parameters():
+            g[name][...] = parameter.grad.numpy()
         g["w_out"][...], g["b_out"][...] = head_grads["w_out"], head_grads["b_out"]
         if self.spec.is_tokens:
             g["embedding"].fill(0)
-            np.add.at(g["embedding"], x.T, grads["x"])
+            np.add.at(g["embedding"], x.T, inputs.grad.numpy())
         return loss
 
     def train_step(self, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> float:
@@ -202,7 +244,9 @@ class KernelModel:
 
     def predict(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Logits (B, C) for a batch."""
-        prepared = self._prepare(x, lengths)
-        h_n = prepared.to_numpy(prepared.forward())[1]
+        import torch
+
+        with torch.no_grad():
+            h_n = self._final_states(x, lengths, inputs_grad=False)[1].numpy()
         p = self.params.views
-        return h_n @ p["w_out"].T + p["b_out"]
+        return self._head_input(h_n) @ p["w_out"].T + p["b_out"]

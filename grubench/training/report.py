@@ -71,10 +71,12 @@ def format_markdown(rows: list[dict], context: dict) -> str:
     heading = "| " + " | ".join(h for h, _k, _f in COLUMNS) + " |"
     rule = "|" + "|".join("---" if i < 3 else "---:" for i in range(len(COLUMNS))) + "|"
     body = ["| " + " | ".join(cells(r)) + " |" for r in rows]
-    settings = sorted({(r["dataset"], r["hidden"], r["epochs"], r["batch"], r["lr"], r["seed"])
-                       for r in rows})
-    notes = [f"- {d}: hidden {h}, {e} epochs, batch {b}, lr {lr}, seed {s}"
-             for d, h, e, b, lr, s in settings]
+    settings = sorted({(r["dataset"], r["layers"], r["directions"], r["hidden"], r["epochs"],
+                        r["batch"], r["lr"], r["seed"]) for r in rows})
+    notes = [f"- {d}: {layers} layer{'s' * (layers > 1)}, "
+             f"{'bidirectional' if directions == 2 else 'one direction'}, hidden {h}, "
+             f"{e} epochs, batch {b}, lr {lr}, seed {s}"
+             for d, layers, directions, h, e, b, lr, s in settings]
     return "\n".join([
         "# grubench train: recurrent classifiers trained with grubench's kernels", "",
         f"Machine: {context.get('cpu_model')}, {context.get('cores')} cores; "
@@ -90,7 +92,8 @@ def format_markdown(rows: list[dict], context: dict) -> str:
 
 def format_csv(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    keys = [key for _h, key, _f in COLUMNS] + ["hidden", "epochs", "batch", "lr", "seed",
+    keys = [key for _h, key, _f in COLUMNS] + ["hidden", "layers", "directions", "epochs",
+                                               "batch", "lr", "seed",
                                                "first_epoch_seconds", "backend_version"]
     writer = csv.DictWriter(buffer, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

@@ -44,6 +44,8 @@ class Job:
     clip: float
     seed: int
     threads: int
+    layers: int = 1
+    bidirectional: bool = False
 
 
 def seconds_per_epoch(epoch_seconds: list[float]) -> float:
@@ -54,11 +56,13 @@ def seconds_per_epoch(epoch_seconds: list[float]) -> float:
 
 def build_model(job: Job, data):
     """The kernel model on ``job.backend``, or the torch model, from seeded parameters.
-    (torch is imported only for the torch model, so kernel workers stay lean.)"""
+    (The kernel model's recurrent network is a grubench.nn module, so torch is imported
+    for both.)"""
     spec = model.ModelSpec(job.cell, job.hidden, data.classes,
                            features=0 if data.is_tokens else data.features,
                            vocab_size=data.vocab_size,
-                           embed=job.embed if data.is_tokens else 0)
+                           embed=job.embed if data.is_tokens else 0, layers=job.layers,
+                           bidirectional=job.bidirectional)
     params = model.init_parameters(spec, job.seed)
     if job.backend == TORCH_MODEL:
         from grubench.training import torch_model
@@ -93,6 +97,7 @@ def run_job(job: Job) -> dict:
     return {
         "dataset": data.name, "cell": job.cell, "backend": job.backend,
         "backend_version": version, "threads": job.threads, "hidden": job.hidden,
+        "layers": job.layers, "directions": 2 if job.bidirectional else 1,
         "epochs": job.epochs, "batch": job.batch, "lr": job.lr, "seed": job.seed,
         "parameters": model.parameter_count(),
         "seconds_per_epoch": seconds_per_epoch(history.epoch_seconds),

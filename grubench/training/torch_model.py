@@ -31,16 +31,16 @@ class TorchModel:
     def __init__(self, spec: ModelSpec, params: dict[str, np.ndarray], lr: float,
                  clip: float):
         self.spec, self.clip = spec, clip
-        self.rnn = getattr(torch.nn, spec.cell_spec.torch_class)(spec.recurrent_input,
-                                                                 spec.hidden)
-        self.head = torch.nn.Linear(spec.hidden, spec.outputs)
+        network = spec.network
+        self.rnn = getattr(torch.nn, spec.cell_spec.torch_class)(
+            network.input_size, spec.hidden, num_layers=spec.layers,
+            bidirectional=spec.bidirectional)
+        self.head = torch.nn.Linear(network.output_size, spec.outputs)
         self.embedding = (torch.nn.Embedding(spec.vocab_size, spec.embed)
                           if spec.is_tokens else None)
         with torch.no_grad():
-            self.rnn.weight_ih_l0.copy_(torch.from_numpy(params["w_ih"]))
-            self.rnn.weight_hh_l0.copy_(torch.from_numpy(params["w_hh"]))
-            self.rnn.bias_ih_l0.copy_(torch.from_numpy(params["b_ih"]))
-            self.rnn.bias_hh_l0.copy_(torch.from_numpy(params["b_hh"]))
+            for name in network.parameter_shapes():
+                getattr(self.rnn, name).copy_(torch.from_numpy(params[name]))
             self.head.weight.copy_(torch.from_numpy(params["w_out"]))
             self.head.bias.copy_(torch.from_numpy(params["b_out"]))
             if self.embedding is not None:
@@ -62,9 +62,10 @@ class TorchModel:
             inputs = self.embedding(inputs)
         packed = pack_padded_sequence(inputs, torch.from_numpy(lengths), enforce_sorted=False)
         _outputs, state = self.rnn(packed)
-        # torch returns h_n, or (h_n, c_n) for a cell with more states; [0]: the one layer
-        h_n = (state if len(self.spec.cell_spec.states) == 1 else state[0])[0]
-        return self.head(h_n)
+        # torch returns h_n, or (h_n, c_n) for a cell with more states; the last layer's
+        # final states, both directions side by side
+        h_n = state if len(self.spec.cell_spec.states) == 1 else state[0]
+        return self.head(torch.cat(list(h_n[-self.spec.network.directions:]), dim=1))
 
     def _loss(self, logits, labels: np.ndarray):
         target = torch.from_numpy(labels)

@@ -25,7 +25,8 @@ import numba
 import numpy as np
 from numba.np.linalg import ensure_blas
 
-from ..contract import GRU_N, BackendUnavailable, Prepared, RNNArgs, convenience_api
+from ..contract import (GRU_N, BackendUnavailable, Prepared, RNNArgs, _validate_lengths,
+                        convenience_api)
 from .blas import keep_blas_on_one_thread
 from .drivers import (gru_backward_kernel, gru_forward_kernel, lstm_backward_kernel,
                       lstm_forward_kernel)
@@ -116,20 +117,25 @@ class NumbaPrepared(Prepared):
             if a.variant == "reset_before":
                 self.mkl_w_hn = mkl.packed_weights(a.w_hh[GRU_N * a.H:], self.mkl_rows)
 
-    def _run(self, saved):
+    def _run(self, saved, x=None, h0=None, c0=None, lengths=None):
+        """Forward over the call's inputs, or over ``x``, ``h0``, ``c0``, ``lengths`` (of
+        :meth:`forward_steps`) with the call's weights."""
         a = self.args
-        y = aligned_empty((a.T, a.B, a.H), a.dtype)
+        if x is None:
+            x, h0, c0, lengths = a.x, a.h0, a.c0, self.lengths
+        T = x.shape[0]
+        y = aligned_empty((T, a.B, a.H), a.dtype)
         h = aligned_empty((a.B, a.H), a.dtype)
         keep_blas_on_one_thread()
         if a.cell == "gru":
-            run_team(self._team(), gru_forward_kernel, a.x, a.h0, self.w_ih, self.w_hh,
-                     self.bias, self.b_hn, self.lengths, a.reset_after, y, h, saved, self.gi,
+            run_team(self._team(), gru_forward_kernel, x, h0, self.w_ih, self.w_hh,
+                     self.bias, self.b_hn, lengths, a.reset_after, y, h, saved, self.gi[:T],
                      self.gh, self.reset_state, self.states, self.mkl_address, self.mkl_w_hh,
                      self.mkl_w_hn)
             return y, h
         c = aligned_empty((a.B, a.H), a.dtype)
-        run_team(self._team(), lstm_forward_kernel, a.x, a.h0, a.c0, self.w_ih, self.w_hh,
-                 self.bias, self.lengths, y, h, c, saved, self.gi, self.gh,
+        run_team(self._team(), lstm_forward_kernel, x, h0, c0, self.w_ih, self.w_hh,
+                 self.bias, lengths, y, h, c, saved, self.gi[:T], self.gh,
                  self.states, self.mkl_address, self.mkl_w_hh)
         return y, h, c
 
@@ -140,6 +146,25 @@ class NumbaPrepared(Prepared):
 
     def forward(self):
         return self._run(self.scratch)
+
+    def forward_steps(self, x, h0, c0=None, lengths=None):
+        """Inference over other inputs with this call's prepared weights: x (t, B, I) with
+        1 <= t <= T, from the states h0 (B, H) [and c0 (B, H)], lengths (B,) in [0, t] or
+        None (all t); returns what :meth:`forward` would return for them. A network runs
+        a layer's steps in pieces this way (its wavefront over layers) with the weights
+        laid out once. Unlike :func:`~..contract.validate`, nothing is copied: the arrays
+        must be C-contiguous and writable, x zero past each length."""
+        a = self.args
+        x = _steps_array("x", x, a.dtype, (a.B, a.I), a.T)
+        T = x.shape[0]
+        h0 = _steps_array("h0", h0, a.dtype, (a.B, a.H))
+        if a.cell == "lstm":
+            c0 = _steps_array("c0", c0, a.dtype, (a.B, a.H))
+        elif c0 is not None:
+            raise TypeError(f"c0 is an LSTM state; a {a.cell} call takes h0 only")
+        lengths = _validate_lengths(lengths, T, a.B)
+        return self._run(self.scratch, x, h0, c0,
+                         np.full(a.B, T, np.int64) if lengths is None else lengths)
 
     def forward_train(self):
         """Outputs and saved = (y, activations): backward reads the previous states from y,
@@ -199,6 +224,27 @@ class NumbaPrepared(Prepared):
                      w["mkl_wt_hh"])
             grads["b_hh"][:] = grads["b_ih"]      # both biases enter the gates as one sum
         return grads
+
+
+def _steps_array(name: str, value, dtype, shape: tuple, max_steps: int | None = None):
+    """An input of :meth:`NumbaPrepared.forward_steps`, checked: ``shape``, or (t, *shape)
+    with 1 <= t <= max_steps; the call's dtype; C-contiguous."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a NumPy array, got {type(value).__name__}")
+    if max_steps is None:
+        expected = value.shape == shape
+        meaning = str(shape)
+    else:
+        expected = value.shape[1:] == shape and 1 <= value.shape[0] <= max_steps
+        meaning = f"(t, {', '.join(map(str, shape))}) with 1 <= t <= T = {max_steps}"
+    if not expected:
+        raise ValueError(f"{name} has shape {value.shape}; expected {meaning}")
+    if value.dtype != dtype:
+        raise TypeError(f"{name} has dtype {value.dtype}; the call's is {dtype}")
+    if not (value.flags.c_contiguous and value.flags.writeable):
+        # numba would compile the kernels again (minutes) for a read-only array type
+        raise ValueError(f"{name} must be C-contiguous and writable")
+    return value
 
 
 #: The per-step products numba-cpu can run: its own tiles, or MKL's packed GEMM (:mod:`.mkl`).

@@ -315,12 +315,78 @@ def test_concurrent_directions_are_bit_identical_to_sequential(cell):
         results[threads, at_once] = (outputs, network.backward(saved, dy))
         threads_used[threads, at_once] = {name.split("_")[0] for name in ran_in}
     assert threads_used == {(1, True): {"MainThread"}, (2, False): {"MainThread"},
-                            (2, True): {"MainThread", "network-reverse"}}
+                            (2, True): {"MainThread", "network"}}
     sequential, concurrent = results[1, True], results[2, True]
     for got, want in zip(concurrent[0], sequential[0]):
         np.testing.assert_array_equal(got, want)
     for name, want in sequential[1].items():
         np.testing.assert_array_equal(concurrent[1][name], want, err_msg=name)
+
+
+def steps_spy(ran_in: list, fail_in_layer_input_of=None):
+    """numba-cpu as a network sees it, recording the thread each ``forward_steps`` piece
+    runs in, and its layer's input size. Its second and third pieces (layer 0's second and layer 1's first, the
+    first two a wavefront can run at once) wait for each other: run one after the
+    other, they fail. With ``fail_in_layer_input_of`` (an input size), that layer's
+    pieces fail."""
+    meet = threading.Barrier(2, timeout=60)
+    lock = threading.Lock()
+
+    def prepare(args):
+        prepared = numba_cpu.prepare(args)
+        run_steps = prepared.forward_steps
+
+        def forward_steps(*arguments):
+            with lock:
+                ran_in.append((threading.current_thread().name.split("_")[0], args.I))
+                piece = len(ran_in)
+            if piece in (2, 3):
+                meet.wait()
+            if args.I == fail_in_layer_input_of:
+                raise FloatingPointError("planted")
+            return run_steps(*arguments)
+
+        prepared.forward_steps = forward_steps
+        return prepared
+
+    spy = types.ModuleType(numba_cpu.__name__)
+    spy.prepare = prepare
+    return spy
+
+
+@needs_numba
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_stack_infers_as_a_wavefront_bit_identical_to_layer_by_layer(cell):
+    spec = NetworkSpec(cell, 16, 40, num_layers=3, batch_first=True)
+    rng = np.random.default_rng(0)
+    params = {n: (0.3 * rng.standard_normal(s)).astype(np.float32)
+              for n, s in spec.parameter_shapes().items()}
+    x = rng.standard_normal((5, 7, 16)).astype(np.float32)      # (B, T, I)
+    lengths = np.array([7, 0, 3, 6, 1])
+    options = dict(lengths=lengths, dropout_seed=3)     # inference with dropout masks
+    ran_in = []
+    wavefront = Network(steps_spy(ran_in), spec, threads=2, dropout=0.4).forward(
+        x, params, **options)
+    # 3 layers x min(T, 2 * 3) pieces, shared by the caller and the second thread
+    assert len(ran_in) == 18
+    assert {thread for thread, _ in ran_in[1:3]} == {"MainThread", "network"}
+    for threads, at_once in ((2, False), (1, True)):
+        want = Network(numba_cpu, spec, threads=threads, dropout=0.4,
+                       wavefront=at_once).forward(x, params, **options)
+        for got, expected in zip(wavefront, want, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+@needs_numba
+def test_a_failing_wavefront_piece_raises_its_error_and_stops_both_threads():
+    spec = NetworkSpec("gru", 8, 12, num_layers=3)
+    params = {n: np.zeros(s, np.float32) for n, s in spec.parameter_shapes().items()}
+    ran_in = []
+    network = Network(steps_spy(ran_in, fail_in_layer_input_of=12), spec, threads=2)
+    with pytest.raises(FloatingPointError, match="planted"):
+        network.forward(np.zeros((9, 2, 8), np.float32), params)
+    # the failing piece, and no piece of a layer after it (layer 0 may finish its own)
+    assert [size for _, size in ran_in].count(12) == 1
 
 
 # ------------------------------------------------------------------ bad input

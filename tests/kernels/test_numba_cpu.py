@@ -128,6 +128,42 @@ def test_float32_meets_the_relative_error_targets(cell, reset_after):
         assert tolerances.errors(grads[name], want)[1] <= tolerances.GRADIENT_REL_ERR_TARGET
 
 
+@pytest.mark.parametrize("cell, reset_after", [("gru", True), ("gru", False),
+                                               ("lstm", True)])
+def test_forward_in_pieces_of_steps_gives_forward_bit_for_bit(cell, reset_after):
+    lengths = np.array([9, 0, 4, 6, 5])
+    args = make_args(cell, 9, 5, 7, 33, "float32", reset_after=reset_after,
+                     lengths=lengths)
+    prepared = numba_cpu.prepare(args)
+    want = prepared.forward()
+    states, ys = (args.h0, args.c0), []
+    for start, stop in ((0, 4), (4, 5), (5, 9)):
+        outputs = prepared.forward_steps(args.x[start:stop], *states,
+                                         np.clip(lengths - start, 0, stop - start))
+        ys.append(outputs[0])
+        states = (outputs[1], outputs[2] if cell == "lstm" else None)
+    np.testing.assert_array_equal(np.concatenate(ys), want[0])
+    for got, expected in zip(states, want[1:]):
+        np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (dict(x=lambda a: a.x[:, :2]), ValueError, r"x has shape \(4, 2, 3\); expected \(t, 3, 3\)"),
+    (dict(x=lambda a: np.zeros((5, 3, 3), np.float32)), ValueError, "1 <= t <= T = 4"),
+    (dict(x=lambda a: a.x.astype(np.float64)), TypeError, "x has dtype float64"),
+    (dict(x=lambda a: np.asfortranarray(a.x)), ValueError, "x must be C-contiguous"),
+    (dict(h0=lambda a: a.h0[:2]), ValueError, r"h0 has shape \(2, 5\)"),
+    (dict(c0=lambda a: a.h0), TypeError, "c0 is an LSTM state"),
+    (dict(lengths=lambda a: np.array([1, 5, 2])), ValueError, "lengths must lie in"),
+])
+def test_forward_steps_names_a_bad_argument(change, error, message):
+    args = make_args("gru", 4, 3, 3, 5, "float32")
+    given = dict(x=args.x, h0=args.h0, c0=None, lengths=None)
+    given.update({name: make(args) for name, make in change.items()})
+    with pytest.raises(error, match=message):
+        numba_cpu.prepare(args).forward_steps(**given)
+
+
 def test_all_sequences_empty_keep_their_state():
     args = make_args("lstm", 3, 2, 4, 5, "float64", lengths=[0, 0])
     (y, h_n, c_n), (_outputs, grads) = run(args)

@@ -72,3 +72,45 @@ def test_cuda_unavailable_says_why():
 
 def test_version_names_torch():
     assert torch_nn.version().startswith(f"torch {torch.__version__}")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_network_is_one_torch_module_matching_the_reference_network(cell, dtype):
+    """num_layers and bidirectional in one torch.nn module, lengths packed (an empty and a
+    full sequence among them): forward and every gradient against the reference kernels
+    in kernels.network's Network, in float64."""
+    from grubench.case import Case
+    from grubench.kernels import reference
+    from grubench.kernels.network import Network
+    from grubench import tolerances
+
+    inputs = Case(cell, 6, 4, 3, 5, layers=3, directions=2, lengths="any", mode="training",
+                  dtype=dtype).make_args(seed=5)
+    inputs.lengths[:2] = (0, 6)
+    prepared = torch_nn.prepare_network(inputs)
+    assert (prepared.module.num_layers, prepared.module.bidirectional) == (3, True)
+    outputs, grads = prepared.to_numpy(prepared.training_step())
+    wide = inputs.astype(np.float64)
+    network = Network(reference, wide.spec)
+    want, saved = network.forward_train(wide.x, wide.params, wide.h0, wide.c0,
+                                        lengths=wide.lengths)
+    want_grads = network.backward(saved, *wide.upstream())
+    forward = tolerances.forward_tolerance(dtype)
+    assert len(outputs) == len(want) == len(inputs.spec.spec.outputs)
+    for name, got, expected in zip(inputs.spec.spec.outputs, outputs, want, strict=True):
+        assert got.dtype == np.dtype(dtype)
+        forward.assert_close(got, expected, name)
+    assert list(grads) == list(want_grads)
+    for name, expected in want_grads.items():
+        tolerances.gradient_tolerance(dtype).assert_close(grads[name], expected, name)
+    forward.assert_close(prepared.to_numpy(prepared.forward())[0], want[0], "y")
+    assert prepared.saved_bytes > 0
+
+
+def test_a_reset_before_network_is_not_something_torch_runs():
+    from grubench.case import Case
+
+    inputs = Case("gru", 3, 2, 2, 3, directions=2, variant="reset_before").make_args()
+    with pytest.raises(NotImplementedError, match="torch has no reset-before GRU"):
+        torch_nn.prepare_network(inputs)

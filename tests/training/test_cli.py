@@ -24,6 +24,16 @@ def test_tiny_run_writes_the_reports(tmp_path, capsys):
                                                    "training.json", "training_curves.png"}
 
 
+@pytest.mark.slow
+def test_stacked_bidirectional_run_records_layers_and_directions(tmp_path, capsys):
+    assert main(TINY + ["--layers", "2", "--bidirectional", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "training.json").read_text())["results"]
+    assert [(r["layers"], r["directions"]) for r in results] == [(2, 2), (2, 2)]
+    recurrent = 2 * 3 * 4 * (12 + 4 + 2) + 2 * 3 * 4 * (8 + 4 + 2)
+    assert results[0]["parameters"] == results[1]["parameters"] == recurrent + 9 * 9
+    assert "2 layers, bidirectional" in (tmp_path / "training.md").read_text()
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--dataset", "cifar"], "unknown dataset 'cifar'"),
     (["--data", "{tmp}/missing.npz"], "missing.npz: no such file or folder"),
@@ -32,6 +42,8 @@ def test_tiny_run_writes_the_reports(tmp_path, capsys):
     (["--backends", "numpy,fortran"], "unknown backend 'fortran'"),
     (["--backends", "onnxruntime"], "backend 'onnxruntime' cannot train: ONNX Runtime runs"),
     (["--epochs", "0"], "--epochs must be positive"),
+    (["--layers", "0"], "--layers must be positive"),
+    (["--backends", "numba-cuda"], "backend 'numba-cuda' runs on cuda"),
     (["--lr", "nan"], "--lr must be positive, got nan"),
     (["--threads", "two"], "--threads must be a comma list of integers"),
     (["--out", "{tmp}/file.txt"], "exists and is not a directory"),

@@ -65,6 +65,12 @@ SPECS = {
     "lstm-series": ModelSpec("lstm", hidden=5, classes=3, features=4),
     "gru-tokens": ModelSpec("gru", hidden=5, classes=2, vocab_size=11, embed=3),
     "lstm-tokens": ModelSpec("lstm", hidden=5, classes=2, vocab_size=11, embed=3),
+    "gru-series-2-layers-bidirectional": ModelSpec("gru", hidden=5, classes=3, features=4,
+                                                   layers=2, bidirectional=True),
+    "lstm-tokens-3-layers": ModelSpec("lstm", hidden=5, classes=2, vocab_size=11, embed=3,
+                                      layers=3),
+    "gru-tokens-bidirectional": ModelSpec("gru", hidden=5, classes=2, vocab_size=11,
+                                          embed=3, bidirectional=True),
 }
 
 
@@ -97,6 +103,27 @@ def test_model_gradient_matches_torch_autograd(name, backend):
     expected = np.concatenate([p.grad.numpy().ravel() for p in reference.parameters])
     assert FLOAT32_GRADIENT.allclose(kernel.params.grad, expected)
     assert FLOAT32_FORWARD.allclose(kernel.predict(x, lengths), reference.predict(x, lengths))
+
+
+def test_stacked_bidirectional_parameters_are_torchs():
+    spec = SPECS["gru-series-2-layers-bidirectional"]
+    torch_gru = torch.nn.GRU(4, 5, num_layers=2, bidirectional=True)
+    shapes = spec.shapes()
+    assert {name: tuple(p.shape) for name, p in torch_gru.named_parameters()} == {
+        name: shape for name, shape in shapes.items() if name not in ("w_out", "b_out")}
+    assert shapes["w_out"] == (3, 10)
+    params = init_parameters(spec, seed=0)
+    assert not np.array_equal(params["weight_hh_l0"], params["weight_hh_l0_reverse"])
+
+
+def test_one_layer_one_direction_keeps_its_parameter_values():
+    """--layers 1 without --bidirectional starts from the values it always did."""
+    spec = SPECS["gru-tokens"]
+    params = init_parameters(spec, seed=4)
+    from grubench.weights import init_weights
+    expected = init_weights("gru", 3, 5, seed=5, dtype=np.float64)
+    for ours, theirs in (("weight_ih_l0", "w_ih"), ("bias_hh_l0", "b_hh")):
+        np.testing.assert_array_equal(params[ours], expected[theirs].astype(np.float32))
 
 
 def test_gru_has_three_quarters_of_the_lstm_recurrent_weights():

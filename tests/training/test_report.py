@@ -8,8 +8,9 @@ import pytest
 from grubench.training import report
 
 
-def row(dataset, cell, backend, seconds, accuracy, threads=1):
+def row(dataset, cell, backend, seconds, accuracy, threads=1, layers=1, directions=1):
     return {"dataset": dataset, "cell": cell, "backend": backend, "threads": threads,
+            "layers": layers, "directions": directions,
             "parameters": 1234, "seconds_per_epoch": seconds, "step_peak_mib": 1.5,
             "process_peak_rss_mib": 300.0, "final_train_loss": 0.25,
             "test_accuracy": accuracy, "hidden": 8, "epochs": 2, "batch": 4, "lr": 0.01,
@@ -20,6 +21,7 @@ def row(dataset, cell, backend, seconds, accuracy, threads=1):
 ROWS = [row("mnist", "gru", "numba-cpu", 0.5, 0.95),
         row("mnist", "gru", "torch-autograd", 2.0, 0.935),
         row("mnist", "lstm", "numba-cpu", 1.0, 0.9)]
+STACKED = row("digits", "gru", "numba-cpu", 0.5, 0.95, layers=2, directions=2)
 
 
 def test_comparisons_against_the_torch_row():
@@ -40,7 +42,7 @@ def test_text_table():
 
 
 def test_write_reports(tmp_path):
-    rows = report.add_comparisons(ROWS)
+    rows = report.add_comparisons(ROWS + [STACKED])
     written = report.write_reports(rows, tmp_path, {"cpu_model": "test cpu", "cores": 2})
     assert sorted(p.name for p in written) == ["training.csv", "training.json",
                                                 "training.md", "training_curves.png"]
@@ -50,5 +52,8 @@ def test_write_reports(tmp_path):
     assert saved["context"]["cores"] == 2 and saved["results"][1]["backend"] == "torch-autograd"
     markdown = (tmp_path / "training.md").read_text()
     assert "| mnist | gru | numba-cpu | 1 | 1,234 | 0.500 | 4.00x |" in markdown
-    assert "test cpu" in markdown and "hidden 8, 2 epochs, batch 4" in markdown
+    assert "test cpu" in markdown
+    assert "- mnist: 1 layer, one direction, hidden 8, 2 epochs, batch 4" in markdown
+    assert "- digits: 2 layers, bidirectional, hidden 8" in markdown
+    assert table[3]["layers"] == "2" and table[3]["directions"] == "2"
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,6 +23,15 @@ def make_job(tmp_path, data, **changes):
     return runner.Job(**settings)
 
 
+@pytest.mark.parametrize("backend", ["numpy", runner.TORCH_MODEL])
+def test_run_job_records_layers_and_directions(tmp_path, no_pinning, tiny_series, backend):
+    job = make_job(tmp_path, tiny_series(), backend=backend, epochs=1, layers=2,
+                   bidirectional=True)
+    row = runner.run_job(job)
+    assert (row["layers"], row["directions"]) == (2, 2)
+    assert row["parameters"] == 2 * 18 * (3 + 6 + 2) + 2 * 18 * (12 + 6 + 2) + 3 * 13
+
+
 def test_seconds_per_epoch_leaves_out_the_first_epoch():
     assert runner.seconds_per_epoch([9.0, 1.0, 3.0, 2.0]) == 2.0
     assert runner.seconds_per_epoch([4.0]) == 4.0

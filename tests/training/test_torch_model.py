@@ -14,7 +14,7 @@ def test_parameter_count_matches_the_spec(spec):
     params = init_parameters(spec, seed=0)
     model = TorchModel(spec, params, lr=1e-3, clip=1.0)
     assert model.parameter_count() == spec.parameter_count() == sum(p.size for p in params.values())
-    np.testing.assert_array_equal(model.rnn.weight_hh_l0.detach().numpy(), params["w_hh"])
+    np.testing.assert_array_equal(model.rnn.weight_hh_l0.detach().numpy(), params["weight_hh_l0"])
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=["gru-series", "lstm-tokens"])
