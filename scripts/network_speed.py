@@ -23,6 +23,8 @@ CPU; on a shared machine the figures are noisy, the ratios less so.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+
 import numba
 import numpy as np
 import torch
@@ -44,6 +46,29 @@ def paired_ms(first, second, min_time) -> tuple[float, float]:
         for call, samples in zip((first, second), times):
             samples.append(timing.time_call(call, lambda: None)[0])
     return tuple(timing.summarize(samples).median_s * 1e3 for samples in times)
+
+
+@numba.njit(nogil=True, cache=False)
+def _busy(n):
+    total = 0.0
+    for i in range(n):
+        total += np.sin(i)
+    return total
+
+
+def cores_delivered() -> float:
+    """How many cores two threads get now: the work of two nogil loops over the time the
+    two take at once, in units of one loop alone (2.0 on two idle cores). A VM whose
+    host takes the other core (steal time) or a loaded machine gives less, and the
+    concurrency figures below can show no gain however the threads are used."""
+    _busy(10)
+    work = 20_000_000
+    started = timing.time_call(lambda: _busy(work), lambda: None)[0]
+    helper = concurrent.futures.ThreadPoolExecutor(1)
+    at_once = timing.time_call(
+        lambda: (helper.submit(_busy, work), _busy(work), helper.shutdown(wait=True)),
+        lambda: None)[0]
+    return 2 * started / at_once
 
 
 def arrays(spec: NetworkSpec, T: int, B: int):
@@ -192,6 +217,7 @@ def main():
     min_time = 0.3 if options.quick else 1.0
     print(f"CPU: {machine.cpu_model()}, {machine.isa_level()}; numba {numba.__version__}, "
           f"torch {torch.__version__}; git {machine.git_commit()}")
+    print(f"two threads get {cores_delivered():.2f} cores now (2.00 on two idle cores)")
     bidirectional(min_time)
     model(min_time)
     overhead(min_time)
