@@ -318,3 +318,65 @@ def test_the_committed_compare_cells_run_renders_end_to_end(capsys):
     judged = verdicts.judge(frame, frame.attrs["training"])
     summary, _figures = report.verdict_tables(judged)
     assert report.render_markdown(summary) in (COMMITTED / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------- exact words, edges
+# Each expected text below is written out by hand from the rule it pins.
+
+def test_a_span_that_starts_or_ends_at_exactly_1():
+    assert verdicts.speed_span(1.0, 1.2) == "1.00x to 1.20x faster"
+    assert verdicts.speed_span(0.8, 1.0) == "1.25x slower to 1.00x faster"
+
+
+def test_task_accuracy_ranges_that_touch_overlap():
+    # GRU 90-92%, LSTM 92-95%: they share 92%, so similar, though the means are 2.5 apart
+    point = verdicts.task_accuracy_point("s", [0.90, 0.92], [0.92, 0.95])
+    assert point.outcome == HOLDS
+    assert point.figure == "GRU 91.0% (90.0-92.0) vs LSTM 93.5% (92.0-95.0): ranges overlap"
+
+
+def test_one_seed_is_not_judged_and_says_so():
+    point = verdicts.task_accuracy_point("at", [0.9], [0.95, 0.96])
+    assert (point.where, point.outcome, point.detail) == ("at", UNJUDGED,
+                                                          "mean (min-max) over 1 seed")
+    assert point.figure == ("GRU 90.0% (90.0-90.0) vs LSTM 95.5% (95.0-96.0): one seed, no "
+                            "spread to judge by")
+
+
+def test_task_accuracy_verdicts_count_settings_in_their_label_and_meaning():
+    claim = verdicts.task_accuracy_claim("toy")
+    judged = verdicts.VerdictSet()
+    judged.add(claim, "numba-cpu", verdicts.task_accuracy_point("a", [0.9, 0.92], [0.91, 0.93]))
+    judged.add(claim, "numba-cpu", verdicts.task_accuracy_point("b", [0.9, 0.91], [0.95, 0.96]))
+    assert judged.get(claim, "numba-cpu").label == (
+        "mixed (holds at 1 of 2 settings; does not hold at 1)")
+    assert verdicts.meaning(judged, claim) == (
+        "On this machine, with numba-cpu, GRU and LSTM reach similar test accuracy on toy at "
+        "1 of 2 settings, and GRU and LSTM test accuracies on toy differ beyond the seeds' "
+        "spread at 1 of 2 settings.")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"cell": "rnn"}, "f.json: result 1: unknown cell 'rnn'"),
+    ({"epoch_seconds": ""}, "f.json: result 1: epoch_seconds must be a list of numbers"),
+    ({"epoch_seconds": [0.5, "0.4"]}, "f.json: result 1: epoch_seconds must be a list of "
+                                      "numbers"),
+    ({"test_accuracy": "0.9"}, "f.json: result 1: test_accuracy must be a number"),
+])
+def test_a_bad_training_row_is_named_with_what_is_wrong(change, message):
+    with pytest.raises(ValueError) as error:
+        verdicts.check_training_rows([{**TRAINING[0], **change}], "f.json")
+    assert str(error.value) == message
+
+
+def test_accuracy_points_apart_are_whole_points_with_their_where_and_detail():
+    # means 80.5% and 90.5%: 10.0 points apart, LSTM better
+    apart = verdicts.task_accuracy_point("at", [0.80, 0.81], [0.90, 0.91])
+    assert apart == verdicts.Point("at", FAILS, "GRU 80.5% (80.0-81.0) vs LSTM 90.5% "
+                                   "(90.0-91.0): LSTM better by 10.0 points",
+                                   detail="mean (min-max) over 2 seeds")
+    # means 97.75% and 97.0%, no overlap: 0.75 points apart, GRU better, under 1
+    close = verdicts.task_accuracy_point("at", [0.975, 0.98], [0.97, 0.97])
+    assert close == verdicts.Point("at", HOLDS, "GRU 97.8% (97.5-98.0) vs LSTM 97.0% "
+                                   "(97.0-97.0): GRU better by 0.8 points, under 1",
+                                   detail="mean (min-max) over 2 seeds")
