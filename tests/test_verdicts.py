@@ -380,3 +380,29 @@ def test_accuracy_points_apart_are_whole_points_with_their_where_and_detail():
     assert close == verdicts.Point("at", HOLDS, "GRU 97.8% (97.5-98.0) vs LSTM 97.0% "
                                    "(97.0-97.0): GRU better by 0.8 points, under 1",
                                    detail="mean (min-max) over 2 seeds")
+
+
+def test_time_per_epoch_verdicts_say_settings_and_span_their_ratios():
+    claim = verdicts.epoch_time_claim("toy")
+    judged = verdicts.VerdictSet()
+    for where, outcome, ratio in (("a", HOLDS, 1.2), ("b", FAILS, 0.8), ("c", NOISE, 1.01)):
+        judged.add(claim, "numba-cpu", verdicts.Point(where, outcome, "-", ratio))
+    verdict = judged.get(claim, "numba-cpu")
+    # the span of the ratios 0.8 (1/0.8 = 1.25x slower) to 1.2
+    assert report.verdict_cell(verdict) == (
+        "mixed (holds at 1 of 3 settings; does not hold at 1, within noise at 1): 1.25x "
+        "slower to 1.20x faster")
+    assert verdicts.meaning(judged, claim) == (
+        "On this machine, with numba-cpu, GRU trains an epoch of toy faster than LSTM at 1 "
+        "of 3 settings, and GRU trains an epoch of toy slower than LSTM at 1 of 3 settings, "
+        "and GRU and LSTM train an epoch of toy equally fast within noise at 1 of 3 "
+        "settings.")
+
+
+def test_the_meaning_of_a_claim_not_judged_says_why():
+    judged = verdicts.VerdictSet()
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("a", None, times(2.0)))
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("b", None, times(2.0)))
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with numba-cpu, it could not be judged at every size measured (no "
+        "raw times in these results).")
