@@ -375,3 +375,60 @@ def test_show_without_metrics_prints_time_memory_and_accuracy(capsys, saved_repo
 def test_show_refuses_an_unknown_metric(capsys, saved_report):
     status, _, err = run_main(capsys, "show", str(saved_report), "--metrics", "speed")
     assert status == 2 and "unknown metric 'speed'" in err
+
+
+# ---------------------------------------------------------------- cli.main's exit codes
+
+@pytest.fixture
+def raising_command(monkeypatch):
+    """A `raise` command whose handler raises what the test puts in ``raised[0]`` (or
+    returns it, when it is not an exception)."""
+    raised = [None]
+    module = types.ModuleType("grubench_test_raise")
+
+    def handle(args):
+        if isinstance(raised[0], BaseException):
+            raise raised[0]
+        return raised[0]
+
+    module.add_subcommand = lambda subparsers: subparsers.add_parser(
+        "raise").set_defaults(handler=handle)
+    monkeypatch.setitem(sys.modules, "grubench_test_raise", module)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "grubench_test_raise"])
+    return raised
+
+
+@pytest.mark.parametrize("error", [ValueError("bad size"), cli.UsageError("bad size"),
+                                   PermissionError("bad size"), NotADirectoryError("bad size"),
+                                   FileNotFoundError("bad size")])
+def test_a_users_mistake_raised_by_a_command_exits_2_in_one_line(capsys, raising_command,
+                                                                  error):
+    raising_command[0] = error
+    assert run_main(capsys, "raise") == (2, "", "grubench: error: bad size\n")
+
+
+def test_ctrl_c_exits_130_and_a_handler_without_a_code_exits_0(capsys, raising_command):
+    raising_command[0] = KeyboardInterrupt()
+    assert run_main(capsys, "raise") == (130, "", "grubench: interrupted\n")
+    raising_command[0] = None
+    assert run_main(capsys, "raise") == (0, "", "")
+
+
+def test_a_programming_error_is_not_passed_off_as_a_users_mistake(capsys, raising_command):
+    raising_command[0] = TypeError("a bug")
+    with pytest.raises(TypeError):
+        cli.main(["raise"])
+
+
+def test_help_is_not_taken_for_runs_options(capsys, monkeypatch):
+    monkeypatch.setattr(commands, "handle_run", lambda args: pytest.fail("run was started"))
+    for argv in (["-h"], ["--help"]):
+        status, out, _ = run_main(capsys, *argv)
+        assert status == 0 and out.startswith("usage: grubench [-h] COMMAND")
+
+
+def test_an_argparse_error_names_the_commands_help(capsys):
+    status, out, err = run_main(capsys, "run", "--mode", "fast")
+    assert (status, out) == (2, "")
+    assert err.startswith("grubench: error: argument --mode: invalid choice: 'fast'")
+    assert err.endswith(" (see `grubench run --help`)\n")

@@ -403,6 +403,27 @@ def test_the_meaning_of_a_claim_not_judged_says_why():
     judged = verdicts.VerdictSet()
     judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("a", None, times(2.0)))
     judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("b", None, times(2.0)))
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("c", [1.0, 1.0], times(2.0)))
+    # each reason once, in the order first seen
     assert verdicts.meaning(judged, verdicts.INFERENCE) == (
         "On this machine, with numba-cpu, it could not be judged at every size measured (no "
-        "raw times in these results).")
+        "raw times in these results; 2 raw times on one side (at least 3 needed)).")
+
+
+def test_the_meaning_skips_a_backend_without_the_claim_and_is_empty_without_any():
+    judged = verdicts.VerdictSet()
+    judged.add(verdicts.PARAMETERS, "first", verdicts.parameters_point("s", 3, 4))
+    judged.add(verdicts.INFERENCE, "second", verdicts.Point("s", HOLDS, "-", 1.2))
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with second, GRU runs inference faster than LSTM at every size "
+        "measured.")
+    assert verdicts.meaning(judged, verdicts.TRAINING) == ""
+
+
+def test_a_bad_training_file_is_named_in_the_message(tmp_path):
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"results": [{"cell": "gru"}]}))
+    with pytest.raises(ValueError) as error:
+        verdicts.load_training([tmp_path])
+    assert str(error.value) == (f"{path}: result 1 lacks dataset, backend, threads, seed, "
+                                f"test_accuracy, epoch_seconds")
