@@ -427,3 +427,31 @@ def test_a_bad_training_file_is_named_in_the_message(tmp_path):
         verdicts.load_training([tmp_path])
     assert str(error.value) == (f"{path}: result 1 lacks dataset, backend, threads, seed, "
                                 f"test_accuracy, epoch_seconds")
+
+
+def test_backends_with_the_same_verdict_share_one_clause():
+    judged = verdicts.VerdictSet()
+    for backend, outcome in (("a", HOLDS), ("b", HOLDS), ("c", HOLDS), ("d", FAILS)):
+        judged.add(verdicts.INFERENCE, backend, verdicts.Point("s", outcome, "-", 1.0))
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with a, b and c, GRU runs inference faster than LSTM at every size "
+        "measured; with d, GRU runs inference slower than LSTM at every size measured.")
+
+
+def test_points_are_ordered_by_threads_dtype_h_b_t_i_and_name_what_varies():
+    where = [("2,1,2,4", "float32", 2), ("2,1,2,4", "float64", 1), ("2,1,2,8", "float32", 1),
+             ("2,2,2,4", "float32", 1), ("4,1,2,4", "float32", 1), ("2,1,8,4", "float32", 1),
+             ("2,1,2,4", "float32", 1)]
+    rows = [row("b", cell, "inference", tuple(map(int, size.split(","))), ms, dtype=dtype,
+                threads=threads)
+            for size, dtype, threads in where for cell, ms in (("gru", 1.0), ("lstm", 1.4))]
+    rows.append(row("b", "gru", "inference", (1, 1, 1, 1), 1.0))   # no LSTM: no point
+    judged = verdicts.judge(frame_of(rows))
+    expected = ["2,1,2,4 float32 t1", "2,1,8,4 float32 t1", "4,1,2,4 float32 t1",
+                "2,2,2,4 float32 t1", "2,1,2,8 float32 t1", "2,1,2,4 float64 t1",
+                "2,1,2,4 float32 t2"]
+    for claim in (verdicts.PARAMETERS, verdicts.INFERENCE, verdicts.NUMERICS):
+        assert [p.where for p in judged.get(claim, "b").points] == expected
+    # one dtype and one thread count: the size alone
+    judged = verdicts.judge(frame_of(rows[-3:]))
+    assert [p.where for p in judged.get(verdicts.INFERENCE, "b").points] == ["2,1,2,4"]
