@@ -455,3 +455,30 @@ def test_points_are_ordered_by_threads_dtype_h_b_t_i_and_name_what_varies():
     # one dtype and one thread count: the size alone
     judged = verdicts.judge(frame_of(rows[-3:]))
     assert [p.where for p in judged.get(verdicts.INFERENCE, "b").points] == ["2,1,2,4"]
+
+
+def test_memory_points_name_their_size(judged):
+    for claim in (verdicts.PEAK, verdicts.SAVED):
+        assert [p.where for p in judged.get(claim, "numba-cpu").points] == [
+            "100,1,64,64", "20,64,512,512"]
+
+
+def test_claims_keep_their_order_when_training_is_measured_at_a_later_size_only():
+    rows = [r for r in cells("b", SMALL, 1.0, 1.4) if r["mode"] == "inference"]
+    judged = verdicts.judge(frame_of(rows + cells("b", LARGE, 1.0, 1.4)), TRAINING)
+    assert [c.key for c in judged.claims] == ["parameters", "inference", "training", "peak",
+                                              "saved", "numerics", "epoch:toy",
+                                              "accuracy:toy"]
+
+
+def test_a_training_run_of_one_seed_and_a_dataset_with_one_cell():
+    only_gru = [{**r, "dataset": "other"} for r in TRAINING if r["cell"] == "gru"]
+    one_seed = [r for r in TRAINING if r["seed"] == 0]
+    judged = verdicts.judge(frame_of([]), only_gru + one_seed)
+    assert judged.backends == ["numba-cpu"]
+    assert [c.key for c in judged.claims] == ["parameters", "epoch:toy", "accuracy:toy"]
+    (parameters,) = judged.get(verdicts.PARAMETERS, "numba-cpu").points
+    assert parameters.figure == "GRU 15,561 vs LSTM 20,553: GRU 0.76x as many"
+    # 3 epochs after the first a side: judged; one seed: accuracy not judged
+    assert judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").outcome == HOLDS
+    assert judged.get(verdicts.task_accuracy_claim("toy"), "numba-cpu").outcome == UNJUDGED
