@@ -482,3 +482,19 @@ def test_a_training_run_of_one_seed_and_a_dataset_with_one_cell():
     # 3 epochs after the first a side: judged; one seed: accuracy not judged
     assert judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").outcome == HOLDS
     assert judged.get(verdicts.task_accuracy_claim("toy"), "numba-cpu").outcome == UNJUDGED
+
+
+def test_numerics_judges_the_modes_measured_for_both_cells():
+    # training's LSTM error missing: inference alone, 2e-7 of its 1e-6 target
+    point = verdicts.numerics_point("s", "float32", {"training": (1e-7, None),
+                                                     "inference": (1e-7, 2e-7)})
+    assert point == verdicts.Point("s", HOLDS, "inference GRU 1.0e-07, LSTM 2.0e-07 "
+                                               "(target 1e-06)", pytest.approx(0.2))
+    none = verdicts.numerics_point("s", "float32", {"inference": (float("nan"), 2e-7)})
+    assert none == verdicts.Point("s", UNJUDGED, "no accuracy measured for both cells")
+
+
+def test_time_per_epoch_points_name_the_training_settings():
+    judged = verdicts.judge(frame_of([]), TRAINING)
+    (point,) = judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").points
+    assert point.where == "hidden 64, 4 epochs, batch 16, t1"
