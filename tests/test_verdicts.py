@@ -498,3 +498,16 @@ def test_time_per_epoch_points_name_the_training_settings():
     judged = verdicts.judge(frame_of([]), TRAINING)
     (point,) = judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").points
     assert point.where == "hidden 64, 4 epochs, batch 16, t1"
+
+
+def test_an_error_at_its_target_is_within_it_and_every_mode_is_listed():
+    both = verdicts.numerics_point("s", "float32", {"inference": (1e-6, 5e-7),
+                                                    "training": (3e-7, 5e-5)})
+    assert both == verdicts.Point("s", HOLDS, "inference GRU 1.0e-06, LSTM 5.0e-07 (target "
+                                              "1e-06); training GRU 3.0e-07, LSTM 5.0e-05 "
+                                              "(target 1e-04)", 1.0)
+
+
+def test_memory_not_measured_for_both_cells_is_not_judged():
+    assert verdicts.memory_point("s", 100, float("nan")) == verdicts.Point(
+        "s", UNJUDGED, "not measured for both cells")
