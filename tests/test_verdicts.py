@@ -511,3 +511,14 @@ def test_an_error_at_its_target_is_within_it_and_every_mode_is_listed():
 def test_memory_not_measured_for_both_cells_is_not_judged():
     assert verdicts.memory_point("s", 100, float("nan")) == verdicts.Point(
         "s", UNJUDGED, "not measured for both cells")
+
+
+def test_memory_exactly_2_percent_apart_is_within_noise_and_one_byte_counts():
+    # 102 / 100 = 1.02 and 100 / 102 = 1 / 1.02: "within 2%" includes 2%
+    assert verdicts.memory_point("s", 100, 102).outcome == NOISE
+    assert verdicts.memory_point("s", 102, 100).outcome == NOISE
+    assert verdicts.memory_point("s", 1, 2) == verdicts.Point(
+        "s", HOLDS, "GRU 1 B vs LSTM 2 B: LSTM needs 2.00x as much", 2.0)
+    assert verdicts.memory_point("s", 2, 1).outcome == FAILS
+    assert verdicts.memory_point("s", 0, 1) == verdicts.Point(
+        "s", UNJUDGED, "a cell's counter saw no allocation")
