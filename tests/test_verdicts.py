@@ -522,3 +522,13 @@ def test_memory_exactly_2_percent_apart_is_within_noise_and_one_byte_counts():
     assert verdicts.memory_point("s", 2, 1).outcome == FAILS
     assert verdicts.memory_point("s", 0, 1) == verdicts.Point(
         "s", UNJUDGED, "a cell's counter saw no allocation")
+
+
+def test_memory_and_parameter_figures_in_either_direction():
+    assert verdicts.memory_point("s", 2 ** 21, 2 ** 20) == verdicts.Point(
+        "s", FAILS, "GRU 2 MiB vs LSTM 1 MiB: GRU needs 2.00x as much", 0.5)
+    assert verdicts.memory_point("s", 5, 5).figure == "GRU 5 B vs LSTM 5 B: LSTM needs 1.00x as much"
+    assert verdicts.parameters_point("s", 5_000, 4_000) == verdicts.Point(
+        "s", FAILS, "GRU 5,000 vs LSTM 4,000: GRU 1.25x as many", 0.8)
+    assert verdicts.parameters_point("s", 4, 4) == verdicts.Point(
+        "s", NOISE, "GRU 4 vs LSTM 4: GRU 1.00x as many", 1.0)
