@@ -532,3 +532,36 @@ def test_memory_and_parameter_figures_in_either_direction():
         "s", FAILS, "GRU 5,000 vs LSTM 4,000: GRU 1.25x as many", 0.8)
     assert verdicts.parameters_point("s", 4, 4) == verdicts.Point(
         "s", NOISE, "GRU 4 vs LSTM 4: GRU 1.00x as many", 1.0)
+
+
+@pytest.mark.parametrize("gru, lstm, outcome, figure", [
+    # constant samples: the interval is the ratio itself, exactly at the 5% floor
+    ([1.0] * 5, [1.05] * 5, HOLDS, "GRU 1 s vs LSTM 1.05 s: 1.05x faster"),
+    ([1.05] * 5, [1.0] * 5, FAILS, "GRU 1.05 s vs LSTM 1 s: 1.05x slower"),
+    # three of LSTM's 7 samples at GRU's time: a resampled median equals it far more often
+    # than 2.5% of the time, so the interval reaches 1 exactly: within noise
+    ([1e-3] * 7, [1e-3] * 3 + [2e-3] * 4, NOISE, "GRU 1 ms vs LSTM 2 ms: 2.00x faster"),
+    ([1e-3] * 3 + [2e-3] * 4, [1e-3] * 7, NOISE, "GRU 2 ms vs LSTM 1 ms: 2.00x slower"),
+    # three samples a side are enough
+    ([1e-3, 1.01e-3, 0.99e-3], [2e-3, 2.02e-3, 1.98e-3], HOLDS,
+     "GRU 1 ms vs LSTM 2 ms: 2.00x faster"),
+])
+def test_the_speed_rule_at_its_edges(gru, lstm, outcome, figure):
+    point = verdicts.speed_point("s", gru, lstm)
+    assert (point.where, point.outcome, point.figure) == ("s", outcome, figure)
+
+
+def test_too_few_samples_say_how_many():
+    assert verdicts.speed_point("s", [1.0, 1.0], times(2.0)) == verdicts.Point(
+        "s", UNJUDGED, "2 raw times on one side (at least 3 needed)")
+
+
+def test_intervals_read_in_the_direction_of_the_ratio():
+    assert verdicts._interval(1.2, 1.1, 1.3) == "1.10-1.30x"
+    assert verdicts._interval(1.0, 0.8, 1.25) == "0.80-1.25x"       # 1.00x faster
+    assert verdicts._interval(0.5, 0.4, 0.8) == "1.25-2.50x"        # 1/0.8 to 1/0.4 slower
+    assert verdicts._interval(15.0, 12.0, 20.0) == "12.0-20.0x"
+
+
+def test_factors_from_10_on_keep_one_decimal():
+    assert [verdicts.factor(v) for v in (9.994, 10.0, 10.56)] == ["9.99x", "10.0x", "10.6x"]
