@@ -565,3 +565,21 @@ def test_intervals_read_in_the_direction_of_the_ratio():
 
 def test_factors_from_10_on_keep_one_decimal():
     assert [verdicts.factor(v) for v in (9.994, 10.0, 10.56)] == ["9.99x", "10.0x", "10.6x"]
+
+
+def test_the_interval_is_scipys_percentile_bootstrap_with_2000_resamples_and_seed_0():
+    from scipy import stats
+
+    # even sizes: medians of resamples take many values, so the settings move the interval
+    gru, lstm = np.array(times(10.0, n=8, spread=0.2)), np.array(times(12.0, n=8, spread=0.2,
+                                                                       seed=1))
+
+    def interval(n_resamples):
+        result = stats.bootstrap(
+            (gru, lstm), lambda g, l_, axis: np.median(l_, axis) / np.median(g, axis),
+            vectorized=True, n_resamples=n_resamples, confidence_level=0.95,
+            method="percentile", rng=np.random.default_rng(0))
+        return result.confidence_interval.low, result.confidence_interval.high
+
+    assert verdicts._bootstrap_ratio(gru, lstm) == interval(2000)
+    assert interval(2000) != interval(9999)         # the resample count shows
