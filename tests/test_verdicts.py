@@ -558,7 +558,7 @@ def test_too_few_samples_say_how_many():
 
 def test_intervals_read_in_the_direction_of_the_ratio():
     assert verdicts._interval(1.2, 1.1, 1.3) == "1.10-1.30x"
-    assert verdicts._interval(1.0, 0.8, 1.25) == "0.80-1.25x"       # 1.00x faster
+    assert verdicts._interval(1.0, 0.9, 1.2) == "0.90-1.20x"        # 1.00x faster
     assert verdicts._interval(0.5, 0.4, 0.8) == "1.25-2.50x"        # 1/0.8 to 1/0.4 slower
     assert verdicts._interval(15.0, 12.0, 20.0) == "12.0-20.0x"
 
