@@ -432,3 +432,10 @@ def test_an_argparse_error_names_the_commands_help(capsys):
     assert (status, out) == (2, "")
     assert err.startswith("grubench: error: argument --mode: invalid choice: 'fast'")
     assert err.endswith(" (see `grubench run --help`)\n")
+
+
+def test_without_arguments_main_reads_the_command_line(capsys, monkeypatch, raising_command):
+    monkeypatch.setattr(commands, "handle_run", lambda args: pytest.fail("run was started"))
+    monkeypatch.setattr(sys, "argv", ["grubench", "raise"])
+    raising_command[0] = 7
+    assert cli.main() == 7
