@@ -82,6 +82,9 @@ def test_positive_numbers_and_their_limit():
             threads(text)
         assert str(error.value) == message
     assert commands._positive(float)("1e9") == 1e9                  # no limit without one
+    with pytest.raises(argparse.ArgumentTypeError) as error:      # a limit without a reason
+        commands._positive(float, 3600)("4000")
+    assert str(error.value) == "'4000' must be <= 3600"
     with pytest.raises(argparse.ArgumentTypeError, match="'inf' must be a finite number > 0"):
         commands._positive(float)("inf")
 
