@@ -147,3 +147,39 @@ def test_isa_restricted_sets_the_workers_environment_and_puts_it_back(monkeypatc
             pass
     assert str(error.value) == ("--isa restricts this machine's workers; it cannot be "
                                 "combined with --cluster")
+
+
+# ---------------------------------------------------------------- list
+
+class TunedCache:
+    def count(self, name):
+        return {"numba-cpu": 3}[name]
+
+
+@pytest.mark.parametrize("cache, tuning_note", [
+    (None, "; tuning off"), (TunedCache(), "; tuned here: 3 case(s), see `grubench tune`")])
+def test_list_says_what_each_backend_can_do_and_each_suites_sizes(capsys, monkeypatch, cache,
+                                                                  tuning_note):
+    from fake_backends import install
+
+    from grubench import backends, tuning
+
+    install(monkeypatch)
+    monkeypatch.setattr(tuning, "machine_cache", lambda: cache)
+    assert commands.handle_list(argparse.Namespace()) == 0
+    lines = capsys.readouterr().out.splitlines()
+    line = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    assert lines[0] == "backends:"
+    assert line["fake-unavailable"].endswith(" (unavailable: fake reason it cannot run)")
+    assert line["fake-inference-only"].endswith(" (available; does not run: training)")
+    if backends.get("numba-cpu").available:
+        assert line["numba-cpu"].endswith(f" (available{tuning_note})")
+    suites_at = lines.index("suites:")
+    assert lines[suites_at - 1] == ""
+    assert "      gru/lstm inference/training: 8,2,8,8 16,4,16,32" in lines
+    # DeepBench's GRU training group: its first 8 of 19 sizes
+    assert ("      gru training: 1500,32,1536,1536 750,32,1536,1536 375,32,1536,1536 "
+            "187,32,1536,1536 1500,32,2048,2048 750,32,2048,2048 375,32,2048,2048 "
+            "187,32,2048,2048 ... (19 sizes)") in lines
+    assert lines[-1] == ("  or a .toml file: see `python -m grubench run --help` and "
+                         "grubench/suites.py")
