@@ -439,3 +439,24 @@ def test_without_arguments_main_reads_the_command_line(capsys, monkeypatch, rais
     monkeypatch.setattr(sys, "argv", ["grubench", "raise"])
     raising_command[0] = 7
     assert cli.main() == 7
+
+
+def test_compare_cells_prints_its_time_table_and_records_the_run_unless_told_not_to(
+        capsys, monkeypatch, tmp_path):
+    from fake_backends import install
+
+    from grubench.history import store
+
+    install(monkeypatch)
+    db_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    monkeypatch.setenv(store.ENV, db_url)
+    argv = ("compare-cells", "--backends", "fake-ok", "--mode", "inference", "--out",
+            str(tmp_path / "out"), *TINY_RUN)
+    status, out, err = run_main(capsys, *argv)
+    assert status == 0, err
+    assert "median time (" in out
+    assert "peak memory" not in out.split("[ GRU vs LSTM")[0]    # the time table alone
+    opened = store.Store(db_url, write=False)
+    assert opened.counts()[0] == 1
+    assert run_main(capsys, *argv, "--no-history")[0] == 0
+    assert opened.counts()[0] == 1
