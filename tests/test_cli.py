@@ -260,9 +260,10 @@ def test_mode_both_and_variant_both_reach_the_run(capsys, monkeypatch, tmp_path,
     from fake_backends import install
 
     install(monkeypatch)
-    status, _, err = run_main(capsys, command, "--backends", "fake-ok", "--mode", "both",
-                              "--variant", "both", "--out", str(tmp_path), *TINY_RUN)
+    status, out, err = run_main(capsys, command, "--backends", "fake-ok", "--mode", "both",
+                                "--variant", "both", "--out", str(tmp_path), *TINY_RUN)
     assert status == 0, err
+    assert f"; report: {tmp_path}/report.md (results.json" in out
     (kwargs, frame), = reaching_run_suite
     assert kwargs["modes"] == ("inference", "training")
     assert kwargs["variants"] == ("reset_after", "reset_before")
@@ -460,3 +461,15 @@ def test_compare_cells_prints_its_time_table_and_records_the_run_unless_told_not
     assert opened.counts()[0] == 1
     assert run_main(capsys, *argv, "--no-history")[0] == 0
     assert opened.counts()[0] == 1
+
+
+def test_the_dtype_option_reaches_the_run(capsys, monkeypatch, tmp_path, reaching_run_suite):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--mode", "inference",
+                              "--cells", "gru", "--dtype", "float64", "--out", str(tmp_path),
+                              *TINY_RUN)
+    assert status == 0, err
+    (kwargs, frame), = reaching_run_suite
+    assert kwargs["dtype"] == "float64" and set(frame["dtype"]) == {"float64"}
