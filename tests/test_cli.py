@@ -463,13 +463,22 @@ def test_compare_cells_prints_its_time_table_and_records_the_run_unless_told_not
     assert opened.counts()[0] == 1
 
 
-def test_the_dtype_option_reaches_the_run(capsys, monkeypatch, tmp_path, reaching_run_suite):
+def test_every_case_option_reaches_the_run(capsys, monkeypatch, tmp_path, reaching_run_suite):
     from fake_backends import install
 
     install(monkeypatch)
     status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--mode", "inference",
-                              "--cells", "gru", "--dtype", "float64", "--out", str(tmp_path),
-                              *TINY_RUN)
+                              "--cells", "gru", "--dtype", "float64", "--size", "2,1,2,2",
+                              "--threads", "1", "--min-runs", "3", "--min-time", "0.001",
+                              "--timeout", "30", "--baseline", "numpy", "--out",
+                              str(tmp_path), "--no-progress")
     assert status == 0, err
     (kwargs, frame), = reaching_run_suite
-    assert kwargs["dtype"] == "float64" and set(frame["dtype"]) == {"float64"}
+    assert {k: kwargs[k] for k in ("backends", "cells", "modes", "dtype", "sizes", "threads",
+                                   "min_runs", "min_time", "case_timeout", "baseline",
+                                   "scale", "out", "progress")} == dict(
+        backends=("fake-ok",), cells=("gru",), modes=("inference",), dtype="float64",
+        sizes=[(2, 1, 2, 2)], threads=[1], min_runs=3, min_time=0.001, case_timeout=30.0,
+        baseline="numpy", scale=1.0, out=str(tmp_path), progress=False)
+    assert set(frame["dtype"]) == {"float64"} and set(frame["baseline"]) == {"numpy"}
+    assert (frame["runs"] >= 3).all()
