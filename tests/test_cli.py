@@ -265,9 +265,10 @@ def test_mode_both_and_variant_both_reach_the_run(capsys, monkeypatch, tmp_path,
     from fake_backends import install
 
     install(monkeypatch)
-    status, _, err = run_main(capsys, command, "--backends", "fake-ok", "--mode", "both",
-                              "--variant", "both", "--out", str(tmp_path), *TINY_RUN)
+    status, out, err = run_main(capsys, command, "--backends", "fake-ok", "--mode", "both",
+                                "--variant", "both", "--out", str(tmp_path), *TINY_RUN)
     assert status == 0, err
+    assert f"; report: {tmp_path}/report.md (results.json" in out
     (kwargs, frame), = reaching_run_suite
     assert kwargs["modes"] == ("inference", "training")
     assert kwargs["variants"] == ("reset_after", "reset_before")
@@ -406,3 +407,109 @@ def test_show_without_metrics_prints_time_memory_and_accuracy(capsys, saved_repo
 def test_show_refuses_an_unknown_metric(capsys, saved_report):
     status, _, err = run_main(capsys, "show", str(saved_report), "--metrics", "speed")
     assert status == 2 and "unknown metric 'speed'" in err
+
+
+# ---------------------------------------------------------------- cli.main's exit codes
+
+@pytest.fixture
+def raising_command(monkeypatch):
+    """A `raise` command whose handler raises what the test puts in ``raised[0]`` (or
+    returns it, when it is not an exception)."""
+    raised = [None]
+    module = types.ModuleType("grubench_test_raise")
+
+    def handle(args):
+        if isinstance(raised[0], BaseException):
+            raise raised[0]
+        return raised[0]
+
+    module.add_subcommand = lambda subparsers: subparsers.add_parser(
+        "raise").set_defaults(handler=handle)
+    monkeypatch.setitem(sys.modules, "grubench_test_raise", module)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "grubench_test_raise"])
+    return raised
+
+
+@pytest.mark.parametrize("error", [ValueError("bad size"), cli.UsageError("bad size"),
+                                   PermissionError("bad size"), NotADirectoryError("bad size"),
+                                   FileNotFoundError("bad size")])
+def test_a_users_mistake_raised_by_a_command_exits_2_in_one_line(capsys, raising_command,
+                                                                  error):
+    raising_command[0] = error
+    assert run_main(capsys, "raise") == (2, "", "grubench: error: bad size\n")
+
+
+def test_ctrl_c_exits_130_and_a_handler_without_a_code_exits_0(capsys, raising_command):
+    raising_command[0] = KeyboardInterrupt()
+    assert run_main(capsys, "raise") == (130, "", "grubench: interrupted\n")
+    raising_command[0] = None
+    assert run_main(capsys, "raise") == (0, "", "")
+
+
+def test_a_programming_error_is_not_passed_off_as_a_users_mistake(capsys, raising_command):
+    raising_command[0] = TypeError("a bug")
+    with pytest.raises(TypeError):
+        cli.main(["raise"])
+
+
+def test_help_is_not_taken_for_runs_options(capsys, monkeypatch):
+    monkeypatch.setattr(commands, "handle_run", lambda args: pytest.fail("run was started"))
+    for argv in (["-h"], ["--help"]):
+        status, out, _ = run_main(capsys, *argv)
+        assert status == 0 and out.startswith("usage: grubench [-h] COMMAND")
+
+
+def test_an_argparse_error_names_the_commands_help(capsys):
+    status, out, err = run_main(capsys, "run", "--mode", "fast")
+    assert (status, out) == (2, "")
+    assert err.startswith("grubench: error: argument --mode: invalid choice: 'fast'")
+    assert err.endswith(" (see `grubench run --help`)\n")
+
+
+def test_without_arguments_main_reads_the_command_line(capsys, monkeypatch, raising_command):
+    monkeypatch.setattr(commands, "handle_run", lambda args: pytest.fail("run was started"))
+    monkeypatch.setattr(sys, "argv", ["grubench", "raise"])
+    raising_command[0] = 7
+    assert cli.main() == 7
+
+
+def test_compare_cells_prints_its_time_table_and_records_the_run_unless_told_not_to(
+        capsys, monkeypatch, tmp_path):
+    from fake_backends import install
+
+    from grubench.history import store
+
+    install(monkeypatch)
+    db_url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    monkeypatch.setenv(store.ENV, db_url)
+    argv = ("compare-cells", "--backends", "fake-ok", "--mode", "inference", "--out",
+            str(tmp_path / "out"), *TINY_RUN)
+    status, out, err = run_main(capsys, *argv)
+    assert status == 0, err
+    assert "median time (" in out
+    assert "peak memory" not in out.split("[ GRU vs LSTM")[0]    # the time table alone
+    opened = store.Store(db_url, write=False)
+    assert opened.counts()[0] == 1
+    assert run_main(capsys, *argv, "--no-history")[0] == 0
+    assert opened.counts()[0] == 1
+
+
+def test_every_case_option_reaches_the_run(capsys, monkeypatch, tmp_path, reaching_run_suite):
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--mode", "inference",
+                              "--cells", "gru", "--dtype", "float64", "--size", "2,1,2,2",
+                              "--threads", "1", "--min-runs", "3", "--min-time", "0.001",
+                              "--timeout", "30", "--baseline", "numpy", "--out",
+                              str(tmp_path), "--no-progress")
+    assert status == 0, err
+    (kwargs, frame), = reaching_run_suite
+    assert {k: kwargs[k] for k in ("backends", "cells", "modes", "dtype", "sizes", "threads",
+                                   "min_runs", "min_time", "case_timeout", "baseline",
+                                   "scale", "out", "progress")} == dict(
+        backends=("fake-ok",), cells=("gru",), modes=("inference",), dtype="float64",
+        sizes=[(2, 1, 2, 2)], threads=[1], min_runs=3, min_time=0.001, case_timeout=30.0,
+        baseline="numpy", scale=1.0, out=str(tmp_path), progress=False)
+    assert set(frame["dtype"]) == {"float64"} and set(frame["baseline"]) == {"numpy"}
+    assert (frame["runs"] >= 3).all()

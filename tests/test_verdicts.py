@@ -318,3 +318,268 @@ def test_the_committed_compare_cells_run_renders_end_to_end(capsys):
     judged = verdicts.judge(frame, frame.attrs["training"])
     summary, _figures = report.verdict_tables(judged)
     assert report.render_markdown(summary) in (COMMITTED / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------- exact words, edges
+# Each expected text below is written out by hand from the rule it pins.
+
+def test_a_span_that_starts_or_ends_at_exactly_1():
+    assert verdicts.speed_span(1.0, 1.2) == "1.00x to 1.20x faster"
+    assert verdicts.speed_span(0.8, 1.0) == "1.25x slower to 1.00x faster"
+
+
+def test_task_accuracy_ranges_that_touch_overlap():
+    # GRU 90-92%, LSTM 92-95%: they share 92%, so similar, though the means are 2.5 apart
+    point = verdicts.task_accuracy_point("s", [0.90, 0.92], [0.92, 0.95])
+    assert point.outcome == HOLDS
+    assert point.figure == "GRU 91.0% (90.0-92.0) vs LSTM 93.5% (92.0-95.0): ranges overlap"
+
+
+def test_one_seed_is_not_judged_and_says_so():
+    point = verdicts.task_accuracy_point("at", [0.9], [0.95, 0.96])
+    assert (point.where, point.outcome, point.detail) == ("at", UNJUDGED,
+                                                          "mean (min-max) over 1 seed")
+    assert point.figure == ("GRU 90.0% (90.0-90.0) vs LSTM 95.5% (95.0-96.0): one seed, no "
+                            "spread to judge by")
+
+
+def test_task_accuracy_verdicts_count_settings_in_their_label_and_meaning():
+    claim = verdicts.task_accuracy_claim("toy")
+    judged = verdicts.VerdictSet()
+    judged.add(claim, "numba-cpu", verdicts.task_accuracy_point("a", [0.9, 0.92], [0.91, 0.93]))
+    judged.add(claim, "numba-cpu", verdicts.task_accuracy_point("b", [0.9, 0.91], [0.95, 0.96]))
+    assert judged.get(claim, "numba-cpu").label == (
+        "mixed (holds at 1 of 2 settings; does not hold at 1)")
+    assert verdicts.meaning(judged, claim) == (
+        "On this machine, with numba-cpu, GRU and LSTM reach similar test accuracy on toy at "
+        "1 of 2 settings, and GRU and LSTM test accuracies on toy differ beyond the seeds' "
+        "spread at 1 of 2 settings.")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"cell": "rnn"}, "f.json: result 1: unknown cell 'rnn'"),
+    ({"epoch_seconds": ""}, "f.json: result 1: epoch_seconds must be a list of numbers"),
+    ({"epoch_seconds": [0.5, "0.4"]}, "f.json: result 1: epoch_seconds must be a list of "
+                                      "numbers"),
+    ({"test_accuracy": "0.9"}, "f.json: result 1: test_accuracy must be a number"),
+])
+def test_a_bad_training_row_is_named_with_what_is_wrong(change, message):
+    with pytest.raises(ValueError) as error:
+        verdicts.check_training_rows([{**TRAINING[0], **change}], "f.json")
+    assert str(error.value) == message
+
+
+def test_accuracy_points_apart_are_whole_points_with_their_where_and_detail():
+    # means 80.5% and 90.5%: 10.0 points apart, LSTM better
+    apart = verdicts.task_accuracy_point("at", [0.80, 0.81], [0.90, 0.91])
+    assert apart == verdicts.Point("at", FAILS, "GRU 80.5% (80.0-81.0) vs LSTM 90.5% "
+                                   "(90.0-91.0): LSTM better by 10.0 points",
+                                   detail="mean (min-max) over 2 seeds")
+    # means 97.75% and 97.0%, no overlap: 0.75 points apart, GRU better, under 1
+    close = verdicts.task_accuracy_point("at", [0.975, 0.98], [0.97, 0.97])
+    assert close == verdicts.Point("at", HOLDS, "GRU 97.8% (97.5-98.0) vs LSTM 97.0% "
+                                   "(97.0-97.0): GRU better by 0.8 points, under 1",
+                                   detail="mean (min-max) over 2 seeds")
+
+
+def test_time_per_epoch_verdicts_say_settings_and_span_their_ratios():
+    claim = verdicts.epoch_time_claim("toy")
+    judged = verdicts.VerdictSet()
+    for where, outcome, ratio in (("a", HOLDS, 1.2), ("b", FAILS, 0.8), ("c", NOISE, 1.01)):
+        judged.add(claim, "numba-cpu", verdicts.Point(where, outcome, "-", ratio))
+    verdict = judged.get(claim, "numba-cpu")
+    # the span of the ratios 0.8 (1/0.8 = 1.25x slower) to 1.2
+    assert report.verdict_cell(verdict) == (
+        "mixed (holds at 1 of 3 settings; does not hold at 1, within noise at 1): 1.25x "
+        "slower to 1.20x faster")
+    assert verdicts.meaning(judged, claim) == (
+        "On this machine, with numba-cpu, GRU trains an epoch of toy faster than LSTM at 1 "
+        "of 3 settings, and GRU trains an epoch of toy slower than LSTM at 1 of 3 settings, "
+        "and GRU and LSTM train an epoch of toy equally fast within noise at 1 of 3 "
+        "settings.")
+
+
+def test_the_meaning_of_a_claim_not_judged_says_why():
+    judged = verdicts.VerdictSet()
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("a", None, times(2.0)))
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("b", None, times(2.0)))
+    judged.add(verdicts.INFERENCE, "numba-cpu", verdicts.speed_point("c", [1.0, 1.0], times(2.0)))
+    # each reason once, in the order first seen
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with numba-cpu, it could not be judged at every size measured (no "
+        "raw times in these results; 2 raw times on one side (at least 3 needed)).")
+
+
+def test_the_meaning_skips_a_backend_without_the_claim_and_is_empty_without_any():
+    judged = verdicts.VerdictSet()
+    judged.add(verdicts.PARAMETERS, "first", verdicts.parameters_point("s", 3, 4))
+    judged.add(verdicts.INFERENCE, "second", verdicts.Point("s", HOLDS, "-", 1.2))
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with second, GRU runs inference faster than LSTM at every size "
+        "measured.")
+    assert verdicts.meaning(judged, verdicts.TRAINING) == ""
+
+
+def test_a_bad_training_file_is_named_in_the_message(tmp_path):
+    path = tmp_path / "training.json"
+    path.write_text(json.dumps({"results": [{"cell": "gru"}]}))
+    with pytest.raises(ValueError) as error:
+        verdicts.load_training([tmp_path])
+    assert str(error.value) == (f"{path}: result 1 lacks dataset, backend, threads, seed, "
+                                f"test_accuracy, epoch_seconds")
+
+
+def test_backends_with_the_same_verdict_share_one_clause():
+    judged = verdicts.VerdictSet()
+    for backend, outcome in (("a", HOLDS), ("b", HOLDS), ("c", HOLDS), ("d", FAILS)):
+        judged.add(verdicts.INFERENCE, backend, verdicts.Point("s", outcome, "-", 1.0))
+    assert verdicts.meaning(judged, verdicts.INFERENCE) == (
+        "On this machine, with a, b and c, GRU runs inference faster than LSTM at every size "
+        "measured; with d, GRU runs inference slower than LSTM at every size measured.")
+
+
+def test_points_are_ordered_by_threads_dtype_h_b_t_i_and_name_what_varies():
+    where = [("2,1,2,4", "float32", 2), ("2,1,2,4", "float64", 1), ("2,1,2,8", "float32", 1),
+             ("2,2,2,4", "float32", 1), ("4,1,2,4", "float32", 1), ("2,1,8,4", "float32", 1),
+             ("2,1,2,4", "float32", 1)]
+    rows = [row("b", cell, "inference", tuple(map(int, size.split(","))), ms, dtype=dtype,
+                threads=threads)
+            for size, dtype, threads in where for cell, ms in (("gru", 1.0), ("lstm", 1.4))]
+    rows.append(row("b", "gru", "inference", (1, 1, 1, 1), 1.0))   # no LSTM: no point
+    judged = verdicts.judge(frame_of(rows))
+    expected = ["2,1,2,4 float32 t1", "2,1,8,4 float32 t1", "4,1,2,4 float32 t1",
+                "2,2,2,4 float32 t1", "2,1,2,8 float32 t1", "2,1,2,4 float64 t1",
+                "2,1,2,4 float32 t2"]
+    for claim in (verdicts.PARAMETERS, verdicts.INFERENCE, verdicts.NUMERICS):
+        assert [p.where for p in judged.get(claim, "b").points] == expected
+    # one dtype and one thread count: the size alone
+    judged = verdicts.judge(frame_of(rows[-3:]))
+    assert [p.where for p in judged.get(verdicts.INFERENCE, "b").points] == ["2,1,2,4"]
+
+
+def test_memory_points_name_their_size(judged):
+    for claim in (verdicts.PEAK, verdicts.SAVED):
+        assert [p.where for p in judged.get(claim, "numba-cpu").points] == [
+            "100,1,64,64", "20,64,512,512"]
+
+
+def test_claims_keep_their_order_when_training_is_measured_at_a_later_size_only():
+    rows = [r for r in cells("b", SMALL, 1.0, 1.4) if r["mode"] == "inference"]
+    judged = verdicts.judge(frame_of(rows + cells("b", LARGE, 1.0, 1.4)), TRAINING)
+    assert [c.key for c in judged.claims] == ["parameters", "inference", "training", "peak",
+                                              "saved", "numerics", "epoch:toy",
+                                              "accuracy:toy"]
+
+
+def test_a_training_run_of_one_seed_and_a_dataset_with_one_cell():
+    only_gru = [{**r, "dataset": "other"} for r in TRAINING if r["cell"] == "gru"]
+    one_seed = [r for r in TRAINING if r["seed"] == 0]
+    judged = verdicts.judge(frame_of([]), only_gru + one_seed)
+    assert judged.backends == ["numba-cpu"]
+    assert [c.key for c in judged.claims] == ["parameters", "epoch:toy", "accuracy:toy"]
+    (parameters,) = judged.get(verdicts.PARAMETERS, "numba-cpu").points
+    assert parameters.figure == "GRU 15,561 vs LSTM 20,553: GRU 0.76x as many"
+    # 3 epochs after the first a side: judged; one seed: accuracy not judged
+    assert judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").outcome == HOLDS
+    assert judged.get(verdicts.task_accuracy_claim("toy"), "numba-cpu").outcome == UNJUDGED
+
+
+def test_numerics_judges_the_modes_measured_for_both_cells():
+    # training's LSTM error missing: inference alone, 2e-7 of its 1e-6 target
+    point = verdicts.numerics_point("s", "float32", {"training": (1e-7, None),
+                                                     "inference": (1e-7, 2e-7)})
+    assert point == verdicts.Point("s", HOLDS, "inference GRU 1.0e-07, LSTM 2.0e-07 "
+                                               "(target 1e-06)", pytest.approx(0.2))
+    none = verdicts.numerics_point("s", "float32", {"inference": (float("nan"), 2e-7)})
+    assert none == verdicts.Point("s", UNJUDGED, "no accuracy measured for both cells")
+
+
+def test_time_per_epoch_points_name_the_training_settings():
+    judged = verdicts.judge(frame_of([]), TRAINING)
+    (point,) = judged.get(verdicts.epoch_time_claim("toy"), "numba-cpu").points
+    assert point.where == "hidden 64, 4 epochs, batch 16, t1"
+
+
+def test_an_error_at_its_target_is_within_it_and_every_mode_is_listed():
+    both = verdicts.numerics_point("s", "float32", {"inference": (1e-6, 5e-7),
+                                                    "training": (3e-7, 5e-5)})
+    assert both == verdicts.Point("s", HOLDS, "inference GRU 1.0e-06, LSTM 5.0e-07 (target "
+                                              "1e-06); training GRU 3.0e-07, LSTM 5.0e-05 "
+                                              "(target 1e-04)", 1.0)
+
+
+def test_memory_not_measured_for_both_cells_is_not_judged():
+    assert verdicts.memory_point("s", 100, float("nan")) == verdicts.Point(
+        "s", UNJUDGED, "not measured for both cells")
+
+
+def test_memory_exactly_2_percent_apart_is_within_noise_and_one_byte_counts():
+    # 102 / 100 = 1.02 and 100 / 102 = 1 / 1.02: "within 2%" includes 2%
+    assert verdicts.memory_point("s", 100, 102).outcome == NOISE
+    assert verdicts.memory_point("s", 102, 100).outcome == NOISE
+    assert verdicts.memory_point("s", 1, 2) == verdicts.Point(
+        "s", HOLDS, "GRU 1 B vs LSTM 2 B: LSTM needs 2.00x as much", 2.0)
+    assert verdicts.memory_point("s", 2, 1).outcome == FAILS
+    assert verdicts.memory_point("s", 0, 1) == verdicts.Point(
+        "s", UNJUDGED, "a cell's counter saw no allocation")
+
+
+def test_memory_and_parameter_figures_in_either_direction():
+    assert verdicts.memory_point("s", 2 ** 21, 2 ** 20) == verdicts.Point(
+        "s", FAILS, "GRU 2 MiB vs LSTM 1 MiB: GRU needs 2.00x as much", 0.5)
+    assert verdicts.memory_point("s", 5, 5).figure == "GRU 5 B vs LSTM 5 B: LSTM needs 1.00x as much"
+    assert verdicts.parameters_point("s", 5_000, 4_000) == verdicts.Point(
+        "s", FAILS, "GRU 5,000 vs LSTM 4,000: GRU 1.25x as many", 0.8)
+    assert verdicts.parameters_point("s", 4, 4) == verdicts.Point(
+        "s", NOISE, "GRU 4 vs LSTM 4: GRU 1.00x as many", 1.0)
+
+
+@pytest.mark.parametrize("gru, lstm, outcome, figure", [
+    # constant samples: the interval is the ratio itself, exactly at the 5% floor
+    ([1.0] * 5, [1.05] * 5, HOLDS, "GRU 1 s vs LSTM 1.05 s: 1.05x faster"),
+    ([1.05] * 5, [1.0] * 5, FAILS, "GRU 1.05 s vs LSTM 1 s: 1.05x slower"),
+    # three of LSTM's 7 samples at GRU's time: a resampled median equals it far more often
+    # than 2.5% of the time, so the interval reaches 1 exactly: within noise
+    ([1e-3] * 7, [1e-3] * 3 + [2e-3] * 4, NOISE, "GRU 1 ms vs LSTM 2 ms: 2.00x faster"),
+    ([1e-3] * 3 + [2e-3] * 4, [1e-3] * 7, NOISE, "GRU 2 ms vs LSTM 1 ms: 2.00x slower"),
+    # three samples a side are enough
+    ([1e-3, 1.01e-3, 0.99e-3], [2e-3, 2.02e-3, 1.98e-3], HOLDS,
+     "GRU 1 ms vs LSTM 2 ms: 2.00x faster"),
+])
+def test_the_speed_rule_at_its_edges(gru, lstm, outcome, figure):
+    point = verdicts.speed_point("s", gru, lstm)
+    assert (point.where, point.outcome, point.figure) == ("s", outcome, figure)
+
+
+def test_too_few_samples_say_how_many():
+    assert verdicts.speed_point("s", [1.0, 1.0], times(2.0)) == verdicts.Point(
+        "s", UNJUDGED, "2 raw times on one side (at least 3 needed)")
+
+
+def test_intervals_read_in_the_direction_of_the_ratio():
+    assert verdicts._interval(1.2, 1.1, 1.3) == "1.10-1.30x"
+    assert verdicts._interval(1.0, 0.9, 1.2) == "0.90-1.20x"        # 1.00x faster
+    assert verdicts._interval(0.5, 0.4, 0.8) == "1.25-2.50x"        # 1/0.8 to 1/0.4 slower
+    assert verdicts._interval(15.0, 12.0, 20.0) == "12.0-20.0x"
+
+
+def test_factors_from_10_on_keep_one_decimal():
+    assert [verdicts.factor(v) for v in (9.994, 10.0, 10.56)] == ["9.99x", "10.0x", "10.6x"]
+
+
+def test_the_interval_is_scipys_percentile_bootstrap_with_2000_resamples_and_seed_0():
+    from scipy import stats
+
+    # even sizes: medians of resamples take many values, so the settings move the interval
+    gru, lstm = np.array(times(10.0, n=8, spread=0.2)), np.array(times(12.0, n=8, spread=0.2,
+                                                                       seed=1))
+
+    def interval(n_resamples):
+        result = stats.bootstrap(
+            (gru, lstm), lambda g, l_, axis: np.median(l_, axis) / np.median(g, axis),
+            vectorized=True, n_resamples=n_resamples, confidence_level=0.95,
+            method="percentile", rng=np.random.default_rng(0))
+        return result.confidence_interval.low, result.confidence_interval.high
+
+    assert verdicts._bootstrap_ratio(gru, lstm) == interval(2000)
+    assert interval(2000) != interval(9999)         # the resample count shows
