@@ -333,7 +333,6 @@ def task_accuracy_point(where: str, gru_accuracies, lstm_accuracies) -> Point:
                 f"{100 * max(values):.1f})")
 
     seeds = min(len(gru_accuracies), len(lstm_accuracies))
-    seeds = min(len(gru_accuracies), len(lstm_accuracies))
     figure = f"GRU {spread(gru_accuracies)} vs LSTM {spread(lstm_accuracies)}"
     detail = f"mean (min-max) over {seeds} seed{'s' * (seeds != 1)}"
     if seeds < MIN_SEEDS:

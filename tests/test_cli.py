@@ -513,3 +513,40 @@ def test_every_case_option_reaches_the_run(capsys, monkeypatch, tmp_path, reachi
         baseline="numpy", scale=1.0, out=str(tmp_path), progress=False)
     assert set(frame["dtype"]) == {"float64"} and set(frame["baseline"]) == {"numpy"}
     assert (frame["runs"] >= 3).all()
+
+
+def test_the_last_line_gives_the_runs_seconds_by_the_commands_clock(capsys, monkeypatch,
+                                                                     tmp_path):
+    """The run's duration is the command's clock at the end minus at the start (12.5 s
+    here, from a clock replaced in grubench.commands only: the workers' timing keeps
+    the real one)."""
+    import types
+
+    from fake_backends import install
+    from grubench import commands
+
+    install(monkeypatch)
+    readings = iter([100.0, 112.5])
+    monkeypatch.setattr(commands, "time", types.SimpleNamespace(
+        monotonic=lambda: next(readings)))
+    status, out, err = run_main(capsys, "run", "--backends", "fake-ok", "--mode", "inference",
+                                "--cells", "gru", "--size", "2,1,2,2", "--min-runs", "3",
+                                "--min-time", "0.001", "--out", str(tmp_path),
+                                "--no-progress")
+    assert status == 0, err
+    assert f"cases in 12.5 s; report: {tmp_path}/report.md" in out
+
+
+def test_without_mode_or_variant_the_suites_own_reach_the_run(capsys, monkeypatch, tmp_path,
+                                                             reaching_run_suite):
+    """No --mode/--variant: run_suite gets None and keeps each group's modes and
+    variants (a suite's inference-only group stays inference only)."""
+    from fake_backends import install
+
+    install(monkeypatch)
+    status, _, err = run_main(capsys, "run", "--backends", "fake-ok", "--cells", "gru",
+                              "--size", "2,1,2,2", "--min-runs", "3", "--min-time", "0.001",
+                              "--out", str(tmp_path), "--no-progress")
+    assert status == 0, err
+    (kwargs, _), = reaching_run_suite
+    assert kwargs["modes"] is None and kwargs["variants"] is None
