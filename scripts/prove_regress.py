@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grubench import ab, calibrated, machine, regress  # noqa: E402
+from grubench import ab, calibrated, machine, regress, worker  # noqa: E402
 from grubench.files import write_atomic  # noqa: E402
 
 #: The machine's ISA restricted to AVX2 for numba, OpenBLAS, MKL and oneDNN (both sides).
@@ -40,19 +40,11 @@ def conditions(slowdown: float) -> list[tuple[str, dict, bool]]:
 
 
 def run_once(site: Path, env: dict, args) -> tuple[list[regress.Verdict], float]:
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with worker.inherited_env(env):
         start = time.perf_counter()
         verdicts = regress.ab_verdicts({c.key: c for c in regress.CI_SUITE}, site,
                                        args.rounds, args.pairs, args.tolerance)
         return verdicts, time.perf_counter() - start
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def main() -> int:
