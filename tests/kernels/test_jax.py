@@ -91,8 +91,9 @@ def test_saved_bytes_are_the_residuals_and_synchronize_waits():
     assert all(leaf.is_ready() for leaf in jax.tree_util.tree_leaves(outputs))
 
 
-def test_registry_counts_memory_by_rss():
-    assert backends.get("jax").entry.memory == "rss"
+def test_registry_declares_no_memory_counter():
+    # XLA's allocator reuses pages it holds: the resident set does not see its outputs
+    assert backends.get("jax").entry.memory == "none"
     assert backends.get("jax").entry.unsupported == {}
 
 
