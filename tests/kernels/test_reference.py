@@ -214,3 +214,17 @@ def test_infinite_input_saturates_the_gates_like_torch(cell, reset_after):
     for what, out, ref in zip(("y", "h_n", "c_n"), outputs, torch_outputs):
         assert np.isfinite(out).all(), what
         tolerances.FLOAT64.assert_close(out, ref, what)
+
+
+def test_always_available():
+    """The oracle needs NumPy only: every other backend's accuracy is measured against it."""
+    assert reference.availability() == (True, None)
+
+
+@pytest.mark.parametrize("cell, saved_per_step", [("gru", 5), ("lstm", 7)])
+def test_saved_bytes_count_what_backward_keeps(cell, saved_per_step):
+    """The memory report's saved-activations figure: GRU keeps h_prev, r, z, n, W_hn h
+    + b_hn and LSTM h_prev, c_prev, i, f, g, o, tanh(c), each (B, H), per step."""
+    prepared = reference.prepare(make_args(cell, T=3, B=2, I=4, H=5))
+    prepared.forward_train()
+    assert prepared.saved_bytes == saved_per_step * 3 * 2 * 5 * 8
